@@ -1,0 +1,81 @@
+// swift-tools-version: 6.0
+// Facet — masked-face recognition matching cluster.
+// Layout: C libraries behind thin `C*` system-library targets; pure cores (FacetNN, FacetIndex,
+// FacetClassify, FacetImaging) that know nothing of ZeroMQ, LMDB or processes; services on top.
+import PackageDescription
+
+// Hot numeric targets are optimised even in debug builds, so `swift test` (debug) runs the CNN,
+// the index and the shape predictor at useful speed. Release builds are unaffected.
+let optimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
+let package = Package(
+    name: "Facet",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "facet", targets: ["facet"]),
+        .library(name: "FacetClient", targets: ["FacetClient"]),
+        .library(name: "FacetFace", targets: ["FacetFace"]),
+        .library(name: "FacetIndex", targets: ["FacetIndex"]),
+        .library(name: "FacetStore", targets: ["FacetStore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
+    ],
+    targets: [
+        // MARK: C libraries from Debian (see FINDINGS: no pkgConfig for libzmq, it drags a rejected -isystem)
+        .systemLibrary(name: "CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng16", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CLinear", providers: [.apt(["liblinear-dev"])]),
+
+        // MARK: pure cores
+        .target(name: "FacetImaging", dependencies: ["CTurboJPEG", "CPNG"], swiftSettings: optimisedInDebug),
+        .target(name: "FacetNN", dependencies: ["COpenBLAS"], swiftSettings: optimisedInDebug),
+        .target(name: "FacetIndex", dependencies: ["COpenBLAS"], swiftSettings: optimisedInDebug),
+        .target(name: "FacetClassify", dependencies: ["CLinear"], swiftSettings: optimisedInDebug),
+
+        // MARK: face pipeline
+        .target(name: "FacetFace", dependencies: ["FacetImaging", "FacetNN"], swiftSettings: optimisedInDebug),
+        .target(name: "FacetMasking", dependencies: ["FacetImaging", "FacetFace"], swiftSettings: optimisedInDebug),
+        .target(name: "FacetEval", dependencies: ["FacetFace", "FacetMasking", "FacetClassify", "FacetIndex"]),
+
+        // MARK: storage, wire, transport
+        .target(name: "FacetStore", dependencies: ["CLMDB", "FacetIndex", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "FacetWire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "FacetTransport", dependencies: ["CZeroMQ", .product(name: "Logging", package: "swift-log")]),
+
+        // MARK: services and clients
+        .target(name: "FacetCluster", dependencies: [
+            "FacetFace", "FacetMasking", "FacetIndex", "FacetStore", "FacetClassify", "FacetWire", "FacetTransport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .target(name: "FacetClient", dependencies: ["FacetWire", "FacetTransport"]),
+        .target(name: "FacetTestSupport", dependencies: ["FacetIndex", "FacetImaging"], path: "Sources/FacetTestSupport"),
+
+        // MARK: command line (thin)
+        .executableTarget(name: "facet", dependencies: [
+            "FacetFace", "FacetMasking", "FacetEval", "FacetIndex", "FacetStore", "FacetClassify", "FacetCluster", "FacetClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // MARK: tests
+        .testTarget(name: "FacetImagingTests", dependencies: ["FacetImaging", "FacetTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FacetNNTests", dependencies: ["FacetNN", "FacetTestSupport"]),
+        .testTarget(name: "FacetFaceTests", dependencies: ["FacetFace", "FacetTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FacetIndexTests", dependencies: ["FacetIndex", "FacetTestSupport"]),
+        .testTarget(name: "FacetStoreTests", dependencies: ["FacetStore", "FacetIndex", "FacetTestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

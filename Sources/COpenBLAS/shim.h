@@ -1,0 +1,1 @@
+#include <openblas-pthread/cblas.h>

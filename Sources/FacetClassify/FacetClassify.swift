@@ -1,0 +1,1 @@
+// FacetClassify: One-vs-rest linear SVMs through LIBLINEAR, class and sample weights, calibration.

@@ -1,0 +1,1 @@
+// FacetClient: Client library for applications talking to a Facet coordinator.

@@ -1,0 +1,1 @@
+// FacetCluster: Coordinator, matcher and embedder services, shard map, jobs.

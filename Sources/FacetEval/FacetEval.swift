@@ -1,0 +1,1 @@
+// FacetEval: LFW protocol, verification and identification metrics, fairness, HTML/SVG report.

@@ -1,0 +1,1 @@
+// FacetIndex: Vector kernels, exact search and the HNSW approximate-nearest-neighbour index.

@@ -1,0 +1,1 @@
+// FacetMasking: Synthetic masks: templates, placement from landmarks, types, colours.

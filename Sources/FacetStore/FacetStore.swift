@@ -1,0 +1,1 @@
+// FacetStore: LMDB environments, typed tables, encryption at rest, durable partitions.

@@ -1,0 +1,1 @@
+// FacetTestSupport: Test fixtures: temporary directories, seeded face-like embeddings, fixture lookup.

@@ -1,0 +1,1 @@
+// FacetTransport: ZeroMQ sockets, poller, CURVE, framing.

@@ -1,0 +1,1 @@
+// FacetWire: Generated protobuf messages (proto/facet.proto) and message helpers.

@@ -1,0 +1,14 @@
+import ArgumentParser
+
+/// The `facet` command line: a thin shell over the library targets.
+/// Each subcommand lives in its own file in this folder.
+@main
+struct Facet: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "facet",
+        abstract: "Masked-face recognition: embed, mask, evaluate, index, and run a matching cluster.",
+        version: "0.1.0",
+        subcommands: [
+        ]
+    )
+}
