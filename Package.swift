@@ -39,7 +39,8 @@ let package = Package(
         // MARK: pure cores
         .target(name: "FacetImaging", dependencies: ["CTurboJPEG", "CPNG"], swiftSettings: optimisedInDebug),
         .target(name: "FacetNN", dependencies: ["COpenBLAS"], swiftSettings: optimisedInDebug),
-        .target(name: "FacetIndex", dependencies: ["COpenBLAS"], swiftSettings: optimisedInDebug),
+        .target(name: "CFacetKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "FacetIndex", dependencies: ["COpenBLAS", "CFacetKernels"], swiftSettings: optimisedInDebug),
         .target(name: "FacetClassify", dependencies: ["CLinear"], swiftSettings: optimisedInDebug),
 
         // MARK: face pipeline
@@ -61,7 +62,8 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "FacetClient", dependencies: ["FacetWire", "FacetTransport"]),
-        .target(name: "FacetTestSupport", dependencies: ["FacetIndex", "FacetImaging"], path: "Sources/FacetTestSupport"),
+        .target(name: "FacetTestSupport", dependencies: ["FacetIndex", "FacetImaging", "COpenBLAS"], path: "Sources/FacetTestSupport",
+                resources: [.copy("Resources")], swiftSettings: optimisedInDebug),
 
         // MARK: command line (thin)
         .executableTarget(name: "facet", dependencies: [

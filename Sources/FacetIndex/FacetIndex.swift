@@ -1,1 +1,0 @@
-// FacetIndex: Vector kernels, exact search and the HNSW approximate-nearest-neighbour index.

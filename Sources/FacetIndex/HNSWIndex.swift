@@ -1,0 +1,202 @@
+import CFacetKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Settings fixed when an ``HNSWIndex`` is created.
+public struct HNSWConfiguration: Sendable, Hashable, Codable {
+    public var dimension: Int
+    public var metric: Metric
+    /// Links per node on the upper layers (`M`); layer 0 keeps up to `2·M`.
+    public var m: Int
+    /// Candidate-list size while inserting.
+    public var efConstruction: Int
+    /// Slots allocated up front (the storage doubles when full).
+    public var initialCapacity: Int
+    /// Seed of the level generator (fixed seed → reproducible graphs).
+    public var seed: UInt64
+    /// Tombstones are physically removed (graph repaired, slots freed for reuse) when they exceed this
+    /// fraction of the live vectors (and at least `purgeMinimum`). `compact()` does it on demand.
+    public var purgeFraction: Double
+    public var purgeMinimum: Int
+
+    public init(dimension: Int, metric: Metric = .l2Squared, m: Int = 16, efConstruction: Int = 200,
+                initialCapacity: Int = 1024, seed: UInt64 = 100, purgeFraction: Double = 0.1, purgeMinimum: Int = 256) {
+        self.dimension = dimension; self.metric = metric; self.m = m; self.efConstruction = efConstruction
+        self.initialCapacity = initialCapacity; self.seed = seed
+        self.purgeFraction = purgeFraction; self.purgeMinimum = purgeMinimum
+    }
+
+    func validated() throws(IndexError) -> HNSWConfiguration {
+        guard dimension > 0 && dimension <= 65_536 else { throw .invalidParameter(name: "dimension", value: dimension, reason: "must be 1...65536") }
+        guard m >= 2 && m <= 256 else { throw .invalidParameter(name: "m", value: m, reason: "must be 2...256") }
+        guard efConstruction >= 1 else { throw .invalidParameter(name: "efConstruction", value: efConstruction, reason: "must be positive") }
+        return self
+    }
+}
+
+/// Hierarchical Navigable Small World graph for approximate nearest-neighbour search.
+///
+/// Malkov, Y. A. & Yashunin, D. A. (2018), "Efficient and robust approximate nearest neighbor search
+/// using Hierarchical Navigable Small World graphs", IEEE TPAMI 42(4). The layout follows hnswlib's
+/// `hnswalg.h`: one fixed-stride record per slot `[count | 2M links | vector]` so a node's links and
+/// vector share cache lines; sparse upper layers in per-node blocks; dense ``InternalID`` slots inside,
+/// ``VectorID`` labels only at the edge.
+///
+/// Concurrency: any number of concurrent searches, one writer at a time. Inserts compute their
+/// neighbourhoods under the shared lock and take the exclusive lock only to link.
+///
+/// Deletion: a deleted vector becomes a tombstone at once (never returned, its id free for reuse);
+/// tombstones are then physically removed in batches — neighbours re-linked with the selection
+/// heuristic, the slot zeroed and reused by later inserts.
+public final class HNSWIndex: VectorIndex, @unchecked Sendable {   // state guarded by `lock` (+ `writer` for mutations)
+    public let configuration: HNSWConfiguration
+    public var dimension: Int { configuration.dimension }
+    public var metric: Metric { configuration.metric }
+
+    // MARK: layout
+    let dim: Int
+    let maxM: Int          // upper layers
+    let maxM0: Int         // layer 0
+    let recordStride: Int        // bytes per level-0 record
+    let vectorOffset: Int  // bytes from record start to the vector
+    let upperStride: Int   // UInt32s per upper level block: 1 + maxM
+    let levelMultiplier: Double
+
+    // MARK: storage (guarded by `lock`)
+    var capacity: Int
+    var slotCount: Int = 0                     // high-water mark of used slots
+    var level0: UnsafeMutableRawPointer
+    var levels: UnsafeMutablePointer<UInt8>
+    var upper: UnsafeMutablePointer<UnsafeMutablePointer<UInt32>?>
+    var labels: UnsafeMutablePointer<UInt64>
+    var states: UnsafeMutablePointer<SlotState>
+    var idToSlot: [UInt64: UInt32] = [:]
+    var freeSlots: [UInt32] = []
+    var tombstoneCount = 0
+    var entryPoint: UInt32 = HNSWIndex.none
+    var maxLevel: Int = -1
+    var rng: SplitMix64
+
+    static let none = UInt32.max
+
+    let lock = ReadWriteLock()
+    let writer = PlainMutex()
+    let contexts = SearchContextPool()
+
+    /// What a slot holds.
+    enum SlotState: UInt8 {
+        case free = 0, live = 1, deleted = 2
+    }
+
+    public init(configuration: HNSWConfiguration) throws(IndexError) {
+        let c = try configuration.validated()
+        self.configuration = c
+        dim = c.dimension
+        maxM = c.m
+        maxM0 = 2 * c.m
+        vectorOffset = (1 + maxM0) * 4
+        recordStride = vectorOffset + dim * 4
+        upperStride = 1 + maxM
+        levelMultiplier = 1 / log(Double(c.m))
+        capacity = Swift.max(16, c.initialCapacity)
+        level0 = .allocate(byteCount: capacity * recordStride, alignment: 64)
+        levels = .allocate(capacity: capacity)
+        upper = .allocate(capacity: capacity)
+        labels = .allocate(capacity: capacity)
+        states = .allocate(capacity: capacity)
+        states.initialize(repeating: .free, count: capacity)
+        upper.initialize(repeating: nil, count: capacity)
+        rng = SplitMix64(seed: c.seed)
+    }
+
+    deinit {
+        for s in 0..<slotCount { upper[s]?.deallocate() }
+        level0.deallocate(); levels.deallocate(); upper.deallocate(); labels.deallocate(); states.deallocate()
+    }
+
+    // MARK: counts
+
+    /// Live vectors.
+    public var count: Int { lock.withReadLock { idToSlot.count } }
+    /// Deleted vectors not yet physically removed.
+    public var pendingTombstones: Int { lock.withReadLock { tombstoneCount } }
+    /// Bytes held by the index: level-0 records, upper-layer links, labels, states, the id map.
+    public var memoryBytes: Int {
+        lock.withReadLock {
+            var bytes = capacity * (recordStride + 1 + 8 + 1 + MemoryLayout<UnsafeMutablePointer<UInt32>?>.size)
+            for s in 0..<slotCount where levels[s] > 0 { bytes += Int(levels[s]) * upperStride * 4 }
+            bytes += idToSlot.capacity * (8 + 4) * 4 / 3 + freeSlots.capacity * 4
+            return bytes
+        }
+    }
+
+    public func contains(_ id: VectorID) -> Bool { lock.withReadLock { idToSlot[id.rawValue] != nil } }
+
+    /// The stored vector for `id`, if live.
+    public func vector(for id: VectorID) -> [Float]? {
+        lock.withReadLock {
+            guard let s = idToSlot[id.rawValue] else { return nil }
+            return Array(UnsafeBufferPointer(start: vectorPointer(s), count: dim))
+        }
+    }
+
+    /// All live ids (unordered).
+    public var ids: [VectorID] { lock.withReadLock { idToSlot.keys.map(VectorID.init(rawValue:)) } }
+
+    // MARK: record access
+
+    @inline(__always) func record(_ slot: UInt32) -> UnsafeMutableRawPointer { level0 + Int(slot) &* recordStride }
+    @inline(__always) func vectorPointer(_ slot: UInt32) -> UnsafeMutablePointer<Float> {
+        (level0 + Int(slot) &* recordStride + vectorOffset).assumingMemoryBound(to: Float.self)
+    }
+    /// Link list at `level`: element 0 is the count, then the neighbour slots.
+    @inline(__always) func links(_ slot: UInt32, _ level: Int) -> UnsafeMutablePointer<UInt32> {
+        if level == 0 { return (level0 + Int(slot) &* recordStride).assumingMemoryBound(to: UInt32.self) }
+        return upper[Int(slot)].unsafelyUnwrapped + (level - 1) * upperStride
+    }
+    @inline(__always) func distance(_ q: UnsafePointer<Float>, _ slot: UInt32) -> Float {
+        switch configuration.metric {
+        case .l2Squared: facet_l2sq_f32(q, vectorPointer(slot), dim)
+        case .innerProduct: 1 - facet_dot_f32(q, vectorPointer(slot), dim)
+        }
+    }
+    @inline(__always) func distance(_ a: UInt32, _ b: UInt32) -> Float { distance(vectorPointer(a), b) }
+    @inline(__always) func maxLinks(_ level: Int) -> Int { level == 0 ? maxM0 : maxM }
+
+    // MARK: capacity
+
+    /// Grows storage to hold at least `needed` slots. Caller holds the write lock.
+    func grow(to needed: Int) {
+        guard needed > capacity else { return }
+        var newCapacity = capacity
+        while newCapacity < needed { newCapacity *= 2 }
+        let newLevel0 = UnsafeMutableRawPointer.allocate(byteCount: newCapacity * recordStride, alignment: 64)
+        newLevel0.copyMemory(from: level0, byteCount: slotCount * recordStride)
+        level0.deallocate(); level0 = newLevel0
+        func regrow<T>(_ p: inout UnsafeMutablePointer<T>, fill: T) {
+            let n = UnsafeMutablePointer<T>.allocate(capacity: newCapacity)
+            n.moveInitialize(from: p, count: capacity)
+            (n + capacity).initialize(repeating: fill, count: newCapacity - capacity)
+            p.deallocate(); p = n
+        }
+        regrow(&levels, fill: 0)
+        regrow(&upper, fill: nil)
+        regrow(&labels, fill: 0)
+        regrow(&states, fill: .free)
+        capacity = newCapacity
+    }
+
+    /// Reserves room for `count` vectors in total (avoids regrowth during a bulk load).
+    public func reserveCapacity(_ count: Int) {
+        writer.withLock { lock.withWriteLock { grow(to: count) } }
+    }
+
+    func randomLevel() -> Int {
+        let u = Double(rng.next() >> 11) * 0x1p-53
+        let l = Int(-log(Swift.max(u, 1e-300)) * levelMultiplier)
+        return Swift.min(l, 40)
+    }
+}

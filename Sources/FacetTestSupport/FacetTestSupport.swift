@@ -1,1 +1,0 @@
-// FacetTestSupport: Test fixtures: temporary directories, seeded face-like embeddings, fixture lookup.
