@@ -1,0 +1,103 @@
+import FacetImaging
+import FacetNN
+import Foundation
+
+/// A typed error for inputs the descriptor network cannot take.
+public enum FaceDescriptorError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// A chip is not the network's input size (150×150).
+    case wrongChipSize(index: Int, width: Int, height: Int, expected: Int)
+    /// A jitter count below zero.
+    case invalidJitter(Int)
+
+    public var description: String {
+        switch self {
+        case let .wrongChipSize(i, w, h, e): return "face chip \(i) is \(w)x\(h), the descriptor network needs \(e)x\(e)"
+        case let .invalidJitter(n): return "jitter count \(n) is negative"
+        }
+    }
+}
+
+/// dlib's face recognition ResNet (`dlib_face_recognition_resnet_model_v1.dat`) in native Swift on OpenBLAS:
+/// 150×150 RGB face chips in, 128-D descriptors out, as dlib's `compute_face_descriptor` of a chip.
+///
+/// Thread-safe: the weights are immutable and every call works on its own buffers; only the jitter random
+/// generator is shared, behind a lock (so jittered results depend on call order, exactly as with one dlib
+/// model object, whose `dlib::rand` also lives as long as the model).
+public final class ResNetFaceDescriptor: @unchecked Sendable {
+    public let network: DlibNetwork
+    public let modelPath: String
+    public var name: String { "dlib_face_recognition_resnet_model_v1" }
+    public var version: String { "1" }
+    public var dimension: Int { 128 }
+    public static let chipSize = 150
+
+    private let means: (Float, Float, Float)
+    private let lock = NSLock()
+    /// Samples per forward pass (dlib's Python binding uses mini-batches of 16).
+    public var batchSize = 16
+    /// Worker threads used to run batches side by side (default: active processors, at most 2 per the
+    /// benchmark's 2-core target; each worker runs its GEMMs on one OpenBLAS thread when > 1).
+    public var workers: Int
+
+    public init(modelPath: String) throws {
+        self.modelPath = modelPath
+        self.network = try DlibNetwork(contentsOf: modelPath, spec: DlibArchitectures.resNetFaceV1)
+        let inp = network.input
+        self.means = (inp.avgRed, inp.avgGreen, inp.avgBlue)
+        self.workers = 1
+    }
+
+    /// Packs chips as dlib's `input_rgb_image_sized` does: planar R, G, B, each `(pixel - mean) / 256`.
+    func inputTensor(_ chips: ArraySlice<RGBImage>) -> Tensor {
+        let s = Self.chipSize, plane = s * s
+        var t = Tensor(n: chips.count, k: 3, nr: s, nc: s)
+        t.data.withUnsafeMutableBufferPointer { d in
+            for (j, chip) in chips.enumerated() {
+                let base = j * 3 * plane
+                chip.pixels.withUnsafeBufferPointer { p in
+                    for i in 0 ..< plane {
+                        d[base + i] = (Float(p[3 * i]) - means.0) / 256
+                        d[base + plane + i] = (Float(p[3 * i + 1]) - means.1) / 256
+                        d[base + 2 * plane + i] = (Float(p[3 * i + 2]) - means.2) / 256
+                    }
+                }
+            }
+        }
+        return t
+    }
+
+    func check(_ chips: [RGBImage]) throws {
+        for (i, c) in chips.enumerated() where c.width != Self.chipSize || c.height != Self.chipSize {
+            throw FaceDescriptorError.wrongChipSize(index: i, width: c.width, height: c.height, expected: Self.chipSize)
+        }
+    }
+
+    /// Descriptors of aligned 150×150 chips (as `dlib.get_face_chip` / `extract_image_chips` cut them).
+    public func descriptors(for chips: [RGBImage]) throws -> [[Float]] {
+        try check(chips)
+        return run(chips)
+    }
+
+    func run(_ chips: [RGBImage]) -> [[Float]] {
+        guard !chips.isEmpty else { return [] }
+        var result = [[Float]](repeating: [], count: chips.count)
+        var ranges: [Range<Int>] = []
+        var i = 0
+        while i < chips.count { let e = min(chips.count, i + max(1, batchSize)); ranges.append(i ..< e); i = e }
+        let outputs = UnsafeMutableBufferPointer<[[Float]]>.allocate(capacity: ranges.count)
+        outputs.initialize(repeating: [])
+        defer { outputs.deallocate() }
+        let work = { (b: Int) in
+            let r = ranges[b]
+            let out = self.network.forward(self.inputTensor(chips[r]))
+            outputs[b] = (0 ..< r.count).map { Array(out.sample($0)) }
+        }
+        if workers > 1 && ranges.count > 1 {
+            DispatchQueue.concurrentPerform(iterations: ranges.count, execute: work)
+        } else {
+            for b in ranges.indices { work(b) }
+        }
+        for (b, r) in ranges.enumerated() { for (j, d) in outputs[b].enumerated() { result[r.lowerBound + j] = d } }
+        return result
+    }
+}

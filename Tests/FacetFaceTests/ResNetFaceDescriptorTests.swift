@@ -1,0 +1,59 @@
+import FacetFace
+import FacetImaging
+import FacetNN
+import Foundation
+import Testing
+
+@Suite("ResNet face descriptor against dlib")
+struct ResNetFaceDescriptorTests {
+    static let modelName = "dlib_face_recognition_resnet_model_v1.dat"
+
+    struct Golden { let chip: RGBImage; let name: String; let descriptor: [Double]; let jitter4: [Double] }
+
+    static func goldens() throws -> [Golden] {
+        let obj = try NNFixtures.json("descriptors.json")
+        let chips = obj["chips"] as! [[String: Any]]
+        return try chips.map { c in
+            Golden(chip: try NNFixtures.png(c["chip"] as! String), name: c["chip"] as! String,
+                   descriptor: c["descriptor"] as! [Double], jitter4: c["jitter4"] as! [Double])
+        }
+    }
+
+    @Test("loads the model: 29 convolutions, 5.6M parameters, dlib's input means")
+    func loads() throws {
+        let d = try ResNetFaceDescriptor(modelPath: try NNFixtures.modelPath(Self.modelName))
+        #expect(d.dimension == 128)
+        #expect(d.network.parameterCount == 5_614_592 + 2 * 0)  // see FINDINGS: 5,614,592 learned values
+        let convs = d.network.layers.filter { if case .conv = $0 { return true } else { return false } }
+        #expect(convs.count == 29)
+        #expect(abs(d.network.input.avgRed - 122.782) < 1e-4)
+        #expect(abs(d.network.input.avgGreen - 117.001) < 1e-4)
+        #expect(abs(d.network.input.avgBlue - 104.298) < 1e-4)
+    }
+
+    @Test("descriptors of dlib's chips are within L2 0.001 of dlib's, one by one and batched")
+    func matchesDlib() throws {
+        let d = try ResNetFaceDescriptor(modelPath: try NNFixtures.modelPath(Self.modelName))
+        let gs = try Self.goldens()
+        #expect(gs.count >= 5)
+        let batched = try d.descriptors(for: gs.map(\.chip))
+        for (i, g) in gs.enumerated() {
+            let single = try d.descriptors(for: [g.chip])[0]
+            #expect(single.count == 128)
+            let e1 = l2(single, g.descriptor), e2 = l2(batched[i], g.descriptor)
+            #expect(e1 < 0.001, "\(g.name): L2 \(e1)")
+            #expect(e2 < 0.001, "\(g.name) batched: L2 \(e2)")
+        }
+        // Different people are far apart (sanity that the goldens are not all the same vector).
+        #expect(l2(batched[0], gs[1].descriptor) > 0.6)
+    }
+
+    @Test("wrong chip size is a typed error")
+    func wrongSize() throws {
+        let d = try ResNetFaceDescriptor(modelPath: try NNFixtures.modelPath(Self.modelName))
+        #expect(throws: FaceDescriptorError.wrongChipSize(index: 1, width: 10, height: 150, expected: 150)) {
+            _ = try d.descriptors(for: [RGBImage(width: 150, height: 150), RGBImage(width: 10, height: 150)])
+        }
+        #expect(try d.descriptors(for: []).isEmpty)
+    }
+}
