@@ -62,8 +62,11 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "FacetClient", dependencies: ["FacetWire", "FacetTransport"]),
-        .target(name: "FacetTestSupport", dependencies: ["FacetIndex", "FacetImaging", "COpenBLAS"], path: "Sources/FacetTestSupport",
+        .target(name: "FacetTestSupport", dependencies: ["FacetIndex", "FacetStore", "FacetImaging", "COpenBLAS"], path: "Sources/FacetTestSupport",
                 resources: [.copy("Resources")], swiftSettings: optimisedInDebug),
+
+        // Child process for the kill -9 durability test (FacetStoreTests).
+        .executableTarget(name: "FacetStoreCrashHelper", dependencies: ["FacetStore", "FacetTestSupport"], swiftSettings: optimisedInDebug),
 
         // MARK: command line (thin)
         .executableTarget(name: "facet", dependencies: [
@@ -77,7 +80,7 @@ let package = Package(
         .testTarget(name: "FacetNNTests", dependencies: ["FacetNN", "FacetTestSupport"]),
         .testTarget(name: "FacetFaceTests", dependencies: ["FacetFace", "FacetTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetIndexTests", dependencies: ["FacetIndex", "FacetTestSupport"]),
-        .testTarget(name: "FacetStoreTests", dependencies: ["FacetStore", "FacetIndex", "FacetTestSupport"]),
+        .testTarget(name: "FacetStoreTests", dependencies: ["FacetStore", "FacetIndex", "FacetTestSupport", "FacetStoreCrashHelper"]),
     ],
     swiftLanguageModes: [.v5]
 )

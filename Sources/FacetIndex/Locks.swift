@@ -100,7 +100,7 @@ final class SearchContextPool: @unchecked Sendable {   // guarded by `mutex`
 
 /// SplitMix64: small, fast, seedable; used for HNSW level draws.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+    var state: UInt64
     public init(seed: UInt64) { state = seed }
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15

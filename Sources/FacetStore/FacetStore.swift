@@ -1,1 +1,0 @@
-// FacetStore: LMDB environments, typed tables, encryption at rest, durable partitions.
