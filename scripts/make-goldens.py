@@ -267,6 +267,27 @@ def build_face_fixtures(datasets, out, sp68):
     return items
 
 
+def landmarks68(sp68, img, rect):
+    shape = sp68(img, rect)
+    return [[shape.part(i).x, shape.part(i).y] for i in range(68)]
+
+
+def add_landmarks68(models):
+    """Adds/refreshes 68-point landmarks (shape_predictor_68_face_landmarks on the golden MMOD box) in the
+    existing goldens without re-running the slow detector."""
+    import dlib, glob, numpy as np
+    sp68 = dlib.shape_predictor(os.path.join(models, "shape_predictor_68_face_landmarks.dat"))
+    base = os.path.join(ROOT, "Tests/FacetFaceTests/Fixtures")
+    for path in sorted(glob.glob(os.path.join(base, "goldens/*.json"))):
+        g = json.load(open(path))
+        img = np.asarray(pil_rgb(os.path.join(base, "images", g["image"])))
+        for face in g["faces"]:
+            face["landmarks68"] = landmarks68(sp68, img, dlib.rectangle(*face["box"]))
+        with open(path, "w") as f:
+            json.dump(g, f, indent=1)
+            f.write("\n")
+
+
 def make_faces(datasets, models):
     """Tests/FacetFaceTests/Fixtures/images/*: the fixture photos. goldens/<image>.json: dlib's results on the
     exact RGB array Facet's decoder produces (Pillow + exif_transpose + convert("RGB")):
@@ -320,6 +341,7 @@ def make_faces(datasets, models):
                 "descriptor_from_chip": desc_chip,
                 "descriptor_norm": float(np.linalg.norm(desc)),
             }
+            face["landmarks68"] = landmarks68(sp68, img, r)
             if idx == 0 and k == 0:
                 face["descriptor_jitter_3"] = list(rec.compute_face_descriptor(img, shape, 3))
             faces.append(face)
@@ -338,11 +360,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--imaging", action="store_true")
     ap.add_argument("--faces", action="store_true")
+    ap.add_argument("--landmarks68", action="store_true", help="only refresh 68-point landmarks in the face goldens")
     ap.add_argument("--datasets", default=os.environ.get("FACET_DATASETS", "/work/shared/datasets"))
     ap.add_argument("--models", default=os.environ.get("FACET_MODELS", os.path.join(ROOT, "models")))
     args = ap.parse_args()
-    both = not args.imaging and not args.faces
+    both = not args.imaging and not args.faces and not args.landmarks68
     ensure_packages()
+    if args.landmarks68:
+        add_landmarks68(args.models)
     if args.imaging or both:
         make_imaging(args.datasets)
     if args.faces or both:

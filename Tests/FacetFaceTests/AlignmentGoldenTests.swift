@@ -30,6 +30,20 @@ struct AlignmentGoldenTests {
         }
     }
 
+    @Test("68-point landmarks from dlib's box match dlib within 1 px", arguments: FaceGolden.withFaces)
+    func landmarks68(golden: FaceGolden) throws {
+        let predictor = try Models.sixtyEightPoint.get()
+        #expect(predictor.numParts == 68)
+        let image = try golden.decode()
+        for face in golden.faces {
+            let points = predictor.landmarks(in: image, box: face.rect)
+            #expect(points.count == 68)
+            var off = 0
+            for (p, q) in zip(points, face.landmarks68) where abs(p.x - q[0]) > 1 || abs(p.y - q[1]) > 1 { off += 1 }
+            #expect(off == 0, "\(golden.image) box \(face.box): \(off) of 68 points more than 1 px from dlib's")
+        }
+    }
+
     @Test("chip details from dlib's landmarks match get_face_chip_details", arguments: FaceGolden.withFaces)
     func chipDetails(golden: FaceGolden) {
         for face in golden.faces {

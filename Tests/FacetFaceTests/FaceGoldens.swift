@@ -17,6 +17,7 @@ struct FaceGolden: Decodable, Sendable, CustomTestStringConvertible {
         let descriptor: [Float]
         let descriptor_from_chip: [Float]
         let descriptor_jitter_3: [Float]?
+        let landmarks68: [[Double]]
 
         var rect: FaceRect { FaceRect(left: box[0], top: box[1], right: box[2], bottom: box[3]) }
         var points: [LandmarkPoint] { landmarks.map { LandmarkPoint(x: $0[0], y: $0[1]) } }
@@ -54,6 +55,12 @@ enum Models {
     static func path(_ file: String) throws -> String { try locator.path(of: file) }
     static let fivePoint: Result<ShapePredictor, FaceModelError> = Result { () throws(FaceModelError) in
         try ShapePredictor(modelPath: try locator.path(of: FaceModelLocator.fivePointFile))
+    }
+    static let sixtyEightPoint: Result<ShapePredictor, FaceModelError> = Result { () throws(FaceModelError) in
+        try ShapePredictor(modelPath: try locator.path(of: FaceModelLocator.sixtyEightPointFile))
+    }
+    static let resnet: Result<ResNetFaceDescriptor, any Error> = Result {
+        try ResNetFaceDescriptor(modelPath: try locator.path(of: FaceModelLocator.resnetFile))
     }
 }
 

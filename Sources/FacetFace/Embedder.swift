@@ -1,0 +1,142 @@
+import Foundation
+import FacetImaging
+
+/// One face found in an image and everything the pipeline computed for it.
+public struct FaceAnalysis: Sendable, Hashable {
+    /// Detector box (dlib inclusive rectangle, may extend past the image border) and confidence.
+    public var detection: FaceDetection
+    /// Alignment landmarks in image pixels (5 points for the dlib pipeline, dlib's order:
+    /// right eye outer, right eye inner, left eye outer, left eye inner, nose base; "right" = the subject's right).
+    public var landmarks: [LandmarkPoint]
+    /// Where the aligned chip was cut; `chip.chipToImage` maps chip pixels back into the image.
+    public var chip: ChipDetails
+    /// The embedding, L2-normalised (unit length), so cosine similarity is a dot product and distance
+    /// thresholds do not depend on the model's raw scale. This is what Facet stores and matches.
+    public var embedding: [Float]
+    /// The model's raw output. For dlib's ResNet this is exactly `compute_face_descriptor` (norm ≈ 1.3–1.6, not 1);
+    /// dlib's 0.6 same-person threshold applies to distances between raw descriptors.
+    public var rawDescriptor: [Float]
+
+    public init(detection: FaceDetection, landmarks: [LandmarkPoint], chip: ChipDetails, embedding: [Float], rawDescriptor: [Float]) {
+        self.detection = detection; self.landmarks = landmarks; self.chip = chip
+        self.embedding = embedding; self.rawDescriptor = rawDescriptor
+    }
+
+    public var box: FaceRect { detection.rect }
+    public var confidence: Double { detection.confidence }
+}
+
+/// From an image to its faces and their embeddings. Callers depend only on this, so a model of another
+/// dimension (e.g. a 512-D ArcFace) can replace dlib's without changes elsewhere; stored embeddings carry
+/// `modelName`/`modelVersion` so galleries of different models are never mixed.
+public protocol Embedder: Sendable {
+    var modelName: String { get }
+    var modelVersion: String { get }
+    /// Length of `FaceAnalysis.embedding`.
+    var dimension: Int { get }
+    /// All faces in `image`. `upsample`: how many times the detector doubles the image first (finds smaller faces,
+    /// about 4x slower per step). `jitter`: extra randomly jittered copies averaged into each descriptor (0 = none).
+    func analyze(_ image: RGBImage, upsample: Int, jitter: Int) throws -> [FaceAnalysis]
+}
+
+extension Embedder {
+    public func analyze(_ image: RGBImage) throws -> [FaceAnalysis] { try analyze(image, upsample: 0, jitter: 0) }
+}
+
+/// A face detector (the dlib pipeline uses `MMODFaceDetector`).
+public protocol FaceDetector: Sendable {
+    func detect(_ image: RGBImage, upsample: Int) throws -> [FaceDetection]
+}
+
+/// A descriptor network over aligned chips (the dlib pipeline uses `ResNetFaceDescriptor`).
+public protocol FaceDescriptorModel: Sendable {
+    var modelName: String { get }
+    var modelVersion: String { get }
+    var dimension: Int { get }
+    /// Side of the square chip the network takes.
+    var chipSize: Int { get }
+    /// Padding used when cutting the chip (dlib: 0.25).
+    var chipPadding: Double { get }
+    func descriptors(for chips: [RGBImage], jitter: Int) throws -> [[Float]]
+}
+
+/// Invalid arguments to an embedder.
+public struct EmbedderError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Code: String, Sendable { case invalidArgument }
+    public let code: Code
+    public let reason: String
+    public init(_ code: Code, _ reason: String) { self.code = code; self.reason = reason }
+    public var description: String { "EmbedderError.\(code.rawValue): \(reason)" }
+}
+
+/// dlib's face recognition pipeline in native Swift: MMOD CNN detector → 5-point shape predictor on each box →
+/// `get_face_chip_details(shape, 150, 0.25)` + `extract_image_chips` → ResNet descriptor (128-D).
+/// Each stage is checked against dlib by golden tests (Tests/FacetFaceTests).
+public final class DlibFaceEmbedder: Embedder, @unchecked Sendable {
+    // All members are immutable after init and individually thread-safe.
+    public let detector: any FaceDetector
+    public let predictor: ShapePredictor
+    public let descriptor: any FaceDescriptorModel
+
+    public var modelName: String { descriptor.modelName }
+    public var modelVersion: String { descriptor.modelVersion }
+    public var dimension: Int { descriptor.dimension }
+
+    public init(detector: any FaceDetector, predictor: ShapePredictor, descriptor: any FaceDescriptorModel) {
+        precondition(predictor.numParts == 5, "DlibFaceEmbedder aligns with the 5-point shape predictor")
+        self.detector = detector; self.predictor = predictor; self.descriptor = descriptor
+    }
+
+    public static let maxUpsample = 4
+    public static let maxJitter = 100
+
+    public func analyze(_ image: RGBImage, upsample: Int, jitter: Int) throws -> [FaceAnalysis] {
+        guard (0...Self.maxUpsample).contains(upsample) else {
+            throw EmbedderError(.invalidArgument, "upsample must be in 0...\(Self.maxUpsample), got \(upsample)")
+        }
+        guard (0...Self.maxJitter).contains(jitter) else {
+            throw EmbedderError(.invalidArgument, "jitter must be in 0...\(Self.maxJitter), got \(jitter)")
+        }
+        let detections = try detector.detect(image, upsample: upsample)
+        return try analyze(image, detections: detections, jitter: jitter)
+    }
+
+    /// The pipeline after detection, for callers that already have boxes.
+    public func analyze(_ image: RGBImage, detections: [FaceDetection], jitter: Int = 0) throws -> [FaceAnalysis] {
+        guard !detections.isEmpty else { return [] }
+        var shapes = [[LandmarkPoint]](), details = [ChipDetails](), chips = [RGBImage]()
+        for d in detections {
+            let shape = predictor.landmarks(in: image, box: d.rect)
+            let cd = ChipDetails.forFace(landmarks: shape, size: descriptor.chipSize, padding: descriptor.chipPadding)
+            shapes.append(shape); details.append(cd)
+            chips.append(FaceChip.extract(image, details: cd))
+        }
+        let raw = try descriptor.descriptors(for: chips, jitter: jitter)
+        return detections.indices.map { i in
+            FaceAnalysis(detection: detections[i], landmarks: shapes[i], chip: details[i],
+                         embedding: l2Normalized(raw[i]), rawDescriptor: raw[i])
+        }
+    }
+}
+
+/// `v / ||v||` (the zero vector stays zero).
+public func l2Normalized(_ v: [Float]) -> [Float] {
+    var s: Double = 0
+    for x in v { s += Double(x) * Double(x) }
+    guard s > 0 else { return v }
+    let inv = 1 / s.squareRoot()
+    return v.map { Float(Double($0) * inv) }
+}
+
+extension ResNetFaceDescriptor: FaceDescriptorModel {
+    public var modelName: String { name }
+    public var modelVersion: String { version }
+    public var chipSize: Int { Self.chipSize }
+    public var chipPadding: Double { 0.25 }
+    public func descriptors(for chips: [RGBImage], jitter: Int) throws -> [[Float]] {
+        guard jitter == 0 else {
+            throw EmbedderError(.invalidArgument, "jitter is not available yet in this build of ResNetFaceDescriptor")
+        }
+        return try descriptors(for: chips)
+    }
+}
