@@ -81,6 +81,8 @@ let package = Package(
         .testTarget(name: "FacetFaceTests", dependencies: ["FacetFace", "FacetTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetIndexTests", dependencies: ["FacetIndex", "FacetTestSupport"]),
         .testTarget(name: "FacetStoreTests", dependencies: ["FacetStore", "FacetIndex", "FacetTestSupport", "FacetStoreCrashHelper"]),
+        .testTarget(name: "FacetClassifyTests", dependencies: ["FacetClassify"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FacetEvalTests", dependencies: ["FacetEval", "FacetClassify"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

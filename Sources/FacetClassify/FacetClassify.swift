@@ -1,1 +1,0 @@
-// FacetClassify: One-vs-rest linear SVMs through LIBLINEAR, class and sample weights, calibration.
