@@ -1,1 +1,0 @@
-// FacetEval: LFW protocol, verification and identification metrics, fairness, HTML/SVG report.
