@@ -39,7 +39,7 @@ public struct ConvLayer: Sendable {
         let rows = channels * kh * kw
         let perChunk = max(1, min(x.n, ConvLayer.maxColumnFloats / max(1, rows * hw)))
         var out = Tensor(n: x.n, k: numFilters, nr: onr, nc: onc)
-        var col = [Float](repeating: 0, count: rows * hw * perChunk)
+        var col = [Float](repeating: 0, count: min(rows * hw * perChunk, max(ConvLayer.maxColumnFloats, rows * onc)))
         var gemmOut = perChunk > 1 ? [Float](repeating: 0, count: numFilters * hw * perChunk) : []
         x.data.withUnsafeBufferPointer { src in
             out.data.withUnsafeMutableBufferPointer { dst in
@@ -50,11 +50,29 @@ public struct ConvLayer: Sendable {
                             while s0 < x.n {
                                 let m = min(perChunk, x.n - s0)
                                 let ldc = m * hw
-                                for j in 0 ..< m {
-                                    im2col(src.baseAddress! + (s0 + j) * x.sampleSize, nr: x.nr, nc: x.nc,
-                                           onr: onr, onc: onc, col: colp.baseAddress! + j * hw, ld: ldc)
+                                let blocked = m == 1 && rows * hw > ConvLayer.maxColumnFloats
+                                if !blocked {
+                                    for j in 0 ..< m {
+                                        im2col(src.baseAddress! + (s0 + j) * x.sampleSize, nr: x.nr, nc: x.nc,
+                                               onr: onr, onc: onc, col: colp.baseAddress! + j * hw, ld: ldc)
+                                    }
                                 }
-                                if m == 1 {
+                                if blocked {
+                                    // One large image: im2col and multiply in blocks of output rows.
+                                    let o = dst.baseAddress! + s0 * numFilters * hw
+                                    let blockRows = max(1, ConvLayer.maxColumnFloats / max(1, rows * onc))
+                                    var r0 = 0
+                                    while r0 < onr {
+                                        let nrows = min(blockRows, onr - r0)
+                                        let n = nrows * onc
+                                        im2col(src.baseAddress! + s0 * x.sampleSize, nr: x.nr, nc: x.nc,
+                                               onr: onr, onc: onc, col: colp.baseAddress!, ld: n, rowRange: r0 ..< r0 + nrows)
+                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(numFilters), Int32(n), Int32(rows),
+                                                    1, w.baseAddress!, Int32(rows), colp.baseAddress!, Int32(n), 0, o + r0 * onc, Int32(hw))
+                                        r0 += nrows
+                                    }
+                                    addBias(o, hw: hw)
+                                } else if m == 1 {
                                     let o = dst.baseAddress! + s0 * numFilters * hw
                                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(numFilters), Int32(hw), Int32(rows),
                                                 1, w.baseAddress!, Int32(rows), colp.baseAddress!, Int32(ldc), 0, o, Int32(hw))
@@ -92,16 +110,17 @@ public struct ConvLayer: Sendable {
 
     /// Writes the `rows × (onr·onc)` patch matrix of one sample into `col` (row stride `ld`), zero outside the image.
     private func im2col(_ src: UnsafePointer<Float>, nr: Int, nc: Int, onr: Int, onc: Int,
-                        col: UnsafeMutablePointer<Float>, ld: Int) {
+                        col: UnsafeMutablePointer<Float>, ld: Int, rowRange: Range<Int>? = nil) {
+        let outRows = rowRange ?? 0 ..< onr
         var row = 0
         for c in 0 ..< channels {
             let plane = src + c * nr * nc
             for ky in 0 ..< kh {
                 for kx in 0 ..< kw {
                     let dstRow = col + row * ld
-                    for oy in 0 ..< onr {
+                    for oy in outRows {
                         let iy = oy * strideY - padY + ky
-                        let d = dstRow + oy * onc
+                        let d = dstRow + (oy - outRows.lowerBound) * onc
                         if iy < 0 || iy >= nr {
                             d.update(repeating: 0, count: onc)
                             continue

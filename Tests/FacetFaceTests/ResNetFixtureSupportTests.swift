@@ -1,4 +1,3 @@
-import CPNG
 import FacetImaging
 import Foundation
 import Testing
@@ -27,21 +26,9 @@ enum NNFixtures {
         return obj
     }
 
-    /// Decodes a fixture PNG to RGB with libpng's simplified API.
+    /// Decodes a fixture image through FacetImaging (the decoder Facet uses everywhere).
     static func png(_ relative: String) throws -> RGBImage {
-        let data = try Data(contentsOf: root.appendingPathComponent(relative))
-        var image = png_image()
-        image.version = UInt32(PNG_IMAGE_VERSION)
-        let ok = data.withUnsafeBytes { png_image_begin_read_from_memory(&image, $0.baseAddress, data.count) }
-        guard ok != 0 else { throw FixtureError.missing("cannot read PNG header of \(relative)") }
-        image.format = UInt32(PNG_FORMAT_RGB)
-        let w = Int(image.width), h = Int(image.height)
-        var pixels = [UInt8](repeating: 0, count: w * h * 3)
-        let done = pixels.withUnsafeMutableBytes { px in
-            png_image_finish_read(&image, nil, px.baseAddress, Int32(w * 3), nil)
-        }
-        guard done != 0 else { png_image_free(&image); throw FixtureError.missing("cannot decode PNG \(relative)") }
-        return RGBImage(width: w, height: h, pixels: pixels)
+        try ImageDecoder().decodeFile(atPath: root.appendingPathComponent(relative).path)
     }
 
     enum FixtureError: Error, CustomStringConvertible {

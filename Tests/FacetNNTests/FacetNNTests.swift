@@ -185,3 +185,33 @@ struct ModelFileTests {
         #expect(errors >= prefix * 3 / 4, "only \(errors) of \(prefix) corrupted prefixes were rejected")
     }
 }
+
+@Suite("large convolutions")
+struct LargeConvTests {
+    @Test("a large single image goes through the row-blocked path and matches the unblocked result", arguments: [
+        (3, 5, 2, 0, 957, 272), (45, 9, 1, 4, 117, 31), (3, 5, 2, 0, 1200, 900),
+    ])
+    func large(channels: Int, k: Int, stride: Int, pad: Int, nr: Int, nc: Int) {
+        var s: UInt64 = 7
+        func r() -> Float { s = s &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: s >> 11) % 2000) / 1000 }
+        let f = 4
+        let c = ConvLayer(numFilters: f, channels: channels, kh: k, kw: k, strideY: stride, strideX: stride, padY: pad, padX: pad,
+                          filters: (0 ..< f * channels * k * k).map { _ in r() }, biases: (0 ..< f).map { _ in r() }, hasBias: true)
+        let x = Tensor(n: 1, k: channels, nr: nr, nc: nc, data: (0 ..< channels * nr * nc).map { _ in r() })
+        let y = c.forward(x)
+        let (onr, onc) = c.outputSize(nr: nr, nc: nc)
+        #expect(y.nr == onr && y.nc == onc && y.k == f)
+        // spot-check outputs against a direct sum
+        for (oy, ox) in [(0, 0), (onr - 1, onc - 1), (onr / 2, onc / 3), (onr - 1, 0)] {
+            for ff in 0 ..< f {
+                var acc = Double(c.biases[ff])
+                for ch in 0 ..< channels { for ky in 0 ..< k { for kx in 0 ..< k {
+                    let iy = oy * stride - pad + ky, ix = ox * stride - pad + kx
+                    guard iy >= 0, iy < nr, ix >= 0, ix < nc else { continue }
+                    acc += Double(c.filters[((ff * channels + ch) * k + ky) * k + kx]) * Double(x[0, ch, iy, ix])
+                } } }
+                #expect(abs(Double(y[0, ff, oy, ox]) - acc) < 1e-3 * max(1, abs(acc)))
+            }
+        }
+    }
+}
