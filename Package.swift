@@ -83,6 +83,8 @@ let package = Package(
         .testTarget(name: "FacetStoreTests", dependencies: ["FacetStore", "FacetIndex", "FacetTestSupport", "FacetStoreCrashHelper"]),
         .testTarget(name: "FacetClassifyTests", dependencies: ["FacetClassify"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetEvalTests", dependencies: ["FacetEval", "FacetClassify"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FacetWireTests", dependencies: ["FacetWire"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FacetTransportTests", dependencies: ["FacetTransport", "FacetWire"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,1 +1,0 @@
-// FacetTransport: ZeroMQ sockets, poller, CURVE, framing.

@@ -1,0 +1,61 @@
+import FacetTransport
+import Foundation
+import Testing
+
+/// The bound every wait in these tests is given. It only bounds a test that would otherwise
+/// hang; nothing asserts how fast anything happens.
+let generous: Duration = .seconds(10)
+
+/// How long a test waits to be sure that something does NOT arrive (unauthenticated client,
+/// oversized frame). Long enough for a loopback handshake many times over.
+let quietPeriod: Duration = .milliseconds(800)
+
+func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+/// Waits for the first monitor event matching `predicate`, or nil after `timeout`.
+func firstEvent(_ channel: ZMQChannel, within timeout: Duration = generous,
+                where predicate: @escaping @Sendable (MonitorEvent) -> Bool) async -> MonitorEvent? {
+    let events = channel.monitorEvents
+    return await withTaskGroup(of: MonitorEvent?.self) { group in
+        group.addTask {
+            for await e in events where predicate(e) { return e }
+            return nil
+        }
+        group.addTask {
+            try? await Task.sleep(for: timeout)
+            return nil
+        }
+        let first = await group.next() ?? nil
+        group.cancelAll()
+        return first
+    }
+}
+
+/// Expects `body` to throw `.timedOut`.
+func expectTimedOut<T>(_ body: () async throws(TransportError) -> T, sourceLocation: SourceLocation = #_sourceLocation) async {
+    do {
+        _ = try await body()
+        Issue.record("expected a timeout, got a result", sourceLocation: sourceLocation)
+    } catch {
+        guard case .timedOut = error else {
+            Issue.record("expected .timedOut, got \(error)", sourceLocation: sourceLocation)
+            return
+        }
+    }
+}
+
+/// A ROUTER that answers every request with `reply(request body frames)` until closed.
+func startEchoServer(_ router: ZMQChannel,
+                     reply: @escaping @Sendable (Multipart) -> [[UInt8]] = { $0.routingSplit.body }) -> Task<Void, Never> {
+    Task {
+        while true {
+            guard let m = try? await router.receive() else { return }
+            let (routing, body) = m.routingSplit
+            var request = Multipart(body)
+            request.userID = m.userID
+            request.peerAddress = m.peerAddress
+            request.limitViolation = m.limitViolation
+            try? router.post(.routed(routing, body: reply(request)))
+        }
+    }
+}
