@@ -161,10 +161,32 @@ public struct EvaluationReport: Sendable {
 
     func colour(_ i: Int) -> String { SVGPlot.palette[i % SVGPlot.palette.count] }
 
+    /// Points of a curve for a log axis: points whose coordinate is below the axis floor collapse onto the floor;
+    /// of a run of them only the one nearest the visible part is kept, so no false vertical/horizontal edge is drawn.
+    static func clipped(_ pts: [(x: Double, y: Double)], xFloor: Double, yFloor: Double?) -> [(x: Double, y: Double)] {
+        var out: [(x: Double, y: Double)] = []
+        for p in pts {
+            if p.x < xFloor {
+                // keep only the last sub-floor x point (largest TAR, smallest FNMR at that FMR)
+                if let last = out.last, last.x <= xFloor { out.removeLast() }
+                out.append((xFloor, yFloor.map { max(p.y, $0) } ?? p.y))
+                continue
+            }
+            if let yf = yFloor, p.y < yf {
+                if let last = out.last, last.y <= yf { continue }   // already on the floor
+                out.append((p.x, yf))
+                continue
+            }
+            out.append(p)
+        }
+        return out
+    }
+
     func rocSVG() -> String {
         let floorFMR = fmrFloor
         let series = conditions.enumerated().map { i, c in
-            SVGPlot.Series(name: c.name, points: Self.thin(c.result.curve).map { (max($0.fmr, floorFMR), $0.tar) },
+            SVGPlot.Series(name: c.name,
+                           points: Self.clipped(Self.thin(c.result.curve).map { ($0.fmr, $0.tar) }, xFloor: floorFMR, yFloor: nil),
                            color: colour(i), dashed: c.dashed)
         }
         return SVGPlot(title: "ROC", xLabel: "FAR (false match rate, log)", yLabel: "TAR (true accept rate)",
@@ -179,7 +201,8 @@ public struct EvaluationReport: Sendable {
         let floorFNMR = min(pow(10, floor(log10(max(minFNMR, 1e-6)))), 1e-2)
         let series = conditions.enumerated().map { i, c in
             SVGPlot.Series(name: c.name,
-                           points: Self.thin(c.result.curve).map { (max($0.fmr, floorFMR), max($0.fnmr, floorFNMR)) },
+                           points: Self.clipped(Self.thin(c.result.curve).map { ($0.fmr, $0.fnmr) },
+                                                xFloor: floorFMR, yFloor: floorFNMR),
                            color: colour(i), dashed: c.dashed)
         }
         return SVGPlot(title: "DET", xLabel: "FMR (log)", yLabel: "FNMR (log)",

@@ -75,9 +75,7 @@ public struct SVGPlot: Sendable {
 
     static func fmt(_ v: Double) -> String {
         if v == v.rounded() && abs(v) < 1e6 { return String(Int(v)) }
-        var s = String(format: "%.3f", v)
-        while s.hasSuffix("0") { s.removeLast() }
-        return s
+        return String(format: "%g", v)
     }
 
     public static func escape(_ s: String) -> String {
@@ -97,6 +95,9 @@ public struct SVGPlot: Sendable {
 
     static func n(_ v: Double) -> String { String(format: "%.2f", v) }
 
+    /// An opaque white background, so the chart reads the same in viewers that show transparency as black.
+    static let background = "<rect x=\"0\" y=\"0\" width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n"
+
     func frame(_ body: inout String) {
         let pw = width - Self.left - Self.right, ph = height - Self.top - Self.bottom
         body += "<rect x=\"\(Self.n(Self.left))\" y=\"\(Self.n(Self.top))\" width=\"\(Self.n(pw))\" height=\"\(Self.n(ph))\" fill=\"none\" stroke=\"#444\"/>\n"
@@ -108,9 +109,10 @@ public struct SVGPlot: Sendable {
     /// Renders the line chart.
     public func render() -> String {
         let pw = width - Self.left - Self.right, ph = height - Self.top - Self.bottom
+        let background = Self.background
         func px(_ x: Double) -> Double { Self.left + Self.unit(x, xScale) * pw }
         func py(_ y: Double) -> Double { Self.top + (1 - Self.unit(y, yScale)) * ph }
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"\(Self.n(width))\" height=\"\(Self.n(height))\" viewBox=\"0 0 \(Self.n(width)) \(Self.n(height))\" font-family=\"sans-serif\">\n"
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"\(Self.n(width))\" height=\"\(Self.n(height))\" viewBox=\"0 0 \(Self.n(width)) \(Self.n(height))\" font-family=\"sans-serif\">\n" + background
         for (v, label) in Self.ticks(xScale) {
             let x = px(v)
             s += "<line x1=\"\(Self.n(x))\" y1=\"\(Self.n(Self.top))\" x2=\"\(Self.n(x))\" y2=\"\(Self.n(Self.top + ph))\" stroke=\"#ddd\"/>\n"
@@ -145,7 +147,7 @@ public struct SVGPlot: Sendable {
         plot.width = width
         plot.height = height
         let pw = width - left - right, ph = height - SVGPlot.top - bottom
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"\(n(width))\" height=\"\(n(height))\" viewBox=\"0 0 \(n(width)) \(n(height))\" font-family=\"sans-serif\">\n"
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"\(n(width))\" height=\"\(n(height))\" viewBox=\"0 0 \(n(width)) \(n(height))\" font-family=\"sans-serif\">\n" + background
         for (v, label) in ticks(.linear(min: 0, max: top)) {
             let y = SVGPlot.top + (1 - v / top) * ph
             s += "<line x1=\"\(n(left))\" y1=\"\(n(y))\" x2=\"\(n(left + pw))\" y2=\"\(n(y))\" stroke=\"#ddd\"/>\n"

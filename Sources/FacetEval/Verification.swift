@@ -148,10 +148,19 @@ public enum VerificationMetrics {
     /// deterministic and does not lean to the permissive or strict end.
     public static func bestAccuracyThreshold(scores: [Double], isSame: [Bool]) -> (threshold: Double, accuracy: Double) {
         let order = scores.indices.sorted { scores[$0] < scores[$1] }
-        let n = scores.count
-        let genuine = isSame.lazy.filter { $0 }.count
+        return bestAccuracyThreshold(ascending: order, scores: scores, isSame: isSame, excludedFold: nil, folds: [])
+    }
+
+    /// The sweep behind `bestAccuracyThreshold`, on an ascending order computed once; pairs of `excludedFold` are
+    /// skipped (the k-fold protocol sorts once instead of once per fold).
+    static func bestAccuracyThreshold(ascending all: [Int], scores: [Double], isSame: [Bool], excludedFold: Int?,
+                                      folds: [Int]) -> (threshold: Double, accuracy: Double) {
+        let order = excludedFold.map { f in all.filter { folds[$0] != f } } ?? all
+        let n = order.count
+        let genuine = order.lazy.filter { isSame[$0] }.count
         // Sweep thresholds upwards. Before the first score everything is accepted: correct = genuine.
-        var candidates: [(Double, Int)] = [(scores[order[0]], genuine)]
+        var bestCorrect = genuine
+        var optimal: [Double] = [scores[order[0]]]
         var correct = genuine
         var k = 0
         while k < n {
@@ -161,12 +170,14 @@ public enum VerificationMetrics {
                 k += 1
             }
             let next = k < n ? (t + scores[order[k]]) / 2 : t.nextUp
-            candidates.append((next, correct))
+            if correct > bestCorrect {
+                bestCorrect = correct
+                optimal = [next]
+            } else if correct == bestCorrect {
+                optimal.append(next)
+            }
         }
-        let best = candidates.map(\.1).max()!
-        let optimal = candidates.filter { $0.1 == best }
-        let pick = optimal[(optimal.count - 1) / 2]
-        return (pick.0, Double(best) / Double(n))
+        return (optimal[(optimal.count - 1) / 2], Double(bestCorrect) / Double(n))
     }
 }
 
@@ -280,15 +291,16 @@ public enum VerificationEvaluator {
         }
         var accs: [Double] = []
         var thresholds: [Double] = []
+        let ascending = scores.indices.sorted { scores[$0] < scores[$1] }
         for f in ids {
-            var trS: [Double] = [], trY: [Bool] = [], teS: [Double] = [], teY: [Bool] = []
-            for i in scores.indices {
-                if folds[i] == f { teS.append(scores[i]); teY.append(isSame[i]) } else { trS.append(scores[i]); trY.append(isSame[i]) }
+            let t = VerificationMetrics.bestAccuracyThreshold(ascending: ascending, scores: scores, isSame: isSame,
+                                                              excludedFold: f, folds: folds).threshold
+            var correct = 0, total = 0
+            for i in scores.indices where folds[i] == f {
+                total += 1
+                if (scores[i] >= t) == isSame[i] { correct += 1 }
             }
-            let t = VerificationMetrics.bestAccuracyThreshold(scores: trS, isSame: trY).threshold
-            var correct = 0
-            for (s, y) in zip(teS, teY) where (s >= t) == y { correct += 1 }
-            accs.append(Double(correct) / Double(teS.count))
+            accs.append(Double(correct) / Double(total))
             thresholds.append(t)
         }
         let mean = accs.reduce(0, +) / Double(accs.count)

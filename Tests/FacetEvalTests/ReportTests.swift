@@ -105,7 +105,16 @@ struct ReportTests {
         #expect(XMLCollector.parse(svg).ok)
         let bars = SVGPlot.barChart(title: "b", yLabel: "v", categories: ["m", "f"], series: [(name: "FMR", values: [0.1, nil])])
         let parsed = XMLCollector.parse(bars)
-        #expect(parsed.ok && parsed.collector.elements.filter { $0 == "rect" }.count == 3)   // frame + 1 bar + legend
+        #expect(parsed.ok && parsed.collector.elements.filter { $0 == "rect" }.count == 4)   // background + frame + 1 bar + legend
+    }
+
+    @Test("log-axis clipping keeps one point per run below the floor")
+    func clipping() {
+        // DET points (FMR, FNMR): three at FMR 0, then visible ones, then two at FNMR 0.
+        let pts: [(x: Double, y: Double)] = [(0, 1), (0, 0.5), (0, 0.3), (0.01, 0.2), (0.1, 0.05), (0.5, 0), (1, 0)]
+        let c = EvaluationReport.clipped(pts, xFloor: 1e-3, yFloor: 1e-2)
+        #expect(c.map(\.x) == [1e-3, 0.01, 0.1, 0.5])
+        #expect(c.map(\.y) == [0.3, 0.2, 0.05, 1e-2])
     }
 
     @Test("progress line: bar, counts, rate, ETA")
