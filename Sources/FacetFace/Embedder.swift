@@ -140,3 +140,17 @@ extension ResNetFaceDescriptor: FaceDescriptorModel {
         return try descriptors(for: chips)
     }
 }
+
+extension MMODFaceDetector: FaceDetector {}
+
+extension DlibFaceEmbedder {
+    /// Loads the three dlib models (MMOD detector, 5-point predictor, ResNet) from `locator`'s folder.
+    /// A missing file throws `FaceModelError.missingModel` naming it and `scripts/setup.sh`.
+    public convenience init(locator: FaceModelLocator = FaceModelLocator()) throws {
+        let mmod = try locator.path(of: FaceModelLocator.mmodFile)
+        let sp = try locator.path(of: FaceModelLocator.fivePointFile)
+        let resnet = try locator.path(of: FaceModelLocator.resnetFile)
+        self.init(detector: try MMODFaceDetector(modelPath: mmod), predictor: try ShapePredictor(modelPath: sp),
+                  descriptor: try ResNetFaceDescriptor(modelPath: resnet))
+    }
+}

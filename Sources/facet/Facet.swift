@@ -9,6 +9,7 @@ struct Facet: AsyncParsableCommand {
         abstract: "Masked-face recognition: embed, mask, evaluate, index, and run a matching cluster.",
         version: "0.1.0",
         subcommands: [
+            Embed.self,
         ]
     )
 }
