@@ -229,7 +229,14 @@ def build_face_fixtures(datasets, out, sp68):
     poly = [(pts.part(i).x, pts.part(i).y) for i in list(range(2, 15))] + [(pts.part(28).x, pts.part(28).y)]
     ImageDraw.Draw(im).polygon(poly, fill=(90, 150, 200))
     im.save(os.path.join(out, "lfw-masked.jpg"), quality=92)
-    items.append(("lfw-masked.jpg", 0, "LFW Colin_Powell_0002 with a drawn mask (68-point jaw + nose polygon)"))
+    items.append(("lfw-masked.jpg", 0, "LFW Colin_Powell_0002 with a drawn mask up to the nose bridge: dlib finds no face"))
+    im = Image.open(lfw("George_W_Bush_0003")).convert("RGB")
+    arr = np.asarray(im)
+    pts = sp68(arr, dlib.get_frontal_face_detector()(arr, 1)[0])
+    poly = [(pts.part(i).x, pts.part(i).y) for i in list(range(2, 15))] + [(pts.part(28).x, pts.part(28).y)]
+    ImageDraw.Draw(im).polygon(poly, fill=(235, 235, 240))
+    im.save(os.path.join(out, "lfw-masked-detected.jpg"), quality=92)
+    items.append(("lfw-masked-detected.jpg", 0, "LFW George_W_Bush_0003 with a drawn white mask: dlib still finds the face"))
     # EXIF-rotated: pixels stored rotated, EXIF orientation 6 says "rotate 90 clockwise to display".
     exif = Image.Exif()
     exif[0x0112] = 6
