@@ -85,6 +85,7 @@ let package = Package(
         .testTarget(name: "FacetEvalTests", dependencies: ["FacetEval", "FacetClassify"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetWireTests", dependencies: ["FacetWire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetTransportTests", dependencies: ["FacetTransport", "FacetWire"]),
+        .testTarget(name: "FacetClientTests", dependencies: ["FacetClient", "FacetTransport", "FacetWire"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,1 +1,381 @@
-// FacetClient: Client library for applications talking to a Facet coordinator.
+// FacetClient: the async Swift client of a Facet coordinator.
+import FacetTransport
+import FacetWire
+import Foundation
+
+/// A connection to a Facet coordinator's client endpoint.
+///
+/// One DEALER socket (on its own thread, through `ZMQChannel`) carries every request; each
+/// request gets an id and a deadline, and replies are matched to callers by id, so many tasks
+/// can call concurrently and replies may come back in any order. Every failure is a
+/// `FacetError`: error replies keep the server's code; a reply that does not come before the
+/// deadline is `.deadlineExceeded`; a transport failure is `.unavailable`.
+public final class FacetClient: Sendable {
+    /// CURVE settings: this client's key pair and the coordinator's public key.
+    public struct Curve: Sendable, Hashable {
+        public var clientKeys: CurveKeyPair
+        public var serverPublicKey: CurveKey
+
+        public init(clientKeys: CurveKeyPair, serverPublicKey: CurveKey) {
+            self.clientKeys = clientKeys
+            self.serverPublicKey = serverPublicKey
+        }
+    }
+
+    public let endpoint: String
+    public let clientID: String
+    public let defaultTimeout: Duration
+    public let maxFrameBytes: Int
+    private let channel: ZMQChannel
+    private let pending = PendingReplies()
+    private let counter = Counter()
+    private let reader: Task<Void, Never>
+
+    /// Connects (asynchronously, in the background: the first request waits for the connection
+    /// within its deadline) to `endpoint`, e.g. "tcp://127.0.0.1:5555".
+    public init(endpoint: String, curve: Curve? = nil, clientID: String? = nil, timeout: Duration = .seconds(10),
+                maxFrameBytes: Int = WireProtocol.defaultMaxFrameBytes, context: ZMQContext? = nil) throws(FacetError) {
+        self.endpoint = endpoint
+        self.clientID = clientID ?? "client-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
+        self.defaultTimeout = timeout
+        self.maxFrameBytes = maxFrameBytes
+        var o = SocketOptions()
+        o.maxFrameBytes = maxFrameBytes
+        o.maxFrames = 8
+        o.reconnectInterval = .milliseconds(100)
+        o.reconnectIntervalMax = .seconds(2)
+        if let curve { o.security = .curveClient(curve.clientKeys, serverPublicKey: curve.serverPublicKey) }
+        do {
+            let ctx = try context ?? ZMQContext()
+            channel = try ZMQChannel(context: ctx, type: .dealer, options: o, connect: [endpoint], name: "client")
+        } catch {
+            throw FacetError(.unavailable, "cannot open a client socket to \(endpoint): \(error)")
+        }
+        let channel = self.channel, pending = self.pending, limit = maxFrameBytes
+        reader = Task {
+            while true {
+                let m: Multipart
+                do { m = try await channel.receive() } catch { break }
+                guard let frame = m.routingSplit.body.first, m.limitViolation == nil,
+                      let reply = try? WireFrame.decode(frame: frame, maxBytes: limit) else { continue }
+                pending.resolve(reply.requestID, with: .success(reply))
+            }
+            pending.failAll(FacetError(.unavailable, "client closed"))
+        }
+    }
+
+    deinit { reader.cancel() }
+
+    /// Closes the socket; requests still waiting fail with `.unavailable`.
+    public func close() async {
+        await channel.close()
+        await reader.value
+    }
+
+    // MARK: the general call
+
+    /// Sends `body` and returns the reply's body. Error replies are thrown as `FacetError`.
+    public func call(_ body: WireEnvelope.OneOf_Body, timeout: Duration? = nil) async throws(FacetError) -> WireEnvelope.OneOf_Body {
+        let timeout = timeout ?? defaultTimeout
+        let id = "\(clientID)-\(counter.next())"
+        let envelope = WireEnvelope.request(body, id: id, timeout: timeout, clientID: clientID)
+        let frame: [UInt8]
+        do { frame = try WireFrame.encode(envelope, maxBytes: maxFrameBytes) } catch {
+            throw FacetError(.frameTooLarge, "request too large: \(error)", limit: UInt64(maxFrameBytes))
+        }
+        let channel = self.channel, pending = self.pending, endpoint = self.endpoint
+        // The waiter is registered before the request is sent, so a fast reply always finds it.
+        // A helper task sends, then sleeps until the deadline and fails the waiter if no reply
+        // came; it is cancelled as soon as the call is answered.
+        let timer = TimerBox()
+        let result: Result<WireEnvelope, FacetError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Result<WireEnvelope, FacetError>, Never>) in
+                pending.register(id, c)
+                timer.set(Task {
+                    do {
+                        try await channel.send(Multipart([[], frame]), timeout: timeout)
+                    } catch {
+                        pending.resolve(id, with: .failure(FacetError(.unavailable, "cannot send to \(endpoint): \(error)")))
+                        return
+                    }
+                    do { try await Task.sleep(for: timeout) } catch { return }
+                    pending.resolve(id, with: .failure(FacetError(.deadlineExceeded, "no reply from \(endpoint) within \(timeout)")))
+                })
+            }
+        } onCancel: {
+            pending.resolve(id, with: .failure(FacetError(.cancelled, "request cancelled")))
+        }
+        timer.cancel()
+        let reply = try result.get()
+        guard let replyBody = reply.body else { throw FacetError(.malformedMessage, "reply without a body") }
+        if case .error(let e) = replyBody { throw FacetError(e) }
+        return replyBody
+    }
+
+    private func unexpected(_ body: WireEnvelope.OneOf_Body, _ wanted: String) -> FacetError {
+        var e = WireEnvelope()
+        e.body = body
+        return FacetError(.internalError, "expected \(wanted), got \(e.bodyKind)")
+    }
+
+    // MARK: typed requests
+
+    /// Detects faces and computes their embeddings.
+    public func embed(image: Data, upsample: UInt32 = 0, jitter: UInt32 = 0, maxFaces: UInt32 = 0,
+                      timeout: Duration? = nil) async throws(FacetError) -> WireEmbedReply {
+        var r = WireEmbedRequest()
+        r.image = WireImage.with { $0.data = image }
+        r.upsample = upsample
+        r.jitter = jitter
+        r.maxFaces = maxFaces
+        let reply = try await call(.embedRequest(r), timeout: timeout)
+        guard case .embedReply(let v) = reply else { throw unexpected(reply, "embedReply") }
+        return v
+    }
+
+    /// Enrols a subject from images (each with one face) and/or precomputed embeddings.
+    public func enrol(subjectID: String, images: [Data] = [], embeddings: [WireEmbedding] = [], collection: String = "",
+                      metadata: [String: String] = [:], writePolicy: WireWritePolicy = .unspecified,
+                      timeout: Duration? = nil) async throws(FacetError) -> WireEnrolReply {
+        guard !subjectID.isEmpty else { throw FacetError(.invalidArgument, "subject id is empty", field: "subject_id") }
+        guard !images.isEmpty || !embeddings.isEmpty else {
+            throw FacetError(.invalidArgument, "nothing to enrol: give images or embeddings", field: "images")
+        }
+        var r = WireEnrolRequest()
+        r.subjectID = subjectID
+        r.collection = collection
+        r.images = images.map { d in WireImage.with { $0.data = d } }
+        r.embeddings = embeddings
+        r.metadata = metadata
+        r.writePolicy = writePolicy
+        let reply = try await call(.enrolRequest(r), timeout: timeout)
+        guard case .enrolReply(let v) = reply else { throw unexpected(reply, "enrolReply") }
+        return v
+    }
+
+    /// 1:N search with the largest face of an image.
+    public func identify(image: Data, k: UInt32 = 5, collections: [String] = [], withClassifier: Bool = false,
+                         timeout: Duration? = nil) async throws(FacetError) -> WireIdentifyReply {
+        var r = WireIdentifyRequest()
+        r.image = WireImage.with { $0.data = image }
+        return try await identify(r, k: k, collections: collections, withClassifier: withClassifier, timeout: timeout)
+    }
+
+    /// 1:N search with an embedding.
+    public func identify(embedding: WireEmbedding, k: UInt32 = 5, collections: [String] = [], withClassifier: Bool = false,
+                         timeout: Duration? = nil) async throws(FacetError) -> WireIdentifyReply {
+        var r = WireIdentifyRequest()
+        r.embedding = embedding
+        return try await identify(r, k: k, collections: collections, withClassifier: withClassifier, timeout: timeout)
+    }
+
+    private func identify(_ request: WireIdentifyRequest, k: UInt32, collections: [String], withClassifier: Bool,
+                          timeout: Duration?) async throws(FacetError) -> WireIdentifyReply {
+        var r = request
+        r.k = k
+        r.collections = collections
+        r.withClassifier = withClassifier
+        let reply = try await call(.identifyRequest(r), timeout: timeout)
+        guard case .identifyReply(let v) = reply else { throw unexpected(reply, "identifyReply") }
+        return v
+    }
+
+    /// 1:1 comparison of two images.
+    public func verify(probe: Data, reference: Data, threshold: Float = 0, timeout: Duration? = nil) async throws(FacetError) -> WireVerifyReply {
+        var r = WireVerifyRequest()
+        r.probeImage = WireImage.with { $0.data = probe }
+        r.referenceImage = WireImage.with { $0.data = reference }
+        r.threshold = threshold
+        return try await verify(r, timeout: timeout)
+    }
+
+    /// 1:1 comparison of an image with an enrolled subject.
+    public func verify(probe: Data, subjectID: String, collection: String = "", threshold: Float = 0,
+                       timeout: Duration? = nil) async throws(FacetError) -> WireVerifyReply {
+        var r = WireVerifyRequest()
+        r.probeImage = WireImage.with { $0.data = probe }
+        r.subjectID = subjectID
+        r.collection = collection
+        r.threshold = threshold
+        return try await verify(r, timeout: timeout)
+    }
+
+    public func verify(_ request: WireVerifyRequest, timeout: Duration? = nil) async throws(FacetError) -> WireVerifyReply {
+        let reply = try await call(.verifyRequest(request), timeout: timeout)
+        guard case .verifyReply(let v) = reply else { throw unexpected(reply, "verifyReply") }
+        return v
+    }
+
+    /// Deletes a subject everywhere (LMDB, index, classifier).
+    public func deleteSubject(_ subjectID: String, collection: String = "", reason: String = "",
+                              timeout: Duration? = nil) async throws(FacetError) -> WireDeleteSubjectReply {
+        var r = WireDeleteSubjectRequest()
+        r.subjectID = subjectID
+        r.collection = collection
+        r.reason = reason
+        let reply = try await call(.deleteSubjectRequest(r), timeout: timeout)
+        guard case .deleteSubjectReply(let v) = reply else { throw unexpected(reply, "deleteSubjectReply") }
+        return v
+    }
+
+    /// One page of subjects.
+    public func listSubjects(collection: String = "", pageSize: UInt32 = 0, pageToken: String = "", prefix: String = "",
+                             timeout: Duration? = nil) async throws(FacetError) -> WireListSubjectsReply {
+        var r = WireListSubjectsRequest()
+        r.collection = collection
+        r.pageSize = pageSize
+        r.pageToken = pageToken
+        r.prefix = prefix
+        let reply = try await call(.listSubjectsRequest(r), timeout: timeout)
+        guard case .listSubjectsReply(let v) = reply else { throw unexpected(reply, "listSubjectsReply") }
+        return v
+    }
+
+    /// Every subject, following page tokens (bounded by `maxPages`).
+    public func allSubjects(collection: String = "", maxPages: Int = 10_000,
+                            timeout: Duration? = nil) async throws(FacetError) -> [WireSubjectSummary] {
+        var out: [WireSubjectSummary] = []
+        var token = ""
+        for _ in 0..<maxPages {
+            let page = try await listSubjects(collection: collection, pageToken: token, timeout: timeout)
+            out += page.subjects
+            if page.nextPageToken.isEmpty { return out }
+            if page.nextPageToken == token { throw FacetError(.internalError, "server repeated page token") }
+            token = page.nextPageToken
+        }
+        throw FacetError(.resourceExhausted, "more than \(maxPages) pages of subjects")
+    }
+
+    /// Cluster status.
+    public func status(includePartitions: Bool = false, timeout: Duration? = nil) async throws(FacetError) -> WireStatusReply {
+        var r = WireStatusRequest()
+        r.includePartitions = includePartitions
+        let reply = try await call(.statusRequest(r), timeout: timeout)
+        guard case .statusReply(let v) = reply else { throw unexpected(reply, "statusReply") }
+        return v
+    }
+
+    /// The current shard map.
+    public func shardMap(timeout: Duration? = nil) async throws(FacetError) -> WireShardMap {
+        let reply = try await call(.shardMapRequest(WireShardMapRequest()), timeout: timeout)
+        guard case .shardMap(let v) = reply else { throw unexpected(reply, "shardMap") }
+        return v
+    }
+
+    // MARK: jobs
+
+    public func startRetrain(_ request: WireStartRetrainRequest = WireStartRetrainRequest(),
+                             timeout: Duration? = nil) async throws(FacetError) -> WireJob {
+        try await job(.startRetrainRequest(request), timeout: timeout)
+    }
+
+    public func startReenrol(_ request: WireStartReenrolRequest, timeout: Duration? = nil) async throws(FacetError) -> WireJob {
+        try await job(.startReenrolRequest(request), timeout: timeout)
+    }
+
+    public func job(id: String, timeout: Duration? = nil) async throws(FacetError) -> WireJob {
+        try await job(.getJobRequest(WireGetJobRequest.with { $0.jobID = id }), timeout: timeout)
+    }
+
+    public func cancelJob(id: String, timeout: Duration? = nil) async throws(FacetError) -> WireJob {
+        try await job(.cancelJobRequest(WireCancelJobRequest.with { $0.jobID = id }), timeout: timeout)
+    }
+
+    public func listJobs(kind: WireJobKind = .unspecified, state: WireJobState = .unspecified, pageSize: UInt32 = 0,
+                         pageToken: String = "", timeout: Duration? = nil) async throws(FacetError) -> WireListJobsReply {
+        var r = WireListJobsRequest()
+        r.kind = kind
+        r.state = state
+        r.pageSize = pageSize
+        r.pageToken = pageToken
+        let reply = try await call(.listJobsRequest(r), timeout: timeout)
+        guard case .listJobsReply(let v) = reply else { throw unexpected(reply, "listJobsReply") }
+        return v
+    }
+
+    private func job(_ body: WireEnvelope.OneOf_Body, timeout: Duration?) async throws(FacetError) -> WireJob {
+        let reply = try await call(body, timeout: timeout)
+        guard case .job(let v) = reply else { throw unexpected(reply, "job") }
+        return v
+    }
+}
+
+/// Waiting callers by request id. The first resolution wins; later ones (a timeout after the
+/// reply, a reply after the timeout) are dropped.
+final class PendingReplies: @unchecked Sendable {  // @unchecked: all state behind `lock`
+    typealias Waiter = CheckedContinuation<Result<WireEnvelope, FacetError>, Never>
+    private let lock = NSLock()
+    private var waiters: [String: Waiter] = [:]
+    private var early: [String: Result<WireEnvelope, FacetError>] = [:]
+    private var closedError: FacetError?
+
+    func register(_ id: String, _ waiter: Waiter) {
+        lock.lock()
+        if let r = early.removeValue(forKey: id) {
+            lock.unlock()
+            waiter.resume(returning: r)
+            return
+        }
+        if let e = closedError {
+            lock.unlock()
+            waiter.resume(returning: .failure(e))
+            return
+        }
+        waiters[id] = waiter
+        lock.unlock()
+    }
+
+    func resolve(_ id: String, with result: Result<WireEnvelope, FacetError>) {
+        lock.lock()
+        let w = waiters.removeValue(forKey: id)
+        if w == nil, case .failure(let e) = result, e.code == .cancelled {
+            // Cancelled before registering: remember, so the registration fails at once.
+            early[id] = result
+        }
+        lock.unlock()
+        w?.resume(returning: result)
+    }
+
+    func failAll(_ error: FacetError) {
+        lock.lock()
+        closedError = error
+        let all = waiters
+        waiters = [:]
+        lock.unlock()
+        for w in all.values { w.resume(returning: .failure(error)) }
+    }
+}
+
+/// Holds a request's helper task so that it can be cancelled once the call is answered.
+final class TimerBox: @unchecked Sendable {  // @unchecked: all state behind `lock`
+    private let lock = NSLock()
+    private var task: Task<Void, Never>?
+    private var cancelled = false
+
+    func set(_ t: Task<Void, Never>) {
+        lock.lock()
+        task = t
+        let c = cancelled
+        lock.unlock()
+        if c { t.cancel() }
+    }
+
+    func cancel() {
+        lock.lock()
+        cancelled = true
+        let t = task
+        lock.unlock()
+        t?.cancel()
+    }
+}
+
+final class Counter: @unchecked Sendable {  // @unchecked: all state behind `lock`
+    private let lock = NSLock()
+    private var value: UInt64 = 0
+    func next() -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value
+    }
+}

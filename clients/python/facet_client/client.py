@@ -1,0 +1,203 @@
+"""A small synchronous client for the Facet wire protocol.
+
+Framing: a DEALER socket sends [b"", Envelope]; the coordinator's ROUTER answers
+[b"", Envelope] with the same request id. Every request carries a deadline; a reply that does
+not come in time raises FacetError(DEADLINE_EXCEEDED). Error replies raise FacetError with the
+server's code. CURVE is used when keys are given (Z85 text, as `facet keys generate` writes).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import struct
+import time
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import zmq
+
+from . import facet_pb2 as pb
+
+PROTOCOL_VERSION = pb.PROTOCOL_VERSION_1
+
+
+class FacetError(Exception):
+    """An error reply (or a client-side failure mapped onto the same codes)."""
+
+    def __init__(self, code: int, message: str, field: str = "", node_id: str = "",
+                 retry_after_ms: int = 0, limit: int = 0):
+        self.code = code
+        self.message = message
+        self.field = field
+        self.node_id = node_id
+        self.retry_after_ms = retry_after_ms
+        self.limit = limit
+        super().__init__(str(self))
+
+    @property
+    def code_name(self) -> str:
+        name = pb.ErrorCode.Name(self.code) if self.code in pb.ErrorCode.values() else f"UNRECOGNIZED({self.code})"
+        return name.removeprefix("ERROR_CODE_")
+
+    @classmethod
+    def from_wire(cls, e: "pb.Error") -> "FacetError":
+        return cls(e.code, e.message, e.field, e.node_id, e.retry_after_ms, e.limit)
+
+    def __str__(self) -> str:
+        s = self.code_name
+        if self.message:
+            s += f": {self.message}"
+        if self.field:
+            s += f" (field {self.field})"
+        return s
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class FacetClient:
+    """Talks to a coordinator's client endpoint, one request at a time per call.
+
+    Replies are matched by request id; stale replies (after a timeout) are discarded.
+    Not thread-safe (ZeroMQ sockets are not): use one client per thread.
+    """
+
+    def __init__(self, endpoint: str, *, timeout_s: float = 10.0, client_id: Optional[str] = None,
+                 curve_server_public_key: Optional[str] = None, curve_public_key: Optional[str] = None,
+                 curve_secret_key: Optional[str] = None, max_frame_bytes: int = 16 << 20,
+                 context: Optional[zmq.Context] = None):
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.client_id = client_id or f"py-{os.getpid()}-{os.urandom(4).hex()}"
+        self.max_frame_bytes = max_frame_bytes
+        self._ids = itertools.count(1)
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, 2 * max_frame_bytes)
+        if curve_server_public_key:
+            if not (curve_public_key and curve_secret_key):
+                raise ValueError("CURVE needs the client's public and secret keys as well")
+            self._sock.curve_serverkey = curve_server_public_key.strip().encode()
+            self._sock.curve_publickey = curve_public_key.strip().encode()
+            self._sock.curve_secretkey = curve_secret_key.strip().encode()
+        self._sock.connect(endpoint)
+
+    def close(self) -> None:
+        self._sock.close(0)
+
+    def __enter__(self) -> "FacetClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the general call --------------------------------------------------------------------
+
+    def call(self, body_field: str, message, timeout_s: Optional[float] = None) -> "pb.Envelope":
+        """Sends one request (Envelope field `body_field` set to `message`) and returns the reply envelope."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        now = _now_ms()
+        env = pb.Envelope(protocol_version=PROTOCOL_VERSION, request_id=f"{self.client_id}-{next(self._ids)}",
+                          deadline_unix_ms=now + int(timeout_s * 1000), client_id=self.client_id, sent_unix_ms=now)
+        getattr(env, body_field).CopyFrom(message)
+        frame = env.SerializeToString()
+        if len(frame) > self.max_frame_bytes:
+            raise FacetError(pb.ERROR_CODE_FRAME_TOO_LARGE, f"request of {len(frame)} bytes", limit=self.max_frame_bytes)
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._sock.send_multipart([b"", frame], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            raise FacetError(pb.ERROR_CODE_UNAVAILABLE, f"cannot queue a request to {self.endpoint}")
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._sock.poll(int(left * 1000) + 1, zmq.POLLIN):
+                if time.monotonic() >= deadline:
+                    raise FacetError(pb.ERROR_CODE_DEADLINE_EXCEEDED, f"no reply from {self.endpoint} within {timeout_s} s")
+                continue
+            frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            if len(frames) < 2 or frames[0] != b"":
+                continue
+            reply = pb.Envelope()
+            try:
+                reply.ParseFromString(frames[1])
+            except Exception:  # a malformed reply cannot be matched to a request
+                continue
+            if reply.request_id != env.request_id:
+                continue  # a stale reply to a request that timed out
+            if reply.WhichOneof("body") == "error":
+                raise FacetError.from_wire(reply.error)
+            return reply
+
+    def _expect(self, reply: "pb.Envelope", field: str):
+        kind = reply.WhichOneof("body")
+        if kind != field:
+            raise FacetError(pb.ERROR_CODE_INTERNAL, f"expected {field}, got {kind}")
+        return getattr(reply, field)
+
+    # -- typed requests ----------------------------------------------------------------------
+
+    def embed(self, image: bytes, upsample: int = 0, jitter: int = 0, timeout_s: Optional[float] = None) -> "pb.EmbedReply":
+        r = pb.EmbedRequest(image=pb.Image(data=image), upsample=upsample, jitter=jitter)
+        return self._expect(self.call("embed_request", r, timeout_s), "embed_reply")
+
+    def enrol(self, subject_id: str, images: Sequence[bytes] = (), embeddings: Sequence[Sequence[float]] = (),
+              model_version: str = "", collection: str = "", metadata: Optional[Dict[str, str]] = None,
+              timeout_s: Optional[float] = None) -> "pb.EnrolReply":
+        if not subject_id:
+            raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "subject id is empty", field="subject_id")
+        if not images and not embeddings:
+            raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "nothing to enrol: give images or embeddings", field="images")
+        r = pb.EnrolRequest(subject_id=subject_id, collection=collection)
+        r.images.extend(pb.Image(data=i) for i in images)
+        r.embeddings.extend(self.embedding(e, model_version) for e in embeddings)
+        r.metadata.update(metadata or {})
+        return self._expect(self.call("enrol_request", r, timeout_s), "enrol_reply")
+
+    @staticmethod
+    def embedding(values: Sequence[float], model_version: str = "") -> "pb.Embedding":
+        return pb.Embedding(values=list(values), dimension=len(values), model_version=model_version)
+
+    def identify(self, image: Optional[bytes] = None, embedding: Optional[Sequence[float]] = None, k: int = 5,
+                 collections: Iterable[str] = (), with_classifier: bool = False, model_version: str = "",
+                 timeout_s: Optional[float] = None) -> "pb.IdentifyReply":
+        if (image is None) == (embedding is None):
+            raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "give exactly one of image or embedding")
+        r = pb.IdentifyRequest(k=k, with_classifier=with_classifier)
+        r.collections.extend(collections)
+        if image is not None:
+            r.image.data = image
+        else:
+            r.embedding.CopyFrom(self.embedding(embedding, model_version))
+        return self._expect(self.call("identify_request", r, timeout_s), "identify_reply")
+
+    def verify(self, probe: bytes, reference: Optional[bytes] = None, subject_id: Optional[str] = None,
+               threshold: float = 0.0, timeout_s: Optional[float] = None) -> "pb.VerifyReply":
+        if (reference is None) == (subject_id is None):
+            raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "give exactly one of reference or subject_id")
+        r = pb.VerifyRequest(probe_image=pb.Image(data=probe), threshold=threshold)
+        if reference is not None:
+            r.reference_image.data = reference
+        else:
+            r.subject_id = subject_id
+        return self._expect(self.call("verify_request", r, timeout_s), "verify_reply")
+
+    def delete_subject(self, subject_id: str, reason: str = "", timeout_s: Optional[float] = None) -> "pb.DeleteSubjectReply":
+        r = pb.DeleteSubjectRequest(subject_id=subject_id, reason=reason)
+        return self._expect(self.call("delete_subject_request", r, timeout_s), "delete_subject_reply")
+
+    def list_subjects(self, collection: str = "", page_size: int = 0, max_pages: int = 10_000,
+                      timeout_s: Optional[float] = None) -> List["pb.SubjectSummary"]:
+        out, token = [], ""
+        for _ in range(max_pages):
+            r = pb.ListSubjectsRequest(collection=collection, page_size=page_size, page_token=token)
+            page = self._expect(self.call("list_subjects_request", r, timeout_s), "list_subjects_reply")
+            out.extend(page.subjects)
+            if not page.next_page_token:
+                return out
+            token = page.next_page_token
+        raise FacetError(pb.ERROR_CODE_RESOURCE_EXHAUSTED, f"more than {max_pages} pages")
+
+    def status(self, include_partitions: bool = False, timeout_s: Optional[float] = None) -> "pb.StatusReply":
+        r = pb.StatusRequest(include_partitions=include_partitions)
+        return self._expect(self.call("status_request", r, timeout_s), "status_reply")
