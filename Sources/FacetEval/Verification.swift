@@ -318,6 +318,15 @@ public enum VerificationEvaluator {
                                   auc: VerificationMetrics.areaUnderROC(curve), curve: curve)
     }
 
+    /// The same on a parsed pairs file: `scores[i]` belongs to `pairs.pairs[i]`; folds are the file's.
+    /// A header-less file has one fold: re-fold it first (`pairs.refolded(into: 10)`).
+    public static func evaluate(pairs: LFWPairs, scores: [Double], fars: [Double] = defaultFARs) throws -> VerificationResult {
+        guard scores.count == pairs.pairs.count else {
+            throw EvalError.countMismatch(what: "scores for the pairs file", expected: pairs.pairs.count, got: scores.count)
+        }
+        return try evaluate(scores: scores, isSame: pairs.isSame, folds: pairs.folds, fars: fars)
+    }
+
     /// FNMR at a given FMR (the DET reading): `1 - TAR@FAR`, with the same tie rule.
     public static func fnmr(atFMR fmr: Double, scores: [Double], isSame: [Bool]) throws -> OperatingPoint {
         let p = try ScoredPairs(scores: scores, isSame: isSame)

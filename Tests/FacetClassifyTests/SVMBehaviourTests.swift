@@ -185,3 +185,16 @@ struct SVMBehaviourTests {
         for m in models { #expect(m == reference) }
     }
 }
+
+@Suite("Sample weights by group")
+struct SampleWeightsTests {
+    @Test("balanced weights: n / (k * n_g), unlabelled samples keep their own weight")
+    func balanced() throws {
+        // groups: m m m f, one unlabelled. n = 4, k = 2: m -> 4/(2*3) = 2/3, f -> 4/(2*1) = 2.
+        let w = try SampleWeights.balanced(groups: ["m", "m", "m", "f", nil], unlabelledWeight: 0.5)
+        #expect(abs(w[0] - 2.0 / 3) < 1e-15 && w[3] == 2 && w[4] == 0.5)
+        // Each group carries n/k = 2 in total.
+        #expect(abs(w[0] + w[1] + w[2] - 2) < 1e-12)
+        #expect(throws: ClassifyError.self) { try SampleWeights.balanced(groups: [nil, nil]) }
+    }
+}

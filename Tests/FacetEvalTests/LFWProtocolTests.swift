@@ -34,6 +34,14 @@ struct LFWProtocolTests {
         let r = try p.refolded(into: 2)
         #expect(r.folds == [0, 0, 1, 1, 0, 0, 1, 1])
         #expect(throws: EvalError.self) { try p.refolded(into: 5) }
+        // Evaluating straight from the file: one fold is refused with a hint; re-folded it works.
+        let scores: [Double] = [0.9, 0.8, 0.7, 0.3, 0.4, 0.2, 0.1, 0.75]
+        #expect(throws: EvalError.self) { try VerificationEvaluator.evaluate(pairs: p, scores: scores) }
+        #expect(throws: EvalError.countMismatch(what: "scores for the pairs file", expected: 8, got: 1)) {
+            try VerificationEvaluator.evaluate(pairs: r, scores: [0.5])
+        }
+        let res = try VerificationEvaluator.evaluate(pairs: r, scores: scores)
+        #expect(res.pairs == 8 && res.foldIDs == [0, 1])
     }
 
     @Test("View 1 header 'N', CRLF endings and blank lines")
