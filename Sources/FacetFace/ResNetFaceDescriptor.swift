@@ -33,10 +33,11 @@ public final class ResNetFaceDescriptor: @unchecked Sendable {
 
     private let means: (Float, Float, Float)
     private let lock = NSLock()
+    private var rng = DlibRand()
     /// Samples per forward pass (dlib's Python binding uses mini-batches of 16).
     public var batchSize = 16
-    /// Worker threads used to run batches side by side (default: active processors, at most 2 per the
-    /// benchmark's 2-core target; each worker runs its GEMMs on one OpenBLAS thread when > 1).
+    /// Threads that run mini-batches side by side (default 1: one batch at a time, OpenBLAS threading inside).
+    /// With `workers > 1` set `BLASSetup.threads = 1` to avoid oversubscribing the cores.
     public var workers: Int
 
     public init(modelPath: String) throws {
@@ -98,6 +99,29 @@ public final class ResNetFaceDescriptor: @unchecked Sendable {
             for b in ranges.indices { work(b) }
         }
         for (b, r) in ranges.enumerated() { for (j, d) in outputs[b].enumerated() { result[r.lowerBound + j] = d } }
+        return result
+    }
+
+    /// Descriptors with dlib's jittering: for `count > 1`, each chip is randomly jittered `count` times with
+    /// `dlib::jitter_image` and this object's `dlib::rand` (default seed, advancing across calls, as one dlib model
+    /// object's does), and the descriptors of the crops are averaged. `count <= 1` is the plain descriptor.
+    /// (`descriptors(for:jitter:)` of `FaceDescriptorModel` should call this.)
+    public func jitteredDescriptors(for chips: [RGBImage], count: Int) throws -> [[Float]] {
+        guard count >= 0 else { throw FaceDescriptorError.invalidJitter(count) }
+        try check(chips)
+        if count <= 1 { return run(chips) }
+        var result: [[Float]] = []
+        for chip in chips {
+            let crops: [RGBImage] = lock.withLock {
+                (0 ..< count).map { _ in DlibJitter.jitter(chip, rng: &rng) }
+            }
+            let ds = run(crops)
+            // dlib: mean(mat(descriptors)) sums the float vectors in order, then divides by the count.
+            var mean = [Float](repeating: 0, count: dimension)
+            for d in ds { for j in 0 ..< dimension { mean[j] += d[j] } }
+            for j in 0 ..< dimension { mean[j] /= Float(ds.count) }
+            result.append(mean)
+        }
         return result
     }
 }

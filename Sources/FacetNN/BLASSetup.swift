@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -24,6 +25,12 @@ public enum BLASSetup {
     }
 
     public static func ensureConfigured() { _ = state }
+
+    /// OpenBLAS's thread count (process-wide).
+    public static var threads: Int {
+        get { _ = state; return Int(openblas_get_num_threads()) }
+        set { _ = state; openblas_set_num_threads(Int32(max(1, newValue))) }
+    }
 
     private struct State { let summary: String }
 

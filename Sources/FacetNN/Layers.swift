@@ -28,8 +28,11 @@ public struct ConvLayer: Sendable {
         (1 + (nr + 2 * padY - kh) / strideY, 1 + (nc + 2 * padX - kw) / strideX)
     }
 
-    /// Maximum floats of the im2col buffer per GEMM; larger batches are split into chunks.
+    /// Maximum floats of the im2col buffer for one image; larger single images are processed in row blocks.
     static let maxColumnFloats = 6 << 20
+    /// Samples are batched into one GEMM while their im2col matrix stays under this many floats (4 MB), which
+    /// helps the small late layers (4×4 to 17×17 outputs) without thrashing the cache on the large early ones.
+    static let batchColumnFloats = 1 << 20
 
     public func forward(_ x: Tensor) -> Tensor {
         precondition(x.k == channels, "conv: input has \(x.k) channels, layer expects \(channels)")
@@ -37,7 +40,7 @@ public struct ConvLayer: Sendable {
         guard onr > 0, onc > 0, x.n > 0 else { return Tensor(n: x.n, k: numFilters, nr: max(onr, 0), nc: max(onc, 0)) }
         let hw = onr * onc
         let rows = channels * kh * kw
-        let perChunk = max(1, min(x.n, ConvLayer.maxColumnFloats / max(1, rows * hw)))
+        let perChunk = max(1, min(x.n, ConvLayer.batchColumnFloats / max(1, rows * hw)))
         var out = Tensor(n: x.n, k: numFilters, nr: onr, nc: onc)
         var col = [Float](repeating: 0, count: min(rows * hw * perChunk, max(ConvLayer.maxColumnFloats, rows * onc)))
         var gemmOut = perChunk > 1 ? [Float](repeating: 0, count: numFilters * hw * perChunk) : []

@@ -57,3 +57,29 @@ struct ResNetFaceDescriptorTests {
         #expect(try d.descriptors(for: []).isEmpty)
     }
 }
+
+@Suite("ResNet jitter as dlib's")
+struct ResNetJitterTests {
+    @Test("dlib::rand: MT19937 default seed, primed by 10,000 draws (values from dlib C++ 19.24)")
+    func rand() {
+        var r = DlibRand()
+        #expect(r.next32() == 725_333_953)
+        #expect(r.next32() == 251_387_296)
+        #expect(abs(r.nextDouble() - 0.7626503136151922) < 1e-15)
+    }
+
+    @Test("jittered descriptors of a fresh model match dlib's num_jitters=4")
+    func jitterMatchesDlib() throws {
+        let d = try ResNetFaceDescriptor(modelPath: try NNFixtures.modelPath(ResNetFaceDescriptorTests.modelName))
+        var worst = 0.0
+        for g in try ResNetFaceDescriptorTests.goldens() {
+            let j = try d.jitteredDescriptors(for: [g.chip], count: 4)[0]
+            let e = l2(j, g.jitter4)
+            worst = max(worst, e)
+            #expect(e < 0.001, "\(g.name): L2 \(e) from dlib's jittered descriptor")
+            #expect(l2(j, g.descriptor) > 1e-4, "jitter changed nothing")
+        }
+        print("jitter: largest L2 to dlib \(worst)")
+        #expect(throws: FaceDescriptorError.invalidJitter(-1)) { _ = try d.jitteredDescriptors(for: [], count: -1) }
+    }
+}
