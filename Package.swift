@@ -45,7 +45,8 @@ let package = Package(
 
         // MARK: face pipeline
         .target(name: "FacetFace", dependencies: ["FacetImaging", "FacetNN"], swiftSettings: optimisedInDebug),
-        .target(name: "FacetMasking", dependencies: ["FacetImaging", "FacetFace"], swiftSettings: optimisedInDebug),
+        .target(name: "FacetMasking", dependencies: ["FacetImaging", "FacetFace", "CPNG"],
+                resources: [.copy("Resources")], swiftSettings: optimisedInDebug),
         .target(name: "FacetEval", dependencies: ["FacetFace", "FacetMasking", "FacetClassify", "FacetIndex"]),
 
         // MARK: storage, wire, transport
@@ -79,6 +80,8 @@ let package = Package(
         .testTarget(name: "FacetImagingTests", dependencies: ["FacetImaging", "FacetTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetNNTests", dependencies: ["FacetNN", "FacetTestSupport"]),
         .testTarget(name: "FacetFaceTests", dependencies: ["FacetFace", "FacetTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FacetMaskingTests", dependencies: ["FacetMasking", "FacetFace", "FacetImaging"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetIndexTests", dependencies: ["FacetIndex", "FacetTestSupport"]),
         .testTarget(name: "FacetStoreTests", dependencies: ["FacetStore", "FacetIndex", "FacetTestSupport", "FacetStoreCrashHelper"]),
         .testTarget(name: "FacetClassifyTests", dependencies: ["FacetClassify"], resources: [.copy("Fixtures")]),

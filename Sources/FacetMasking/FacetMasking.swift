@@ -1,1 +1,0 @@
-// FacetMasking: Synthetic masks: templates, placement from landmarks, types, colours.
