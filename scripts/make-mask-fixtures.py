@@ -18,7 +18,7 @@ few grey levels), so the renderer mirrors `_left`. The turned gas respirator is 
 MaskType.hasSideTemplates). Eight of the pattern textures, 128x128 RGB PNG.
 
 Usage: python3 scripts/make-mask-fixtures.py [--lfw DIR] [--models DIR] [--templates DIR]
-Needs: pip install dlib-bin numpy pillow (scripts/setup.sh installs them).
+Needs dlib-bin, numpy and pillow; installs the missing ones with pip.
 """
 import argparse
 import json
@@ -49,6 +49,21 @@ TEXTURES = {
     "floral": "floral/floral_10.png", "petals_grey": "floral/grey_petals.png",
     "cherry": "fruits/cherry.png", "pineapple": "fruits/pineapple.png",
 }
+
+
+def ensure_packages():
+    """Installs what this script needs with pip when it is missing (scripts/setup.sh installs dlib and numpy)."""
+    import importlib
+    import subprocess
+    missing = []
+    for module, package in (("dlib", "dlib-bin"), ("numpy", "numpy"), ("PIL", "pillow")):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        print("make-mask-fixtures: pip install", " ".join(missing))
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q"] + missing)
 
 
 def make_resources(masktheface, out):
@@ -95,14 +110,13 @@ def main():
     ap.add_argument("--templates", default=os.path.join(root, "..", "shared", "datasets", "mask_templates", "MaskTheFace"))
     ap.add_argument("--resources", default=os.path.join(root, "Sources", "FacetMasking", "Resources"))
     args = ap.parse_args()
+    ensure_packages()
     make_resources(args.templates, args.resources)
 
-    try:
-        import dlib
-        import numpy as np
-        from PIL import Image
-    except ImportError as e:  # the set-up script installs these
-        sys.exit("make-mask-fixtures: %s (run: pip install dlib-bin numpy pillow)" % e)
+    ensure_packages()
+    import dlib
+    import numpy as np
+    from PIL import Image
 
     predictor_path = os.path.join(args.models, "shape_predictor_68_face_landmarks.dat")
     if not os.path.exists(predictor_path):

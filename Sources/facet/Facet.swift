@@ -10,6 +10,8 @@ struct Facet: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Embed.self,
+            MaskCommand.self,
+            MaskDatasetCommand.self,
         ]
     )
 }
