@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "FacetFace", dependencies: ["FacetImaging", "FacetNN"], swiftSettings: optimisedInDebug),
         .target(name: "FacetMasking", dependencies: ["FacetImaging", "FacetFace", "CPNG"],
                 resources: [.copy("Resources")], swiftSettings: optimisedInDebug),
-        .target(name: "FacetEval", dependencies: ["FacetFace", "FacetMasking", "FacetClassify", "FacetIndex"]),
+        .target(name: "FacetEval", dependencies: ["FacetFace", "FacetMasking", "FacetClassify", "FacetIndex"], swiftSettings: optimisedInDebug),
 
         // MARK: storage, wire, transport
         .target(name: "FacetStore", dependencies: ["CLMDB", "FacetIndex", .product(name: "Crypto", package: "swift-crypto")]),

@@ -66,20 +66,25 @@ public enum VerificationMetrics {
     /// The full ROC/DET curve: one point per distinct score (accept `>= score`), plus the start point at
     /// threshold `max.nextUp` (nothing accepted: FMR 0, FNMR 1; finite so that it encodes as JSON). Ordered by decreasing threshold, so FMR rises and FNMR falls.
     public static func curve(_ p: ScoredPairs) -> [OperatingPoint] {
-        let order = p.scores.indices.sorted { p.scores[$0] > p.scores[$1] }
-        let g = Double(p.genuineCount), im = Double(p.impostorCount)
-        var points = [OperatingPoint(threshold: p.scores[order[0]].nextUp, fmr: 0, fnmr: 1)]
-        points.reserveCapacity(order.count + 1)
+        curve(ascending: SortedPair.sorted(scores: p.scores, isSame: p.isSame, foldIndex: nil),
+              genuine: p.genuineCount, impostor: p.impostorCount)
+    }
+
+    /// The curve from pairs sorted by ascending score (walked from the top).
+    static func curve(ascending items: [SortedPair], genuine: Int, impostor: Int) -> [OperatingPoint] {
+        let g = Double(genuine), im = Double(impostor)
+        var points = [OperatingPoint(threshold: items[items.count - 1].score.nextUp, fmr: 0, fnmr: 1)]
+        points.reserveCapacity(items.count + 1)
         var acceptedGenuine = 0, acceptedImpostor = 0
-        var k = 0
-        while k < order.count {
-            let t = p.scores[order[k]]
-            while k < order.count && p.scores[order[k]] == t {
-                if p.isSame[order[k]] { acceptedGenuine += 1 } else { acceptedImpostor += 1 }
-                k += 1
+        var k = items.count - 1
+        while k >= 0 {
+            let t = items[k].score
+            while k >= 0 && items[k].score == t {
+                if items[k].isSame { acceptedGenuine += 1 } else { acceptedImpostor += 1 }
+                k -= 1
             }
             points.append(OperatingPoint(threshold: t, fmr: Double(acceptedImpostor) / im,
-                                         fnmr: Double(p.genuineCount - acceptedGenuine) / g))
+                                         fnmr: Double(genuine - acceptedGenuine) / g))
         }
         return points
     }
@@ -147,29 +152,33 @@ public enum VerificationMetrics {
     /// candidates reach the maximum, the middle one (lower median, in ascending order) is taken, so the rule is
     /// deterministic and does not lean to the permissive or strict end.
     public static func bestAccuracyThreshold(scores: [Double], isSame: [Bool]) -> (threshold: Double, accuracy: Double) {
-        let order = scores.indices.sorted { scores[$0] < scores[$1] }
-        return bestAccuracyThreshold(ascending: order, scores: scores, isSame: isSame, excludedFold: nil, folds: [])
+        bestAccuracyThreshold(ascending: SortedPair.sorted(scores: scores, isSame: isSame, foldIndex: nil), excludedFold: nil)
     }
 
-    /// The sweep behind `bestAccuracyThreshold`, on an ascending order computed once; pairs of `excludedFold` are
-    /// skipped (the k-fold protocol sorts once instead of once per fold).
-    static func bestAccuracyThreshold(ascending all: [Int], scores: [Double], isSame: [Bool], excludedFold: Int?,
-                                      folds: [Int]) -> (threshold: Double, accuracy: Double) {
-        let order = excludedFold.map { f in all.filter { folds[$0] != f } } ?? all
-        let n = order.count
-        let genuine = order.lazy.filter { isSame[$0] }.count
+    /// The sweep behind `bestAccuracyThreshold` on pairs sorted once; pairs of `excludedFold` are skipped
+    /// (the k-fold protocol sorts once instead of once per fold).
+    static func bestAccuracyThreshold(ascending items: [SortedPair], excludedFold: Int32?) -> (threshold: Double, accuracy: Double) {
+        let skip = excludedFold ?? -1
+        let m = items.count
+        var n = 0, genuine = 0, first = -1
+        for k in 0..<m where items[k].fold != skip {
+            if first < 0 { first = k }
+            n += 1
+            if items[k].isSame { genuine += 1 }
+        }
         // Sweep thresholds upwards. Before the first score everything is accepted: correct = genuine.
         var bestCorrect = genuine
-        var optimal: [Double] = [scores[order[0]]]
+        var optimal: [Double] = [items[first].score]
         var correct = genuine
-        var k = 0
-        while k < n {
-            let t = scores[order[k]]
-            while k < n && scores[order[k]] == t {
-                correct += isSame[order[k]] ? -1 : 1   // now rejected
+        var k = first
+        while k < m {
+            let t = items[k].score
+            while k < m && items[k].score == t {
+                if items[k].fold != skip { correct += items[k].isSame ? -1 : 1 }   // now rejected
                 k += 1
             }
-            let next = k < n ? (t + scores[order[k]]) / 2 : t.nextUp
+            while k < m && items[k].fold == skip { k += 1 }
+            let next = k < m ? (t + items[k].score) / 2 : t.nextUp
             if correct > bestCorrect {
                 bestCorrect = correct
                 optimal = [next]
@@ -178,6 +187,23 @@ public enum VerificationMetrics {
             }
         }
         return (optimal[(optimal.count - 1) / 2], Double(bestCorrect) / Double(n))
+    }
+}
+
+/// A pair reduced to what the sweeps need, stored contiguously and sorted once by ascending score.
+struct SortedPair {
+    var score: Double
+    var isSame: Bool
+    var fold: Int32
+
+    static func sorted(scores: [Double], isSame: [Bool], foldIndex: [Int32]?) -> [SortedPair] {
+        var items = [SortedPair]()
+        items.reserveCapacity(scores.count)
+        for i in scores.indices {
+            items.append(SortedPair(score: scores[i], isSame: isSame[i], fold: foldIndex?[i] ?? 0))
+        }
+        items.sort { $0.score < $1.score }
+        return items
     }
 }
 
@@ -291,10 +317,11 @@ public enum VerificationEvaluator {
         }
         var accs: [Double] = []
         var thresholds: [Double] = []
-        let ascending = scores.indices.sorted { scores[$0] < scores[$1] }
-        for f in ids {
-            let t = VerificationMetrics.bestAccuracyThreshold(ascending: ascending, scores: scores, isSame: isSame,
-                                                              excludedFold: f, folds: folds).threshold
+        var slot: [Int: Int32] = [:]
+        for (k, id) in ids.enumerated() { slot[id] = Int32(k) }
+        let ascending = SortedPair.sorted(scores: scores, isSame: isSame, foldIndex: folds.map { slot[$0]! })
+        for (k, f) in ids.enumerated() {
+            let t = VerificationMetrics.bestAccuracyThreshold(ascending: ascending, excludedFold: Int32(k)).threshold
             var correct = 0, total = 0
             for i in scores.indices where folds[i] == f {
                 total += 1
@@ -305,7 +332,7 @@ public enum VerificationEvaluator {
         }
         let mean = accs.reduce(0, +) / Double(accs.count)
         let std = (accs.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(accs.count)).squareRoot()
-        let curve = VerificationMetrics.curve(p)
+        let curve = VerificationMetrics.curve(ascending: ascending, genuine: p.genuineCount, impostor: p.impostorCount)
         let farPoints = fars.map { f -> VerificationResult.FARPoint in
             let pt = VerificationMetrics.tarAtFAR(curve, fmr: f)
             return .init(far: f, tar: pt.tar, threshold: pt.threshold, achievedFar: pt.fmr,
