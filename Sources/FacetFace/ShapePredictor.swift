@@ -1,6 +1,5 @@
 import Foundation
 import FacetImaging
-import FacetNN
 
 /// dlib's `shape_predictor` (Kazemi & Sullivan's ensemble of regression trees), read from dlib's `.dat` files
 /// (`shape_predictor_5_face_landmarks.dat`, `shape_predictor_68_face_landmarks.dat`) and evaluated exactly as
@@ -43,47 +42,48 @@ public final class ShapePredictor: @unchecked Sendable {
     }
 
     init(serialized: [UInt8], path: String) throws(FaceModelError) {
-        func readFloatColumn(_ r: inout DlibReader, limit: Int) throws -> [Float] { try Self.readFloatColumnImpl(&r, limit: limit) }
         modelPath = path
-        var r = DlibReader(bytes: serialized)
-        struct Invalid: Error { let reason: String }
-        do {
+        var r = DlibStreamReader(serialized)
+        func fail(_ f: DlibStreamReader.Failure) -> FaceModelError {
+            FaceModelError(.invalidModel, path: path, reason: "not a dlib shape_predictor file: \(f.reason) at byte \(f.offset)")
+        }
+        do throws(DlibStreamReader.Failure) {
             let version = try r.readInt()
             guard version == 1 else {
-                throw Invalid(reason: "unexpected shape_predictor version \(version)")
+                throw DlibStreamReader.Failure(reason: "unexpected shape_predictor version \(version)", offset: 0)
             }
-            let initial = try readFloatColumn(&r, limit: 10_000)
+            let initial = try r.readFloatColumn(limit: 10_000)
             guard initial.count >= 2, initial.count % 2 == 0 else {
-                throw Invalid(reason: "initial shape has \(initial.count) values")
+                throw DlibStreamReader.Failure(reason: "initial shape has \(initial.count) values", offset: r.offset)
             }
             let dims = initial.count
             // forests: vector<vector<regression_tree>>
-            let cascadeCount = try r.readCount("count", limit: Int64(1000))
+            let cascadeCount = try r.readCount(limit: 1000)
             var splits1 = [[Int32]](), splits2 = [[Int32]](), thresholds = [[Float]](), leaves = [[Float]]()
             var splitsPerTree = [Int](), treeCounts = [Int]()
             for _ in 0..<cascadeCount {
-                let trees = try r.readCount("count", limit: Int64(100_000))
+                let trees = try r.readCount(limit: 100_000)
                 var s1 = [Int32](), s2 = [Int32](), th = [Float](), lv = [Float]()
                 var perTree = -1
                 for _ in 0..<trees {
-                    let nSplits = try r.readCount("count", limit: Int64(1 << 16))
+                    let nSplits = try r.readCount(limit: 1 << 16)
                     if perTree < 0 { perTree = nSplits }
                     guard nSplits == perTree else {
-                        throw Invalid(reason: "trees of unequal depth")
+                        throw DlibStreamReader.Failure(reason: "trees of unequal depth", offset: r.offset)
                     }
                     for _ in 0..<nSplits {
-                        s1.append(Int32(try r.readCount("count", limit: Int64(Int(Int32.max)))))
-                        s2.append(Int32(try r.readCount("count", limit: Int64(Int(Int32.max)))))
-                        th.append(try r.readFloat("value"))
+                        s1.append(Int32(try r.readCount(limit: Int(Int32.max))))
+                        s2.append(Int32(try r.readCount(limit: Int(Int32.max))))
+                        th.append(try r.readFloat())
                     }
-                    let nLeaves = try r.readCount("count", limit: Int64(1 << 17))
+                    let nLeaves = try r.readCount(limit: 1 << 17)
                     guard nLeaves == nSplits + 1 else {
-                        throw Invalid(reason: "tree has \(nLeaves) leaves for \(nSplits) splits")
+                        throw DlibStreamReader.Failure(reason: "tree has \(nLeaves) leaves for \(nSplits) splits", offset: r.offset)
                     }
                     for _ in 0..<nLeaves {
-                        let leaf = try readFloatColumn(&r, limit: dims)
+                        let leaf = try r.readFloatColumn(limit: dims)
                         guard leaf.count == dims else {
-                            throw Invalid(reason: "leaf has \(leaf.count) values, shape has \(dims)")
+                            throw DlibStreamReader.Failure(reason: "leaf has \(leaf.count) values, shape has \(dims)", offset: r.offset)
                         }
                         lv.append(contentsOf: leaf)
                     }
@@ -92,32 +92,32 @@ public final class ShapePredictor: @unchecked Sendable {
                 splitsPerTree.append(max(0, perTree)); treeCounts.append(trees)
             }
             // anchor_idx: vector<vector<unsigned long>>
-            let anchorCascades = try r.readCount("count", limit: Int64(1000))
+            let anchorCascades = try r.readCount(limit: 1000)
             guard anchorCascades == cascadeCount else {
-                throw Invalid(reason: "\(anchorCascades) anchor sets for \(cascadeCount) cascades")
+                throw DlibStreamReader.Failure(reason: "\(anchorCascades) anchor sets for \(cascadeCount) cascades", offset: r.offset)
             }
             var anchors = [[Int]]()
             for _ in 0..<anchorCascades {
-                let n = try r.readCount("count", limit: Int64(1 << 20))
+                let n = try r.readCount(limit: 1 << 20)
                 var a = [Int](); a.reserveCapacity(n)
-                for _ in 0..<n { a.append(try r.readCount("count", limit: Int64(dims / 2 - 1))) }
+                for _ in 0..<n { a.append(try r.readCount(limit: dims / 2 - 1)) }
                 anchors.append(a)
             }
             // deltas: vector<vector<vector<float,2>>>
-            let deltaCascades = try r.readCount("count", limit: Int64(1000))
+            let deltaCascades = try r.readCount(limit: 1000)
             guard deltaCascades == cascadeCount else {
-                throw Invalid(reason: "\(deltaCascades) delta sets for \(cascadeCount) cascades")
+                throw DlibStreamReader.Failure(reason: "\(deltaCascades) delta sets for \(cascadeCount) cascades", offset: r.offset)
             }
             var built = [Cascade]()
             for c in 0..<deltaCascades {
-                let n = try r.readCount("count", limit: Int64(1 << 20))
+                let n = try r.readCount(limit: 1 << 20)
                 guard n == anchors[c].count else {
-                    throw Invalid(reason: "\(n) deltas for \(anchors[c].count) anchors")
+                    throw DlibStreamReader.Failure(reason: "\(n) deltas for \(anchors[c].count) anchors", offset: r.offset)
                 }
                 var dx = [Float](), dy = [Float]()
-                for _ in 0..<n { dx.append(try r.readFloat("value")); dy.append(try r.readFloat("value")) }
+                for _ in 0..<n { dx.append(try r.readFloat()); dy.append(try r.readFloat()) }
                 guard splits1[c].allSatisfy({ Int($0) < n }), splits2[c].allSatisfy({ Int($0) < n }) else {
-                    throw Invalid(reason: "split refers to a feature pixel that does not exist")
+                    throw DlibStreamReader.Failure(reason: "split refers to a feature pixel that does not exist", offset: r.offset)
                 }
                 built.append(Cascade(anchor: anchors[c], deltaX: dx, deltaY: dy, treeDepthSplits: splitsPerTree[c],
                                      split1: splits1[c], split2: splits2[c], thresholds: thresholds[c],
@@ -126,25 +126,9 @@ public final class ShapePredictor: @unchecked Sendable {
             initialShape = initial
             cascades = built
             numParts = dims / 2
-        } catch let e as DlibModelError {
-            throw FaceModelError(.invalidModel, path: path, reason: "not a dlib shape_predictor file: \(e.kind.rawValue) at byte \(e.offset): \(e.message)")
-        } catch let e as Invalid {
-            throw FaceModelError(.invalidModel, path: path, reason: "not a dlib shape_predictor file: \(e.reason) at byte \(r.offset)")
         } catch {
-            throw FaceModelError(.invalidModel, path: path, reason: "not a dlib shape_predictor file: \(error)")
+            throw fail(error)
         }
-    }
-
-    /// dlib `matrix<float,0,1>`: packed -rows, -cols (positive in dlib's old format), then the floats.
-    private static func readFloatColumnImpl(_ r: inout DlibReader, limit: Int) throws -> [Float] {
-        var rows = try r.readInt("matrix rows"), cols = try r.readInt("matrix columns")
-        if rows < 0 || cols < 0 { rows = -rows; cols = -cols }
-        guard cols == 1 || rows == 0, rows <= Int64(limit) else {
-            throw DlibModelError(.malformed, offset: r.offset, "expected a column vector of at most \(limit) values, got \(rows)x\(cols)")
-        }
-        var out = [Float](); out.reserveCapacity(Int(rows))
-        for _ in 0..<rows { out.append(try r.readFloat("value")) }
-        return out
     }
 
     /// The landmarks of the face in `box` (dlib inclusive rectangle), in image pixels, rounded as dlib rounds.
