@@ -9,7 +9,7 @@ public struct EvaluationReport: Sendable {
         public var name: String
         public var result: VerificationResult
         public var failedToTemplate: Int?
-        /// Conditions with the same `family` share a colour in the charts (e.g. baseline vs mask-aware).
+        /// Draw this condition's curves dashed (e.g. baseline dashed, mask-aware solid).
         public var dashed: Bool
         public init(name: String, result: VerificationResult, failedToTemplate: Int? = nil, dashed: Bool = false) {
             self.name = name
