@@ -110,3 +110,42 @@ struct CurveTests {
         await first.stop()
     }
 }
+
+@Suite("CURVE key files")
+struct CurveKeyFileTests {
+    func withTemporaryDirectory(_ body: (String) throws -> Void) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("facet-keys-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try body(dir)
+    }
+
+    @Test func writeAndReadBack() throws {
+        try withTemporaryDirectory { dir in
+            let pair = try CurveKeyPair.generate()
+            let paths = try CurveKeyFiles.write(pair, base: dir + "/server")
+            #expect(try CurveKeyFiles.readKey(at: paths.publicKey) == pair.publicKey)
+            #expect(try CurveKeyFiles.readKeyPair(secretKeyAt: paths.secretKey) == pair)
+            let mode = try FileManager.default.attributesOfItem(atPath: paths.secretKey)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            #expect(throws: TransportError.self) { try CurveKeyFiles.write(try CurveKeyPair.generate(), base: dir + "/server") }
+        }
+    }
+
+    @Test func allowListSkipsCommentsAndNamesBadLines() throws {
+        try withTemporaryDirectory { dir in
+            let a = try CurveKeyPair.generate().publicKey, b = try CurveKeyPair.generate().publicKey
+            let path = dir + "/clients.allow"
+            try "# site clients\n\(a.z85)\n\n  \(b.z85)  gate 2\n".write(toFile: path, atomically: true, encoding: .utf8)
+            #expect(try CurveKeyFiles.readAllowList(at: path) == [a, b])
+            try "\(a.z85)\nnot-a-key\n".write(toFile: path, atomically: true, encoding: .utf8)
+            do {
+                _ = try CurveKeyFiles.readAllowList(at: path)
+                Issue.record("bad line accepted")
+            } catch {
+                #expect("\(error)".contains("line 2"))
+            }
+            #expect(throws: TransportError.self) { try CurveKeyFiles.readAllowList(at: dir + "/missing") }
+        }
+    }
+}
