@@ -72,6 +72,7 @@ let package = Package(
         // MARK: command line (thin)
         .executableTarget(name: "facet", dependencies: [
             "FacetFace", "FacetMasking", "FacetEval", "FacetIndex", "FacetStore", "FacetClassify", "FacetCluster", "FacetClient",
+            "FacetTestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

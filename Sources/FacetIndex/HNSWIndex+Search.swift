@@ -77,6 +77,8 @@ extension HNSWIndex {
         let tag = ctx.nextTag(slots: slotCount)
         let visited = ctx.visited
         let states = self.states
+        let pending = ctx.pending
+        let prefetchBytes = Swift.min(dim * 4, 512)
         var candidates = CandidateHeap(buffer: ctx.candidates, capacity: ctx.candidatesCapacity, isMax: false)
         var top = CandidateHeap(buffer: ctx.top, capacity: ctx.topCapacity, isMax: true)
         let d0 = distance(q, entry)
@@ -92,20 +94,24 @@ extension HNSWIndex {
             candidates.pop()
             let list = links(current.id, level)
             let n = Int(list[0])
-            if n > 0 {
-                facet_prefetch(visited + Int(list[1]))
-                facet_prefetch(vectorPointer(list[1]))
-            }
+            // Pass 1: pick the unvisited neighbours and start fetching all their vectors at once, so the
+            // memory latencies overlap (hnswlib prefetches one neighbour ahead).
+            var m = 0
             var j = 1
             while j <= n {
                 let neighbor = list[j]
-                if j < n {
-                    facet_prefetch(visited + Int(list[j + 1]))
-                    facet_prefetch(vectorPointer(list[j + 1]))
-                }
                 j += 1
                 if visited[Int(neighbor)] == tag { continue }
                 visited[Int(neighbor)] = tag
+                facet_prefetch_span(vectorPointer(neighbor), prefetchBytes)
+                pending[m] = neighbor
+                m += 1
+            }
+            // Pass 2: distances and heap updates.
+            var i = 0
+            while i < m {
+                let neighbor = pending[i]
+                i += 1
                 let d = distance(q, neighbor)
                 if top.count < ef || d < lowerBound {
                     candidates.push(Candidate(distance: d, id: neighbor))

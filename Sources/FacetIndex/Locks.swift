@@ -48,8 +48,11 @@ final class SearchContext {
     var candidatesCapacity: Int
     var top: UnsafeMutablePointer<Candidate>
     var topCapacity: Int
+    /// Unvisited neighbours of the node being expanded (at most 2·M ≤ 512).
+    let pending: UnsafeMutablePointer<UInt32>
 
     init(capacity: Int) {
+        pending = .allocate(capacity: 512)
         visitedCapacity = Swift.max(capacity, 1)
         visited = .allocate(capacity: visitedCapacity)
         visited.initialize(repeating: 0, count: visitedCapacity)
@@ -58,7 +61,7 @@ final class SearchContext {
         topCapacity = 256
         top = .allocate(capacity: topCapacity)
     }
-    deinit { visited.deallocate(); candidates.deallocate(); top.deallocate() }
+    deinit { visited.deallocate(); candidates.deallocate(); top.deallocate(); pending.deallocate() }
 
     /// A fresh tag: every slot whose mark differs counts as unvisited. Clears only on wrap-around.
     @inline(__always)

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Side-by-side ANN benchmark: Facet's HNSW vs hnswlib vs FAISS HNSW on the same .fvecs data.
+
+Each library runs in its own process (so memory deltas do not mix), single-threaded build with the
+same M and ef_construction, then the smallest ef reaching the target recall@k against the exact
+ground truth (same ef ladder and refinement for all three), then queries/second at 1 and 2 threads
+(best of two passes). Prints a table and writes the JSON lines to --out.
+
+  python3 scripts/bench_index.py --data DIR [--facet .build/release/facet] [--k 10] [--target-recall 0.95]
+                                 [--m 16] [--ef-construction 200] [--threads 1,2] [--libs facet,hnswlib,faiss]
+DIR holds base.fvecs, query.fvecs, groundtruth.ivecs (e.g. written by `facet bench index --synthetic N --save-dir DIR`).
+"""
+import argparse, json, os, subprocess, sys, time
+
+LADDER = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096]
+
+
+def read_vecs(path, dtype):
+    import numpy as np
+    raw = np.fromfile(path, dtype=np.int32)
+    d = int(raw[0])
+    rows = raw.reshape(-1, d + 1)
+    assert (rows[:, 0] == d).all(), f"{path}: ragged rows"
+    return rows[:, 1:].copy().view(dtype)
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def recall_at(found, truth, k):
+    hits = 0
+    for f, t in zip(found, truth):
+        hits += len(set(int(x) for x in f[:k]) & set(int(x) for x in t[:k]))
+    return hits / (k * len(truth))
+
+
+def run_library(lib, args):
+    import numpy as np
+    base = read_vecs(os.path.join(args.data, "base.fvecs"), np.float32)
+    queries = read_vecs(os.path.join(args.data, "query.fvecs"), np.float32)
+    truth = read_vecs(os.path.join(args.data, "groundtruth.ivecs"), np.int32)[:, :args.k]
+    n, d = base.shape
+    before = rss()
+    t0 = time.perf_counter()
+    if lib == "hnswlib":
+        import hnswlib
+        index = hnswlib.Index(space="l2", dim=d)
+        index.init_index(max_elements=n, M=args.m, ef_construction=args.ef_construction, random_seed=100)
+        index.add_items(base, np.arange(n), num_threads=1)
+
+        def search(ef, threads):
+            index.set_ef(ef)
+            labels, _ = index.knn_query(queries, k=args.k, num_threads=threads)
+            return labels
+    elif lib == "faiss":
+        import faiss
+        faiss.omp_set_num_threads(1)
+        index = faiss.IndexHNSWFlat(d, args.m)
+        index.hnsw.efConstruction = args.ef_construction
+        index.add(base)
+
+        def search(ef, threads):
+            faiss.omp_set_num_threads(threads)
+            index.hnsw.efSearch = ef
+            _, labels = index.search(queries, args.k)
+            return labels
+    else:
+        raise SystemExit(f"unknown library {lib}")
+    build = time.perf_counter() - t0
+    memory = rss() - before
+    print(f"[{lib}] build {build:.1f} s, rss delta {memory} bytes", file=sys.stderr)
+
+    def recall(ef):
+        r = recall_at(search(ef, 1), truth, args.k)
+        print(f"[{lib}] ef {ef}: recall@{args.k} {r:.4f}", file=sys.stderr)
+        return r
+
+    low, chosen, chosen_recall = args.k - 1, None, 0.0
+    for ef in [e for e in LADDER if e >= args.k] + [n]:
+        r = recall(ef)
+        if r >= args.target_recall:
+            chosen, chosen_recall = ef, r
+            break
+        low = ef
+    lo, hi = low, chosen
+    while hi - lo > max(1, hi // 16):
+        mid = (lo + hi) // 2
+        r = recall(mid)
+        if r >= args.target_recall:
+            hi, chosen_recall = mid, r
+        else:
+            lo = mid
+    chosen = hi
+    chosen_recall = recall_at(search(chosen, 1), truth, args.k)
+    out = []
+    for t in [int(x) for x in args.threads.split(",")]:
+        best = 0.0
+        for _ in range(2):
+            s = time.perf_counter()
+            search(chosen, t)
+            best = max(best, len(queries) / (time.perf_counter() - s))
+        out.append({"n": n, "dim": d, "k": args.k, "recall": round(chosen_recall, 4), "ef": chosen, "qps": round(best, 1),
+                    "build_seconds": round(build, 3), "memory_bytes": memory, "threads": t})
+    for line in out:
+        print(json.dumps(line))
+
+
+def run_facet(args):
+    cmd = [args.facet, "bench", "index", "--base", os.path.join(args.data, "base.fvecs"),
+           "--query", os.path.join(args.data, "query.fvecs"), "--groundtruth", os.path.join(args.data, "groundtruth.ivecs"),
+           "--k", str(args.k), "--target-recall", str(args.target_recall), "--m", str(args.m),
+           "--ef-construction", str(args.ef_construction), "--threads", args.threads, "--json"]
+    print("+ " + " ".join(cmd), file=sys.stderr)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sys.stderr.write(p.stderr)
+    if p.returncode != 0:
+        raise SystemExit(f"facet failed ({p.returncode})")
+    rss_delta = None
+    for line in p.stderr.splitlines():
+        if "rss_delta_bytes=" in line:
+            rss_delta = int(line.split("rss_delta_bytes=")[1])
+    rows = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    for r in rows:
+        r["rss_delta_bytes"] = rss_delta
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--facet", default=".build/release/facet")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--target-recall", type=float, default=0.95)
+    ap.add_argument("--m", type=int, default=16)
+    ap.add_argument("--ef-construction", type=int, default=200)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--libs", default="facet,hnswlib,faiss")
+    ap.add_argument("--out", default=None, help="write all result rows here (JSON lines)")
+    ap.add_argument("--only", default=None, help=argparse.SUPPRESS)   # internal: run one Python library in this process
+    args = ap.parse_args()
+    if args.only:
+        run_library(args.only, args)
+        return
+    rows = {}
+    for lib in args.libs.split(","):
+        if lib == "facet":
+            rows[lib] = run_facet(args)
+        else:
+            cmd = [sys.executable, __file__, "--only", lib] + [a for a in sys.argv[1:]]
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            sys.stderr.write(p.stderr)
+            if p.returncode != 0:
+                raise SystemExit(f"{lib} failed ({p.returncode})")
+            rows[lib] = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    if args.out:
+        with open(args.out, "w") as f:
+            for lib, rs in rows.items():
+                for r in rs:
+                    f.write(json.dumps({"library": lib, **r}) + "\n")
+    ref = rows.get("hnswlib")
+    threads = [int(x) for x in args.threads.split(",")]
+    n, d = next(iter(rows.values()))[0]["n"], next(iter(rows.values()))[0]["dim"]
+    print(f"\n{n} x {d}, k={args.k}, target recall@{args.k} >= {args.target_recall}, M={args.m}, ef_construction={args.ef_construction}")
+    head = f"| library | recall@{args.k} | ef | " + " | ".join(f"QPS {t}T" for t in threads) + " | build s | memory MB |"
+    if ref:
+        head += " QPS/hnswlib (1T) | build/hnswlib | memory/hnswlib |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for lib, rs in rows.items():
+        by_t = {r["threads"]: r for r in rs}
+        r0 = rs[0]
+        mem = r0.get("rss_delta_bytes") or r0["memory_bytes"]
+        line = f"| {lib} | {r0['recall']:.4f} | {r0['ef']} | " + " | ".join(f"{by_t[t]['qps']:.0f}" for t in threads)
+        line += f" | {r0['build_seconds']:.1f} | {mem / 1e6:.0f} |"
+        if ref:
+            line += (f" {by_t[threads[0]]['qps'] / ref[0]['qps']:.2f} | {r0['build_seconds'] / ref[0]['build_seconds']:.2f} |"
+                     f" {mem / ref[0]['memory_bytes']:.2f} |")
+        print(line)
+    print("memory = growth of the process's resident set during the build (facet: same measure; its own accounting is in --out).")
+
+
+if __name__ == "__main__":
+    main()
