@@ -35,7 +35,8 @@ public protocol Embedder: Sendable {
     /// Length of `FaceAnalysis.embedding`.
     var dimension: Int { get }
     /// All faces in `image`. `upsample`: how many times the detector doubles the image first (finds smaller faces,
-    /// about 4x slower per step). `jitter`: extra randomly jittered copies averaged into each descriptor (0 = none).
+    /// about 4x slower per step). `jitter`: randomly jittered copies averaged into each descriptor, as dlib's
+    /// `num_jitters` (0 or 1 = none).
     func analyze(_ image: RGBImage, upsample: Int, jitter: Int) throws -> [FaceAnalysis]
 }
 
@@ -133,11 +134,9 @@ extension ResNetFaceDescriptor: FaceDescriptorModel {
     public var modelVersion: String { version }
     public var chipSize: Int { Self.chipSize }
     public var chipPadding: Double { 0.25 }
+    /// `jitter` as dlib's `num_jitters`: 0 or 1 = the plain descriptor, N > 1 = the mean over N jittered chips.
     public func descriptors(for chips: [RGBImage], jitter: Int) throws -> [[Float]] {
-        guard jitter == 0 else {
-            throw EmbedderError(.invalidArgument, "jitter is not available yet in this build of ResNetFaceDescriptor")
-        }
-        return try descriptors(for: chips)
+        jitter <= 1 ? try descriptors(for: chips) : try jitteredDescriptors(for: chips, count: jitter)
     }
 }
 

@@ -18,7 +18,7 @@ struct Embed: ParsableCommand {
     @Option(help: "Times the detector doubles the image before searching (0-4; each step finds smaller faces, ~4x slower).")
     var upsample = 0
 
-    @Option(help: "Randomly jittered copies averaged into each embedding (0 = none; dlib uses e.g. 100 for accuracy).")
+    @Option(help: "Randomly jittered copies averaged into each embedding, as dlib's num_jitters (0 or 1 = none; N times slower).")
     var jitter = 0
 
     @Flag(help: "Print JSON Lines instead of a human summary.")

@@ -40,6 +40,20 @@ struct EmbedderGoldenTests {
         }
     }
 
+    @Test("jitter 3 matches dlib's compute_face_descriptor(img, shape, 3) within L2 0.001")
+    func jitter() throws {
+        let g = try #require(FaceGolden.all.first { $0.faces.first?.descriptor_jitter_3 != nil })
+        let face = g.faces[0]
+        let expected = try #require(face.descriptor_jitter_3)
+        // A fresh network: dlib's random generator lives with the model object and was unused before this call.
+        let net = try ResNetFaceDescriptor(modelPath: try Models.path(FaceModelLocator.resnetFile))
+        let embedder = DlibFaceEmbedder(detector: NoDetector(), predictor: try Models.fivePoint.get(), descriptor: net)
+        let out = try embedder.analyze(try g.decode(), detections: [FaceDetection(rect: face.rect, confidence: face.confidence)], jitter: 3)
+        let dist = l2(try #require(out.first).rawDescriptor, expected)
+        #expect(dist < Self.tolerance, "\(g.image): jittered descriptor L2 \(dist) from dlib")
+        #expect(l2(out[0].rawDescriptor, face.descriptor) > 0.001, "jitter changes the descriptor")
+    }
+
     @Test("embedder arguments are validated")
     func arguments() throws {
         let embedder = DlibFaceEmbedder(detector: NoDetector(), predictor: try Models.fivePoint.get(), descriptor: try Models.resnet.get())
