@@ -88,6 +88,10 @@ struct Embed: ParsableCommand {
         case let e as ImageDecodingError: return (e.code.rawValue, e.message)
         case let e as EmbedderError: return (e.code.rawValue, e.reason)
         case let e as FaceModelError: return (e.code.rawValue, e.message)
+        case let e as FaceDetectorError:
+            if case .imageTooLarge = e { return (ImageDecodingError.Code.tooLarge.rawValue, e.description) }
+            return (EmbedderError.Code.invalidArgument.rawValue, e.description)
+        case let e as FaceDescriptorError: return (EmbedderError.Code.invalidArgument.rawValue, e.description)
         default: return ("internal", "\(error)")
         }
     }
