@@ -83,8 +83,10 @@ public final class ResNetFaceDescriptor: @unchecked Sendable {
         guard !chips.isEmpty else { return [] }
         var result = [[Float]](repeating: [], count: chips.count)
         var ranges: [Range<Int>] = []
+        // With several workers, split the chips evenly so that every worker gets a share.
+        let perBatch = workers > 1 ? min(max(1, batchSize), (chips.count + workers - 1) / workers) : max(1, batchSize)
         var i = 0
-        while i < chips.count { let e = min(chips.count, i + max(1, batchSize)); ranges.append(i ..< e); i = e }
+        while i < chips.count { let e = min(chips.count, i + perBatch); ranges.append(i ..< e); i = e }
         let outputs = UnsafeMutableBufferPointer<[[Float]]>.allocate(capacity: ranges.count)
         outputs.initialize(repeating: [])
         defer { outputs.deallocate() }
@@ -94,6 +96,7 @@ public final class ResNetFaceDescriptor: @unchecked Sendable {
             outputs[b] = (0 ..< r.count).map { Array(out.sample($0)) }
         }
         if workers > 1 && ranges.count > 1 {
+            // concurrentPerform uses one thread per core; the ranges are sized so that there are about `workers`.
             DispatchQueue.concurrentPerform(iterations: ranges.count, execute: work)
         } else {
             for b in ranges.indices { work(b) }

@@ -44,8 +44,20 @@ struct ResNetFaceDescriptorTests {
             #expect(e1 < 0.001, "\(g.name): L2 \(e1)")
             #expect(e2 < 0.001, "\(g.name) batched: L2 \(e2)")
         }
+        print("ResNet: largest L2 to dlib \(gs.indices.map { l2(batched[$0], gs[$0].descriptor) }.max() ?? 0)")
         // Different people are far apart (sanity that the goldens are not all the same vector).
         #expect(l2(batched[0], gs[1].descriptor) > 0.6)
+    }
+
+    @Test("two workers give the same descriptors as one")
+    func workers() throws {
+        let d = try ResNetFaceDescriptor(modelPath: try NNFixtures.modelPath(Self.modelName))
+        let chips = try Self.goldens().map(\.chip)
+        let one = try d.descriptors(for: chips + chips)
+        d.workers = 2
+        let two = try d.descriptors(for: chips + chips)
+        #expect(one.count == two.count)
+        for (a, b) in zip(one, two) { #expect(zip(a, b).map { abs($0 - $1) }.max()! < 1e-5) }
     }
 
     @Test("wrong chip size is a typed error")
