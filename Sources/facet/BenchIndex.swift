@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FacetIndex
 import FacetTestSupport
+import FacetStore
 
 /// `facet bench index`: build an HNSW index on a base set, find the smallest ef reaching a target
 /// recall@k against exact ground truth, and report queries per second, build time and memory.
@@ -33,6 +34,7 @@ struct BenchIndex: ParsableCommand {
     @Option(help: "Use only the first N queries.") var queryLimit: Int?
     @Flag(help: "Print the result as one JSON object per thread count.") var json = false
     @Flag(help: "With --synthetic and --save-dir: write the data and ground truth, then stop.") var generateOnly = false
+    @Option(help: "Instead of the index benchmark: store the base vectors in a durable partition at this directory (batches of 1000), then measure reopening it.") var partitionStartup: String?
 
     func validate() throws {
         if synthetic == nil && (base == nil || query == nil) { throw ValidationError("give --base and --query, or --synthetic N") }
@@ -86,6 +88,10 @@ struct BenchIndex: ParsableCommand {
             try VectorFiles.writeIvecs(dir + "/groundtruth.ivecs", rows: truth!)
             progress.say("wrote \(dir)/{base,query}.fvecs and groundtruth.ivecs")
             if generateOnly { return }
+        }
+        if let dir = partitionStartup {
+            try measurePartitionStartup(directory: dir, base: baseValues, dimension: dimension, progress: progress)
+            return
         }
         let truthIDs = truth!.prefix(nq).map { $0.prefix(k).map { VectorID(UInt64(UInt32(bitPattern: $0))) } }
 
@@ -163,6 +169,36 @@ struct BenchIndex: ParsableCommand {
             }
         }
         progress.say("rss_delta_bytes=\(rssDelta)")
+    }
+
+    /// Loads `base` into a durable partition and times reopening it (snapshot + log replay).
+    private func measurePartitionStartup(directory: String, base: [Float], dimension: Int, progress: Progress) throws {
+        let n = base.count / dimension
+        var config = PartitionConfiguration(dimension: dimension, m: m, efConstruction: efConstruction)
+        config.snapshotInterval = Swift.max(50_000, n / 4)
+        var t0 = now()
+        do {
+            let partition = try Partition.open(at: directory, configuration: config)
+            var i = 0
+            while i < n {
+                let records = (i..<Swift.min(i + 1000, n)).map { j in
+                    TemplateRecord(id: TemplateID(UInt64(j)), subject: SubjectID("s\(j / 3)"),
+                                   embedding: Array(base[j * dimension..<(j + 1) * dimension]), modelVersion: "bench")
+                }
+                try partition.insert(records)
+                i += records.count
+                if (i / 1000) % 50 == 0 { progress.say("stored \(i)/\(n) templates in \(String(format: "%.1f", now() - t0)) s") }
+            }
+            progress.say(String(format: "stored %d templates durably in %.1f s", n, now() - t0))
+        }
+        for round in 1...2 {
+            t0 = now()
+            let reopened = try Partition.open(at: directory, configuration: config)
+            let seconds = now() - t0
+            progress.say("reopen \(round): \(reopened.openReport)")
+            print("{\"n\": \(n), \"dim\": \(dimension), \"startup_seconds\": \(String(format: "%.3f", seconds)), "
+                  + "\"index_source\": \"\(reopened.openReport.indexSource.rawValue)\", \"replayed\": \(reopened.openReport.replayedChanges)}")
+        }
     }
 
     private func runQueries(index: HNSWIndex, queries: [Float], dimension: Int, k: Int, ef: Int, threads: Int) throws {
