@@ -12,6 +12,7 @@ struct Facet: AsyncParsableCommand {
             Embed.self,
             MaskCommand.self,
             MaskDatasetCommand.self,
+            MaskDetectorCommand.self,
             Bench.self,
         ]
     )

@@ -1,0 +1,227 @@
+import FacetImaging
+import Foundation
+
+/// The probability that a face wears a mask, from its aligned 150×150 dlib chip and L2-normalised 128-D
+/// embedding (`MaskDetector.features`): an L2-regularised logistic regression (`p = σ(w·x + b)`) on
+/// standardised features, trained by Newton's method (IRLS) on faces of the training people with and without
+/// TRAIN-family masks, and measured on other people wearing TEST-family masks (`facet mask-detector` does both
+/// and records the held-out numbers in the file). The embedding alone separates only about 88 % on held-out
+/// people and masks (dlib's embedding is built to ignore such things); the lower-face features (is the lower
+/// face the colour of the skin above it, does it have the mouth's structure) lift that.
+///
+/// Saved as versioned JSON (`format` = `facet-mask-detector`, `version` = 1); the embedding model it was trained
+/// on is recorded so that a detector is never applied to another embedder's vectors.
+public struct MaskDetector: Sendable, Codable, Equatable {
+    public static let formatName = "facet-mask-detector"
+    public static let currentVersion = 1
+
+    public var format: String = MaskDetector.formatName
+    public var version: Int = MaskDetector.currentVersion
+    /// `Embedder.modelName` of the embeddings it reads (e.g. `dlib_face_recognition_resnet_model_v1`).
+    public var embeddingModel: String
+    /// Per-dimension standardisation applied before the linear model: `(x − mean) / scale`.
+    public var mean: [Double]
+    public var scale: [Double]
+    public var weights: [Double]
+    public var bias: Double
+    /// Decision threshold on the probability.
+    public var threshold: Double = 0.5
+    /// Free-form provenance and held-out results, written by the trainer.
+    public var notes: [String: String] = [:]
+
+    public init(embeddingModel: String, mean: [Double], scale: [Double], weights: [Double], bias: Double,
+                threshold: Double = 0.5, notes: [String: String] = [:]) {
+        precondition(mean.count == weights.count && scale.count == weights.count)
+        self.embeddingModel = embeddingModel; self.mean = mean; self.scale = scale; self.weights = weights; self.bias = bias
+        self.threshold = threshold; self.notes = notes
+    }
+
+    public var dimension: Int { weights.count }
+
+    /// Probability in `[0, 1]` that the face with these features (`MaskDetector.features`) wears a mask.
+    public func probability(features x: [Float]) -> Double {
+        precondition(x.count == weights.count, "MaskDetector: \(x.count) features, model has \(weights.count)")
+        var z = bias
+        for i in 0..<weights.count { z += weights[i] * (Double(x[i]) - mean[i]) / scale[i] }
+        return 1 / (1 + exp(-z))
+    }
+
+    /// Probability that the face wears a mask, from its aligned chip and its embedding.
+    public func probability(chip: RGBImage, embedding: [Float]) -> Double {
+        probability(features: MaskDetector.features(chip: chip, embedding: embedding))
+    }
+
+    public func isMasked(features x: [Float]) -> Bool { probability(features: x) >= threshold }
+
+    /// The detector's input: the embedding followed by lower-face features of dlib's aligned 150×150 chip
+    /// (padding 0.25: eyes near row 46, nose base near row 88, mouth near rows 105–115):
+    /// how far the lower face's mean colour and rg-chromaticity are from those of the skin under the eyes and on
+    /// the nose bridge (absolute), contrast difference, log ratios of grey contrast and gradient energy (lower
+    /// over upper), and the lower face as a
+    /// 10×8 grey patch normalised to zero mean and unit variance. 128 + 3 + 2 + 2 + 80 = 215 numbers.
+    public static func features(chip: RGBImage, embedding: [Float]) -> [Float] {
+        let sx = Double(chip.width) / 150, sy = Double(chip.height) / 150
+        func region(_ x0: Int, _ y0: Int, _ x1: Int, _ y1: Int) -> (Int, Int, Int, Int) {
+            (Int(Double(x0) * sx), Int(Double(y0) * sy), max(Int(Double(x0) * sx) + 1, Int(Double(x1) * sx)),
+             max(Int(Double(y0) * sy) + 1, Int(Double(y1) * sy)))
+        }
+        func grey(_ x: Int, _ y: Int) -> Double {
+            let p = chip[min(max(x, 0), chip.width - 1), min(max(y, 0), chip.height - 1)]
+            return 0.299 * Double(p.r) + 0.587 * Double(p.g) + 0.114 * Double(p.b)
+        }
+        struct Stats { var r = 0.0, g = 0.0, b = 0.0, grey = 0.0, grey2 = 0.0, grad = 0.0, n = 0.0 }
+        func stats(_ boxes: [(Int, Int, Int, Int)]) -> Stats {
+            var s = Stats()
+            for (x0, y0, x1, y1) in boxes {
+                for y in y0..<y1 {
+                    for x in x0..<x1 {
+                        let p = chip[min(x, chip.width - 1), min(y, chip.height - 1)]
+                        let v = grey(x, y)
+                        s.r += Double(p.r); s.g += Double(p.g); s.b += Double(p.b)
+                        s.grey += v; s.grey2 += v * v
+                        s.grad += abs(grey(x + 1, y) - v) + abs(grey(x, y + 1) - v)
+                        s.n += 1
+                    }
+                }
+            }
+            return s
+        }
+        let upper = stats([region(30, 52, 58, 64), region(92, 52, 120, 64), region(66, 50, 84, 66)])
+        let lowerBox = region(40, 94, 110, 136)
+        let lower = stats([lowerBox])
+        func chroma(_ s: Stats) -> (Double, Double) { let t = max(s.r + s.g + s.b, 1); return (s.r / t, s.g / t) }
+        func sd(_ s: Stats) -> Double { max((s.grey2 / s.n - (s.grey / s.n) * (s.grey / s.n)), 0).squareRoot() }
+        var f = embedding
+        // Magnitudes, not signs: a mask of any colour differs from the skin above it (the TRAIN masks are
+        // darker on average than the TEST ones, so signed differences would not carry over).
+        f.append(Float(abs(lower.r / lower.n - upper.r / upper.n) / 255))
+        f.append(Float(abs(lower.g / lower.n - upper.g / upper.n) / 255))
+        f.append(Float(abs(lower.b / lower.n - upper.b / upper.n) / 255))
+        let cl = chroma(lower), cu = chroma(upper)
+        f.append(Float(((cl.0 - cu.0) * (cl.0 - cu.0) + (cl.1 - cu.1) * (cl.1 - cu.1)).squareRoot()))
+        f.append(Float(abs(sd(lower) - sd(upper)) / 64))
+        f.append(Float(log((sd(lower) + 1) / (sd(upper) + 1))))
+        f.append(Float(log((lower.grad / lower.n + 1) / (upper.grad / upper.n + 1))))
+        // 10×8 patch of the lower face.
+        let (x0, y0, x1, y1) = lowerBox
+        var patch: [Double] = []
+        for j in 0..<8 {
+            for i in 0..<10 {
+                let xa = x0 + (x1 - x0) * i / 10, xb = max(xa + 1, x0 + (x1 - x0) * (i + 1) / 10)
+                let ya = y0 + (y1 - y0) * j / 8, yb = max(ya + 1, y0 + (y1 - y0) * (j + 1) / 8)
+                var s = 0.0
+                for y in ya..<yb { for x in xa..<xb { s += grey(x, y) } }
+                patch.append(s / Double((xb - xa) * (yb - ya)))
+            }
+        }
+        let m = patch.reduce(0, +) / Double(patch.count)
+        let v = max(patch.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(patch.count), 1e-6).squareRoot()
+        f += patch.map { Float(($0 - m) / v) }
+        return f
+    }
+
+    /// Fits the logistic regression.
+    /// - Parameters:
+    ///   - masked / unmasked: embeddings of the two classes (same dimension).
+    ///   - l2: ridge penalty on the weights (not the bias) of the standardised features, scaled by the sample count.
+    /// - Returns: the detector, or `nil` when the data are empty or of mixed dimension.
+    public static func train(masked: [[Float]], unmasked: [[Float]], embeddingModel: String,
+                             l2: Double = 1e-2, iterations: Int = 25) -> MaskDetector? {
+        guard let d = (masked.first ?? unmasked.first)?.count, d > 0, !masked.isEmpty, !unmasked.isEmpty,
+              (masked + unmasked).allSatisfy({ $0.count == d }) else { return nil }
+        let all = masked + unmasked
+        var mean = [Double](repeating: 0, count: d), scale = [Double](repeating: 0, count: d)
+        for v in all { for j in 0..<d { mean[j] += Double(v[j]) } }
+        for j in 0..<d { mean[j] /= Double(all.count) }
+        for v in all { for j in 0..<d { let t = Double(v[j]) - mean[j]; scale[j] += t * t } }
+        for j in 0..<d { scale[j] = max((scale[j] / Double(all.count)).squareRoot(), 1e-6) }
+        let x = all.map { v in (0..<d).map { (Double(v[$0]) - mean[$0]) / scale[$0] } + [1] }   // bias last
+        let y = [Double](repeating: 1, count: masked.count) + [Double](repeating: 0, count: unmasked.count)
+        let n = Double(x.count), p = d + 1
+        var w = [Double](repeating: 0, count: p)
+        for _ in 0..<iterations {
+            var grad = [Double](repeating: 0, count: p)
+            var hess = [Double](repeating: 0, count: p * p)
+            for (xi, yi) in zip(x, y) {
+                var z = 0.0
+                for j in 0..<p { z += w[j] * xi[j] }
+                let mu = 1 / (1 + exp(-z))
+                let r = max(mu * (1 - mu), 1e-9)
+                for j in 0..<p {
+                    grad[j] += (mu - yi) * xi[j]
+                    let rx = r * xi[j]
+                    for k in j..<p { hess[j * p + k] += rx * xi[k] }
+                }
+            }
+            for j in 0..<p { for k in 0..<j { hess[j * p + k] = hess[k * p + j] } }
+            for j in 0..<d {
+                grad[j] += l2 * n * w[j]
+                hess[j * p + j] += l2 * n
+            }
+            hess[d * p + d] += 1e-9 * n
+            guard let step = solveSymmetric(hess, grad, p) else { break }
+            var norm = 0.0
+            for j in 0..<p { w[j] -= step[j]; norm += step[j] * step[j] }
+            if norm.squareRoot() < 1e-10 { break }
+        }
+        return MaskDetector(embeddingModel: embeddingModel, mean: mean, scale: scale, weights: Array(w[0..<d]), bias: w[d])
+    }
+
+    public init(contentsOf url: URL) throws {
+        let data = try Data(contentsOf: url)
+        let model = try JSONDecoder().decode(MaskDetector.self, from: data)
+        guard model.format == MaskDetector.formatName else {
+            throw MaskingError.resourceUnreadable(url.path, reason: "format is \(model.format), not \(MaskDetector.formatName)")
+        }
+        guard model.version == MaskDetector.currentVersion else {
+            throw MaskingError.resourceUnreadable(url.path, reason: "version \(model.version) (this build reads \(MaskDetector.currentVersion))")
+        }
+        guard !model.weights.isEmpty, model.mean.count == model.weights.count, model.scale.count == model.weights.count,
+              (model.weights + model.mean + model.scale).allSatisfy(\.isFinite), model.scale.allSatisfy({ $0 > 0 }),
+              model.bias.isFinite else {
+            throw MaskingError.resourceUnreadable(url.path, reason: "weights are empty, mis-sized or not finite")
+        }
+        self = model
+    }
+
+    public func write(to url: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(self).write(to: url, options: .atomic)
+    }
+
+    /// The detector bundled with FacetMasking (`Resources/mask-detector-v1.json`), trained by
+    /// `facet mask-detector train` on LFW (see docs/masks.md).
+    public static func bundled() throws -> MaskDetector {
+        try MaskDetector(contentsOf: MaskTemplateLibrary.resourceDirectory().appendingPathComponent("mask-detector-v1.json"))
+    }
+}
+
+/// Solves `A x = b` for a symmetric positive-definite `A` (n×n, row-major) by Gaussian elimination with
+/// partial pivoting; `nil` when singular.
+func solveSymmetric(_ a: [Double], _ b: [Double], _ n: Int) -> [Double]? {
+    var m = a, r = b
+    for col in 0..<n {
+        var pivot = col
+        for row in col..<n where abs(m[row * n + col]) > abs(m[pivot * n + col]) { pivot = row }
+        guard abs(m[pivot * n + col]) > 1e-300 else { return nil }
+        if pivot != col {
+            for k in 0..<n { m.swapAt(col * n + k, pivot * n + k) }
+            r.swapAt(col, pivot)
+        }
+        let inv = 1 / m[col * n + col]
+        for row in (col + 1)..<n {
+            let f = m[row * n + col] * inv
+            if f == 0 { continue }
+            for k in col..<n { m[row * n + k] -= f * m[col * n + k] }
+            r[row] -= f * r[col]
+        }
+    }
+    var x = [Double](repeating: 0, count: n)
+    for row in stride(from: n - 1, through: 0, by: -1) {
+        var s = r[row]
+        for k in (row + 1)..<n { s -= m[row * n + k] * x[k] }
+        x[row] = s / m[row * n + row]
+    }
+    return x
+}
