@@ -14,6 +14,7 @@ struct Facet: AsyncParsableCommand {
             MaskDatasetCommand.self,
             MaskDetectorCommand.self,
             Bench.self,
+            EvalCommand.self,
         ]
     )
 }
