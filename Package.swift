@@ -61,6 +61,7 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "FacetClient", dependencies: ["FacetWire", "FacetTransport"]),
         .target(name: "FacetTestSupport", dependencies: ["FacetIndex", "FacetStore", "FacetImaging", "COpenBLAS"], path: "Sources/FacetTestSupport",
@@ -90,6 +91,7 @@ let package = Package(
         .testTarget(name: "FacetWireTests", dependencies: ["FacetWire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetTransportTests", dependencies: ["FacetTransport", "FacetWire"]),
         .testTarget(name: "FacetClientTests", dependencies: ["FacetClient", "FacetTransport", "FacetWire"]),
+        .testTarget(name: "FacetClusterTests", dependencies: ["FacetCluster", "FacetClient", "FacetWire", "FacetTransport", "FacetIndex", "FacetStore", "FacetTestSupport", "facet"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -15,6 +15,13 @@ struct Facet: AsyncParsableCommand {
             MaskDetectorCommand.self,
             Bench.self,
             EvalCommand.self,
+            Serve.self,
+            Cluster.self,
+            Enroll.self,
+            Identify.self,
+            Verify.self,
+            Delete.self,
+            Status.self,
         ]
     )
 }

@@ -1,0 +1,404 @@
+import Foundation
+import Logging
+import FacetWire
+
+extension Coordinator {
+    static let dimension = 128
+
+    // MARK: embedding
+
+    /// Sends an image to a live embedder (fewest requests in flight first), failing over to another on UNAVAILABLE
+    /// or a timeout.
+    func embed(_ r: WireEmbedRequest, _ ctx: RequestContext) async throws(FacetError) -> WireEmbedReply {
+        guard !r.image.data.isEmpty else { throw FacetError(.invalidArgument, "image is empty", field: "image") }
+        var tried = Set<String>()
+        var lastError = FacetError.unavailable("no embedder is live")
+        while !ctx.expired {
+            let candidates = state.withLock { $0.liveWorkers(role: .embedder) }
+                .filter { !tried.contains($0.nodeID) }.sorted { $0.inFlight < $1.inFlight }
+            guard let node = candidates.first?.nodeID else { break }
+            tried.insert(node)
+            switch await call(node, .embedRequest(r), timeout: ctx.within(embedTimeout), parent: ctx.id) {
+            case .success(.embedReply(let reply)): return reply
+            case .success: throw FacetError(.internalError, "embedder \(node) answered with another message", nodeID: node)
+            case .failure(let e):
+                guard e.code == .unavailable || e.code == .deadlineExceeded else { throw e }
+                lastError = e
+            }
+        }
+        throw ctx.expired ? FacetError(.deadlineExceeded, "no embedding before the deadline", nodeID: nodeID) : lastError
+    }
+
+    /// The embedding of the largest face in `image`.
+    func embedding(of image: WireImage, upsample: UInt32, _ ctx: RequestContext) async throws(FacetError) -> (WireFace, [Float]) {
+        var req = WireEmbedRequest()
+        req.image = image
+        req.upsample = upsample
+        let reply = try await embed(req, ctx)
+        guard let face = reply.faces.first else {
+            throw FacetError(.noFace, "no face found in \(image.name.isEmpty ? "the image" : image.name)", field: "image")
+        }
+        return (face, try checked(face.embedding))
+    }
+
+    func checked(_ e: WireEmbedding) throws(FacetError) -> [Float] {
+        do { return try e.validatedValues(expectedDimension: Self.dimension) } catch { throw error.facetError }
+    }
+
+    // MARK: writes
+
+    /// Writes to every live replica of `p` (ready or being filled); succeeds when the policy's number of replicas
+    /// committed. A replica that dies during the write no longer counts towards "every live replica".
+    func replicate(_ p: UInt32, _ body: WireEnvelope.OneOf_Body, insertedIDs: [UInt64], deletedSubject: String?,
+                   policy: WireWritePolicy, _ ctx: RequestContext) async throws(FacetError) -> (WireDurability, [WireEnvelope.OneOf_Body]) {
+        let (writeID, targets) = state.withLock { s in
+            (s.beginWrite(p, inserted: insertedIDs, deletedSubject: deletedSubject), s.writeTargets(of: p, layout: layout))
+        }
+        defer { state.withLock { $0.endWrite(p, writeID) } }
+        guard !targets.isEmpty else {
+            throw FacetError(.notDurable, "no live replica holds partition \(p)", retryAfterMilliseconds: 500)
+        }
+        let timeout = ctx.within(.seconds(10))
+        let results = await withTaskGroup(of: (String, Result<WireEnvelope.OneOf_Body, FacetError>).self) { group in
+            for node in targets {
+                group.addTask { (node, await self.call(node, body, timeout: timeout, parent: ctx.id)) }
+            }
+            var out: [(String, Result<WireEnvelope.OneOf_Body, FacetError>)] = []
+            for await r in group { out.append(r) }
+            return out
+        }
+        var durable: [String] = [], replies: [WireEnvelope.OneOf_Body] = [], failures: [String] = []
+        for (node, result) in results {
+            switch result {
+            case .success(let b):
+                if case .partitionInsertReply(let r) = b, !r.durable { failures.append("\(node): not durable"); continue }
+                durable.append(node)
+                replies.append(b)
+            case .failure(let e): failures.append("\(node): \(e)")
+            }
+        }
+        let stillLive = state.withLock { s in targets.filter { s.isAlive($0) } }
+        let required = WriteQuorum.required(policy: policy, replicationFactor: layout.replicationFactor,
+                                            liveTargets: Set(stillLive).union(durable).count)
+        var d = WireDurability()
+        d.policy = policy == .unspecified ? .all : policy
+        d.replicasRequired = UInt32(required)
+        d.replicasAcknowledged = UInt32(durable.count)
+        d.durableOn = durable.sorted()
+        guard durable.count >= required else {
+            throw FacetError(.notDurable, "partition \(p): \(durable.count) of \(required) replicas committed (\(failures.joined(separator: "; ")))",
+                             retryAfterMilliseconds: 200)
+        }
+        if !failures.isEmpty {
+            ctx.logger.warning("write skipped replicas that died", metadata: ["partition": "\(p)", "failures": "\(failures)"])
+        }
+        return (d, replies)
+    }
+
+    func enrol(_ r: WireEnrolRequest, _ ctx: RequestContext) async throws(FacetError) -> WireEnrolReply {
+        let subject = r.subjectID
+        guard !subject.isEmpty, subject.utf8.count <= 255 else {
+            throw FacetError(.invalidArgument, "subject_id must be 1-255 UTF-8 bytes", field: "subject_id")
+        }
+        guard !r.images.isEmpty || !r.embeddings.isEmpty else {
+            throw FacetError(.invalidArgument, "give at least one image or embedding", field: "images")
+        }
+        guard r.images.count + r.embeddings.count <= 256 else {
+            throw FacetError(.invalidArgument, "at most 256 templates per enrolment", field: "images", limit: 256)
+        }
+        let collection = r.collection.isEmpty ? "default" : r.collection
+        var records: [WireTemplateRecord] = []
+        var infos: [WireTemplateInfo] = []
+        func add(_ values: [Float], digest: [UInt8], masked: Bool) {
+            var rec = WireTemplateRecord()
+            rec.templateID = TemplateIdentity.templateID(subject: subject, collection: collection, sourceDigest: digest)
+            guard !records.contains(where: { $0.templateID == rec.templateID }) else { return }
+            rec.subjectID = subject
+            rec.collection = collection
+            rec.embedding = WireEmbedding(values: values, modelVersion: "1")
+            rec.masked = masked
+            rec.sourceSha256 = Data(digest)
+            rec.enrolledUnixMs = nowMilliseconds()
+            records.append(rec)
+            var info = WireTemplateInfo()
+            info.templateID = rec.templateID
+            info.sourceSha256 = Data(digest)
+            info.masked = masked
+            infos.append(info)
+        }
+        for e in r.embeddings {
+            let values = try checked(e)
+            add(values, digest: TemplateIdentity.sourceDigest(WireEmbedding(values: values, modelVersion: "").littleEndianBytes), masked: false)
+        }
+        for image in r.images {
+            let (face, values) = try await embedding(of: image, upsample: r.upsample, ctx)
+            add(values, digest: TemplateIdentity.sourceDigest(Array(image.data)), masked: face.masked)
+        }
+        let p = layout.partition(of: subject)
+        var ins = WirePartitionInsertRequest()
+        ins.partition = p
+        ins.records = records
+        let (durability, replies) = try await replicate(p, .partitionInsertRequest(ins), insertedIDs: records.map(\.templateID),
+                                                        deletedSubject: nil, policy: r.writePolicy, ctx)
+        let alreadyAll = replies.allSatisfy { if case .partitionInsertReply(let x) = $0 { return x.inserted == 0 } else { return false } }
+        if alreadyAll { for i in infos.indices { infos[i].alreadyPresent = true } }
+        var reply = WireEnrolReply()
+        reply.subjectID = subject
+        reply.collection = collection
+        reply.templateIds = records.map(\.templateID)
+        reply.templates = infos
+        reply.partition = p
+        reply.durability = durability
+        reply.model = model
+        ctx.logger.info("enrolled", metadata: ["subject.partition": "\(p)", "templates": "\(records.count)",
+                                               "durable.on": "\(durability.durableOn)"])
+        return reply
+    }
+
+    func deleteSubject(_ r: WireDeleteSubjectRequest, _ ctx: RequestContext) async throws(FacetError) -> WireDeleteSubjectReply {
+        guard !r.subjectID.isEmpty else { throw FacetError(.invalidArgument, "subject_id is required", field: "subject_id") }
+        let p = layout.partition(of: r.subjectID)
+        var del = WirePartitionDeleteRequest()
+        del.partition = p
+        del.subjectID = r.subjectID
+        del.collection = r.collection
+        let (durability, replies) = try await replicate(p, .partitionDeleteRequest(del), insertedIDs: [], deletedSubject: r.subjectID,
+                                                        policy: .unspecified, ctx)
+        var reply = WireDeleteSubjectReply()
+        reply.subjectID = r.subjectID
+        reply.templatesDeleted = replies.map { if case .partitionDeleteReply(let x) = $0 { return x.deleted } else { return 0 } }.max() ?? 0
+        reply.durability = durability
+        ctx.logger.info("subject deleted", metadata: ["templates": "\(reply.templatesDeleted)"])
+        return reply
+    }
+
+    // MARK: reads
+
+    /// Scatter-gather over `partitions` with fail-over; returns the per-node replies and the partitions missing.
+    func scatterSearch(_ base: WirePartitionSearchRequest, partitions: [UInt32], _ ctx: RequestContext)
+        async -> (lists: [[WireCandidate]], missing: [UInt32])
+    {
+        let rotation = state.withLock { $0.rotation += 1; return $0.rotation }
+        var plan = ScatterPlan(partitions: partitions, rotation: rotation)
+        var lists: [[WireCandidate]] = []
+        typealias Outcome = (node: String, asked: [UInt32], result: Result<WireEnvelope.OneOf_Body, FacetError>)
+        await withTaskGroup(of: Outcome.self) { group in
+            var inFlight = Set<UInt32>()
+            var running = 0
+            while true {
+                if !ctx.expired {
+                    let groups = plan.nextRound(ready: { p in self.state.withLock { $0.readyReplicas(of: p, layout: self.layout) } },
+                                                inFlight: inFlight)
+                    for (node, ps) in groups {
+                        var req = base
+                        req.partitions = ps
+                        inFlight.formUnion(ps)
+                        running += 1
+                        let timeout = ctx.within(replicaTimeout)
+                        group.addTask { (node, ps, await self.call(node, .partitionSearchRequest(req), timeout: timeout, parent: ctx.id)) }
+                    }
+                }
+                guard running > 0, let outcome = await group.next() else { break }
+                running -= 1
+                inFlight.subtract(outcome.asked)
+                switch outcome.result {
+                case .success(.partitionSearchReply(let reply)):
+                    plan.succeeded(reply.searchedPartitions.filter { outcome.asked.contains($0) })
+                    lists.append(reply.candidates)
+                case .success, .failure:
+                    ctx.logger.debug("replica failed; failing over", metadata: ["node.id": "\(outcome.node)"])
+                }
+                if plan.isComplete { break }
+            }
+        }
+        return (lists, plan.missing)
+    }
+
+    func identify(_ r: WireIdentifyRequest, _ ctx: RequestContext) async throws(FacetError) -> WireIdentifyReply {
+        let k = Int(r.k == 0 ? 5 : r.k)
+        guard k <= 1000 else { throw FacetError(.invalidArgument, "k must be at most 1000", field: "k", limit: 1000) }
+        var reply = WireIdentifyReply()
+        let query: [Float]
+        switch r.query {
+        case .embedding(let e)?: query = try checked(e)
+        case .image(let image)?:
+            let (face, values) = try await embedding(of: image, upsample: r.upsample, ctx)
+            var f = face
+            f.clearEmbedding()
+            reply.face = f
+            query = values
+        case nil: throw FacetError(.invalidArgument, "give an image or an embedding", field: "query")
+        }
+        var req = WirePartitionSearchRequest()
+        req.query = WireEmbedding(values: query, modelVersion: "1")
+        req.k = UInt32(k)
+        req.ef = r.ef
+        req.collections = r.collections
+        req.maxDistance = r.maxDistance
+        let (lists, missing) = await scatterSearch(req, partitions: layout.allPartitions, ctx)
+        let threshold = configuration.verifyThreshold ?? 0.6
+        reply.candidates = TopKMerge.merge(lists, k: k, maxDistance: r.maxDistance > 0 ? r.maxDistance : nil).map { c in
+            var c = c
+            c.score = max(0, 1 - c.distance / 2)
+            c.match = c.distance <= threshold
+            return c
+        }
+        reply.partial = !missing.isEmpty
+        reply.missingPartitions = missing
+        reply.partitionCount = layout.partitionCount
+        reply.threshold = r.maxDistance > 0 ? r.maxDistance : threshold
+        reply.comparison = reply.face.masked ? .maskedUnmasked : .unmaskedUnmasked
+        reply.model = model
+        if reply.partial { ctx.logger.warning("partial identify", metadata: ["missing": "\(missing)"]) }
+        return reply
+    }
+
+    /// Every template of `subject` (exact: streams the subject's partition from a ready replica, with fail-over).
+    func templates(of subject: String, collection: String, _ ctx: RequestContext) async throws(FacetError) -> [WireTemplateRecord] {
+        let p = layout.partition(of: subject)
+        var tried = Set<String>()
+        while !ctx.expired {
+            guard let node = state.withLock({ $0.readyReplicas(of: p, layout: layout) }).first(where: { !tried.contains($0) }) else { break }
+            tried.insert(node)
+            var out: [WireTemplateRecord] = []
+            var after: UInt64 = 0
+            var ok = true
+            while ok {
+                var req = WireStreamRecordsRequest()
+                req.partition = p
+                req.afterSequence = after
+                req.maxRecords = 2048
+                guard case .success(.recordBatch(let b)) = await call(node, .streamRecordsRequest(req), timeout: ctx.within(replicaTimeout * 4),
+                                                                      parent: ctx.id) else { ok = false; break }
+                out += b.records.filter { $0.subjectID == subject && (collection.isEmpty || $0.collection == collection) }
+                if b.end || b.records.isEmpty { return out }
+                after = b.nextAfterSequence
+            }
+        }
+        throw FacetError(.unavailable, "no replica of partition \(p) answered", retryAfterMilliseconds: 200)
+    }
+
+    func verify(_ r: WireVerifyRequest, _ ctx: RequestContext) async throws(FacetError) -> WireVerifyReply {
+        var reply = WireVerifyReply()
+        let probe: [Float]
+        switch r.probe {
+        case .probeEmbedding(let e)?: probe = try checked(e)
+        case .probeImage(let image)?:
+            let (face, values) = try await embedding(of: image, upsample: r.upsample, ctx)
+            reply.probeMasked = face.masked
+            probe = values
+        case nil: throw FacetError(.invalidArgument, "give a probe image or embedding", field: "probe")
+        }
+        switch r.reference {
+        case .referenceEmbedding(let e)?:
+            reply.distance = euclideanDistance(probe, try checked(e))
+        case .referenceImage(let image)?:
+            let (face, values) = try await embedding(of: image, upsample: r.upsample, ctx)
+            reply.referenceMasked = face.masked
+            reply.distance = euclideanDistance(probe, values)
+        case .subjectID(let subject)?:
+            let records = try await templates(of: subject, collection: r.collection, ctx)
+            guard let best = records.min(by: {
+                euclideanDistance(probe, $0.embedding.values) < euclideanDistance(probe, $1.embedding.values)
+            }) else { throw FacetError(.notFound, "subject \(subject) has no templates", field: "subject_id") }
+            reply.distance = euclideanDistance(probe, best.embedding.values)
+            reply.templateID = best.templateID
+            reply.referenceMasked = best.masked
+        case nil: throw FacetError(.invalidArgument, "give a reference image, embedding or subject", field: "reference")
+        }
+        reply.threshold = r.threshold > 0 ? r.threshold : (configuration.verifyThreshold ?? 0.6)
+        reply.match = reply.distance <= reply.threshold
+        reply.score = max(0, 1 - reply.distance / 2)
+        reply.comparison = reply.probeMasked && reply.referenceMasked ? .maskedMasked
+            : (reply.probeMasked || reply.referenceMasked ? .maskedUnmasked : .unmaskedUnmasked)
+        return reply
+    }
+
+    // MARK: status
+
+    var model: WireEmbeddingModel {
+        if let m = state.withLock({ $0.liveWorkers(role: .embedder).first?.model }), !m.name.isEmpty { return m }
+        var m = WireEmbeddingModel()
+        m.name = "dlib_face_recognition_resnet_model_v1"
+        m.version = "1"
+        m.dimension = UInt32(Self.dimension)
+        return m
+    }
+
+    func shardMap() -> WireShardMap {
+        var map = WireShardMap()
+        map.epoch = 1
+        map.partitionCount = layout.partitionCount
+        map.replicationFactor = UInt32(layout.replicationFactor)
+        map.assignments = layout.allPartitions.map { p in
+            var a = WirePartitionAssignment()
+            a.partition = p
+            a.replicas = layout.replicas(of: p)
+            return a
+        }
+        map.matchers = layout.matchers.map { var m = WireMatcherEndpoint(); m.nodeID = $0; return m }
+        map.updatedUnixMs = started
+        return map
+    }
+
+    func status(_ r: WireStatusRequest) -> WireStatusReply {
+        let s = state.withLock { $0 }
+        var reply = WireStatusReply()
+        var coordinator = WireNodeStatus()
+        coordinator.nodeID = nodeID
+        coordinator.role = .coordinator
+        coordinator.state = .ready
+        coordinator.endpoint = frontendEndpoint
+        coordinator.softwareVersion = FacetCluster.softwareVersion
+        coordinator.startedUnixMs = started
+        reply.nodes.append(coordinator)
+        let known = Set(s.workers.keys).union(layout.matchers)
+        for id in known.sorted() {
+            var n = WireNodeStatus()
+            n.nodeID = id
+            guard let w = s.workers[id] else {
+                n.role = .matcher
+                n.state = .dead
+                n.partitions = layout.partitions(of: id)
+                reply.nodes.append(n)
+                continue
+            }
+            n.role = w.role
+            let assigned = w.role == .matcher ? layout.partitions(of: id) : []
+            n.state = !w.alive ? .dead : (assigned.allSatisfy { s.ready.contains(ReplicaKey(id, $0)) } ? .ready : .joining)
+            n.lastHeartbeatUnixMs = w.lastHeardUnixMs
+            n.partitions = assigned
+            n.templates = w.holdings.values.reduce(0, +)
+            n.inFlight = UInt32(max(0, w.inFlight))
+            n.softwareVersion = w.softwareVersion
+            n.model = w.model
+            n.startedUnixMs = w.startedUnixMs
+            reply.nodes.append(n)
+        }
+        var healthy = true
+        var templates: UInt64 = 0
+        for p in layout.allPartitions {
+            let ready = s.readyReplicas(of: p, layout: layout)
+            if ready.isEmpty { healthy = false }
+            let count = layout.replicas(of: p).compactMap { s.workers[$0]?.holdings[p] }.max() ?? 0
+            templates += count
+            if r.includePartitions {
+                var ps = WirePartitionStatus()
+                ps.partition = p
+                ps.replicas = layout.replicas(of: p)
+                ps.liveReplicas = UInt32(ready.count)
+                ps.templates = count
+                reply.partitions.append(ps)
+            }
+        }
+        reply.templates = templates
+        reply.softwareVersion = FacetCluster.softwareVersion
+        reply.protocolVersion = WireProtocol.version
+        reply.shardMapEpoch = 1
+        reply.model = model
+        reply.healthy = healthy
+        reply.partitionCount = layout.partitionCount
+        reply.replicationFactor = UInt32(layout.replicationFactor)
+        return reply
+    }
+}

@@ -1,1 +1,0 @@
-// FacetCluster: Coordinator, matcher and embedder services, shard map, jobs.

@@ -1,0 +1,264 @@
+import Dispatch
+import Foundation
+import Logging
+import FacetIndex
+import FacetStore
+import FacetTransport
+import FacetWire
+
+/// A matcher: holds partitions (one durable ``Partition`` — LMDB + HNSW — per partition id, under
+/// `dataDirectory/p-NNNNN`), and answers the coordinator's partition inserts (acknowledged only after the LMDB
+/// transaction committed), deletes, searches and record streams. Connects to the coordinator's back end through
+/// a ``WorkerLink`` (register, heartbeat, reconnect).
+public final class MatcherNode: Sendable {
+    public let nodeID: String
+    public let dataDirectory: String
+    let configuration: NodeConfiguration
+    let logger: Logger
+    let context: ZMQContext
+    let partitions = Locked<[UInt32: Partition]>([:])
+    let started = nowMilliseconds()
+    /// LMDB commits and partition opens run here, one at a time (writes of one partition are serialised anyway).
+    let writeQueue = DispatchQueue(label: "facet.matcher.write")
+    /// Searches run here, concurrently.
+    let searchQueue = DispatchQueue(label: "facet.matcher.search", attributes: .concurrent)
+    let partitionConfiguration = PartitionConfiguration(dimension: 128, metric: .l2Squared)
+
+    public init(configuration: NodeConfiguration, context: ZMQContext, logger: Logger) throws {
+        guard let id = configuration.nodeID, !id.isEmpty else { throw ClusterError.configuration("a matcher needs a node id") }
+        guard let dir = configuration.dataDirectory else { throw ClusterError.configuration("a matcher needs a data directory") }
+        nodeID = id
+        dataDirectory = dir
+        self.configuration = configuration
+        self.logger = logger
+        self.context = context
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // Open every partition found on disk (recovers after kill -9: snapshot + log replay).
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir).sorted() where name.hasPrefix("p-") {
+            guard let p = UInt32(name.dropFirst(2)) else { continue }
+            let part = try Partition.open(at: dir + "/" + name, configuration: partitionConfiguration)
+            logger.info("partition opened", metadata: ["partition": "\(p)", "report": "\(part.openReport)"])
+            partitions.withLock { $0[p] = part }
+        }
+    }
+
+    static func directoryName(_ p: UInt32) -> String { String(format: "p-%05u", p) }
+
+    var holdings: [WirePartitionHolding] {
+        partitions.withLock { $0 }.sorted { $0.key < $1.key }.map { p, part in
+            var h = WirePartitionHolding()
+            h.partition = p
+            h.templates = UInt64(part.count)
+            return h
+        }
+    }
+
+    /// Runs until cancelled (graceful shutdown cancels it), then checkpoints the indexes.
+    public func run() async {
+        let link = WorkerLink(
+            context: context, endpoint: configuration.backend, nodeID: nodeID, interval: configuration.heartbeatInterval,
+            liveness: configuration.livenessCount, maxFrameBytes: configuration.frameLimit, logger: logger,
+            makeRegister: { [self] in
+                var r = WireWorkerRegister()
+                r.nodeID = nodeID
+                r.role = .matcher
+                r.holdings = holdings
+                r.capacity = 4
+                r.softwareVersion = FacetCluster.softwareVersion
+                r.startedUnixMs = started
+                return r
+            },
+            makeHeartbeat: { [self] in
+                var h = WireHeartbeat()
+                h.nodeID = nodeID
+                h.state = .ready
+                h.holdings = holdings
+                return h
+            },
+            handle: { [self] env in await handle(env) })
+        logger.info("matcher running", metadata: ["node.id": "\(nodeID)", "coordinator": "\(configuration.backend)",
+                                                  "partitions": "\(partitions.withLock { $0.count })"])
+        await link.run()
+        for (_, part) in partitions.withLock({ $0 }) { try? part.checkpoint() }
+        logger.info("matcher stopped", metadata: ["node.id": "\(nodeID)"])
+    }
+
+    func handle(_ env: WireEnvelope) async -> WireEnvelope.OneOf_Body {
+        var log = logger
+        log[metadataKey: "request.id"] = "\(env.requestID)"
+        do throws(FacetError) {
+            switch env.body {
+            case .partitionInsertRequest(let r)?: return .partitionInsertReply(try await insert(r))
+            case .partitionDeleteRequest(let r)?: return .partitionDeleteReply(try await delete(r))
+            case .partitionSearchRequest(let r)?: return .partitionSearchReply(try await search(r))
+            case .streamRecordsRequest(let r)?: return .recordBatch(try await stream(r))
+            default:
+                throw FacetError(.invalidArgument, "a matcher does not serve \(env.bodyKind)", nodeID: nodeID)
+            }
+        } catch {
+            log.warning("request failed", metadata: ["error": "\(error)"])
+            var e = error
+            if e.nodeID.isEmpty { e.nodeID = nodeID }
+            return .error(e.wire)
+        }
+    }
+
+    private func partition(_ p: UInt32, create: Bool) throws(FacetError) -> Partition? {
+        if let part = partitions.withLock({ $0[p] }) { return part }
+        guard create else { return nil }
+        do {
+            let part = try Partition.open(at: dataDirectory + "/" + Self.directoryName(p), configuration: partitionConfiguration)
+            return partitions.withLock { $0[p] = $0[p] ?? part; return $0[p]! }
+        } catch {
+            throw FacetError(.internalError, "cannot open partition \(p): \(error)", nodeID: nodeID)
+        }
+    }
+
+    func insert(_ r: WirePartitionInsertRequest) async throws(FacetError) -> WirePartitionInsertReply {
+        let node = nodeID
+        let result: Result<WirePartitionInsertReply, FacetError> = await offload(writeQueue) { [self] in
+            do throws(FacetError) {
+                guard let part = try partition(r.partition, create: true) else { throw FacetError(.internalError, "no partition") }
+                var fresh: [TemplateRecord] = []
+                var already = 0
+                for w in r.records {
+                    let values: [Float]
+                    do { values = try w.embedding.validatedValues(expectedDimension: partitionConfiguration.dimension) } catch {
+                        throw error.facetError
+                    }
+                    guard !w.subjectID.isEmpty else { throw FacetError(.invalidArgument, "record without subject", field: "subject_id") }
+                    let id = TemplateID(w.templateID)
+                    if (try? part.template(id)) ?? nil != nil { already += 1; continue }
+                    fresh.append(TemplateRecord(id: id, subject: SubjectID(w.subjectID), collection: w.collection, embedding: values,
+                                                masked: w.masked, modelVersion: w.embedding.modelVersion,
+                                                createdAtMilliseconds: w.enrolledUnixMs))
+                }
+                do { try part.insert(fresh) } catch { throw FacetError(.internalError, "insert failed: \(error)", nodeID: node) }
+                var reply = WirePartitionInsertReply()
+                reply.partition = r.partition
+                reply.inserted = UInt32(fresh.count)
+                reply.alreadyPresent = UInt32(already)
+                reply.durable = true   // Partition.insert returns after the LMDB commit
+                return .success(reply)
+            } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
+    func delete(_ r: WirePartitionDeleteRequest) async throws(FacetError) -> WirePartitionDeleteReply {
+        let node = nodeID
+        let result: Result<WirePartitionDeleteReply, FacetError> = await offload(writeQueue) { [self] in
+            var reply = WirePartitionDeleteReply()
+            reply.partition = r.partition
+            reply.durable = true
+            guard let part = partitions.withLock({ $0[r.partition] }) else { return .success(reply) }
+            do {
+                var ids: [TemplateID]
+                if !r.templateIds.isEmpty {
+                    ids = r.templateIds.map { TemplateID($0) }
+                } else if r.collection.isEmpty {
+                    reply.deleted = UInt32(try part.deleteSubject(SubjectID(r.subjectID)).count)
+                    return .success(reply)
+                } else {
+                    ids = try part.templates(of: SubjectID(r.subjectID)).filter { $0.collection == r.collection }.map(\.id)
+                }
+                reply.deleted = UInt32(try part.delete(ids).count)
+                return .success(reply)
+            } catch {
+                return .failure(FacetError(.internalError, "delete failed: \(error)", nodeID: node))
+            }
+        }
+        return try result.get()
+    }
+
+    func search(_ r: WirePartitionSearchRequest) async throws(FacetError) -> WirePartitionSearchReply {
+        let query: [Float]
+        do { query = try r.query.validatedValues(expectedDimension: partitionConfiguration.dimension) } catch { throw error.facetError }
+        let k = Int(r.k == 0 ? 5 : min(r.k, 1000))
+        let ef = Int(r.ef == 0 ? UInt32(configuration.defaultEf ?? 128) : min(r.ef, 4096))
+        let held = partitions.withLock { $0 }
+        let node = nodeID
+        let filter = r.collections.isEmpty ? nil : TemplateFilter(collections: Set(r.collections))
+        let result: Result<WirePartitionSearchReply, FacetError> = await offload(searchQueue) {
+            var reply = WirePartitionSearchReply()
+            var lists: [[WireCandidate]] = []
+            for p in r.partitions {
+                // Every partition assigned to this node is created on first write; one not on disk is empty here.
+                guard let part = held[p] else { reply.searchedPartitions.append(p); continue }
+                do {
+                    let matches = try part.search(query, k: k, parameters: SearchParameters(ef: max(ef, k)), filter: filter)
+                    lists.append(matches.map { m in
+                        var c = WireCandidate()
+                        c.subjectID = m.subject.rawValue
+                        c.templateID = m.template.rawValue
+                        c.distance = max(0, m.distance).squareRoot()   // the partition stores squared L2
+                        c.partition = p
+                        c.nodeID = node
+                        c.templateMasked = m.masked
+                        return c
+                    })
+                    reply.searchedPartitions.append(p)
+                } catch {
+                    reply.missingPartitions.append(p)
+                }
+            }
+            let maxDistance: Float? = r.maxDistance > 0 ? r.maxDistance : nil
+            reply.candidates = TopKMerge.merge(lists, k: k, maxDistance: maxDistance)
+            return .success(reply)
+        }
+        return try result.get()
+    }
+
+    /// Pages over a partition's records in template-id order; `after_sequence` is the last template id of the
+    /// previous page (see docs/cluster.md: this build pages by template id, which is stable across replicas).
+    func stream(_ r: WireStreamRecordsRequest) async throws(FacetError) -> WireRecordBatch {
+        let limit = Int(r.maxRecords == 0 ? 512 : min(r.maxRecords, 4096))
+        let node = nodeID
+        guard let part = partitions.withLock({ $0[r.partition] }) else {
+            var b = WireRecordBatch()
+            b.partition = r.partition
+            b.end = true
+            return b
+        }
+        let result: Result<WireRecordBatch, FacetError> = await offload(searchQueue) {
+            var b = WireRecordBatch()
+            b.partition = r.partition
+            b.totalRecords = UInt64(part.count)
+            var more = false
+            do {
+                try part.forEachTemplate { t in
+                    if t.id.rawValue <= r.afterSequence { return true }
+                    if b.records.count == limit { more = true; return false }
+                    if !r.modelVersion.isEmpty && t.modelVersion != r.modelVersion { return true }
+                    var w = WireTemplateRecord()
+                    w.templateID = t.id.rawValue
+                    w.subjectID = t.subject.rawValue
+                    w.collection = t.collection
+                    w.embedding = WireEmbedding(values: t.embedding, modelVersion: t.modelVersion)
+                    w.masked = t.masked
+                    w.enrolledUnixMs = t.createdAtMilliseconds
+                    b.records.append(w)
+                    return true
+                }
+            } catch {
+                return .failure(FacetError(.internalError, "stream failed: \(error)", nodeID: node))
+            }
+            b.end = !more
+            b.nextAfterSequence = b.records.last?.templateID ?? r.afterSequence
+            return .success(b)
+        }
+        return try result.get()
+    }
+}
+
+/// Node set-up errors.
+public enum ClusterError: Error, Sendable, CustomStringConvertible {
+    case configuration(String)
+    public var description: String {
+        switch self { case .configuration(let m): return "configuration: \(m)" }
+    }
+}
+
+public enum FacetCluster {
+    public static let softwareVersion = "0.1.0"
+}

@@ -1,0 +1,79 @@
+import Foundation
+
+/// Settings of one node, read from a JSON file (`facet serve ROLE --config FILE`) and overridden by flags.
+/// Every field is optional in the file; ``resolved()`` fills defaults.
+public struct NodeConfiguration: Codable, Sendable, Hashable {
+    /// Node id (matchers: stable across restarts, it names the node in the shard map).
+    public var nodeID: String?
+    /// Coordinator: where clients connect (ROUTER bind). Default tcp://127.0.0.1:5555.
+    public var frontendEndpoint: String?
+    /// Coordinator: where workers connect (ROUTER bind). Workers: the endpoint they connect to. Default tcp://127.0.0.1:5556.
+    public var backendEndpoint: String?
+    /// Matchers: the directory holding one LMDB partition per sub-directory.
+    public var dataDirectory: String?
+    /// Embedders: the model directory (default $FACET_MODELS or ./models).
+    public var modelsDirectory: String?
+    /// Coordinator: the shard map.
+    public var partitionCount: UInt32?
+    public var replicationFactor: Int?
+    public var matchers: [String]?
+    /// Heartbeat interval and the number of missed intervals before a peer counts as dead.
+    public var heartbeatIntervalMilliseconds: Int?
+    public var liveness: Int?
+    /// Coordinator: deadline applied to client requests that carry none.
+    public var defaultDeadlineMilliseconds: Int?
+    /// Coordinator: how long one replica may take before the request fails over to another replica.
+    public var replicaTimeoutMilliseconds: Int?
+    /// Coordinator: how long an embedder may take for one image.
+    public var embedTimeoutMilliseconds: Int?
+    /// Maximum frame size on every socket.
+    public var maxFrameBytes: Int?
+    /// Matchers: default HNSW search breadth.
+    public var defaultEf: Int?
+    /// Coordinator: default 1:1 decision threshold (Euclidean distance; dlib's 0.6).
+    public var verifyThreshold: Float?
+    /// Coordinator: requests worked on at once before QUEUE_FULL.
+    public var maxInFlight: Int?
+
+    public init() {}
+
+    public static func load(path: String) throws -> NodeConfiguration {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        return try JSONDecoder().decode(NodeConfiguration.self, from: data)
+    }
+
+    public func write(path: String) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try enc.encode(self).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// `other`'s set fields win.
+    public func overridden(by other: NodeConfiguration) -> NodeConfiguration {
+        var c = self
+        if let v = other.nodeID { c.nodeID = v }
+        if let v = other.frontendEndpoint { c.frontendEndpoint = v }
+        if let v = other.backendEndpoint { c.backendEndpoint = v }
+        if let v = other.dataDirectory { c.dataDirectory = v }
+        if let v = other.modelsDirectory { c.modelsDirectory = v }
+        if let v = other.partitionCount { c.partitionCount = v }
+        if let v = other.replicationFactor { c.replicationFactor = v }
+        if let v = other.matchers { c.matchers = v }
+        if let v = other.heartbeatIntervalMilliseconds { c.heartbeatIntervalMilliseconds = v }
+        if let v = other.liveness { c.liveness = v }
+        if let v = other.defaultDeadlineMilliseconds { c.defaultDeadlineMilliseconds = v }
+        if let v = other.replicaTimeoutMilliseconds { c.replicaTimeoutMilliseconds = v }
+        if let v = other.embedTimeoutMilliseconds { c.embedTimeoutMilliseconds = v }
+        if let v = other.maxFrameBytes { c.maxFrameBytes = v }
+        if let v = other.defaultEf { c.defaultEf = v }
+        if let v = other.verifyThreshold { c.verifyThreshold = v }
+        if let v = other.maxInFlight { c.maxInFlight = v }
+        return c
+    }
+
+    var heartbeatInterval: Duration { .milliseconds(heartbeatIntervalMilliseconds ?? 250) }
+    var livenessCount: Int { liveness ?? 4 }
+    var frameLimit: Int { maxFrameBytes ?? (16 << 20) }
+    var frontend: String { frontendEndpoint ?? "tcp://127.0.0.1:5555" }
+    var backend: String { backendEndpoint ?? "tcp://127.0.0.1:5556" }
+}

@@ -1,0 +1,57 @@
+import Crypto
+import Dispatch
+import Foundation
+import FacetWire
+
+/// A value behind a lock (state shared between socket loops and request tasks).
+final class Locked<Value>: @unchecked Sendable {  // @unchecked: every access holds `lock`
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+}
+
+/// Runs blocking work (LMDB commits, CNN inference, image decoding) on a Dispatch queue, never on the
+/// cooperative pool.
+func offload<T: Sendable>(_ queue: DispatchQueue, _ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { c in queue.async { c.resume(returning: work()) } }
+}
+
+/// Template ids: the first 63 bits of SHA-256(subject, 0, collection, 0, source bytes), where the source is the
+/// image file or the packed embedding. Re-enrolling the same image for the same subject yields the same id, so
+/// writes are idempotent across retries and replicas, and no coordinator needs a counter (several can run).
+public enum TemplateIdentity {
+    public static func sourceDigest(_ bytes: [UInt8]) -> [UInt8] { Array(SHA256.hash(data: bytes)) }
+
+    public static func templateID(subject: String, collection: String, sourceDigest: [UInt8]) -> UInt64 {
+        var h = SHA256()
+        h.update(data: Array(subject.utf8) + [0] + Array(collection.utf8) + [0])
+        h.update(data: sourceDigest)
+        let d = Array(h.finalize())
+        var id: UInt64 = 0
+        for i in 0..<8 { id = id << 8 | UInt64(d[i]) }
+        id &= 0x7fff_ffff_ffff_ffff
+        return id == 0 ? 1 : id
+    }
+}
+
+/// Milliseconds since the epoch.
+func nowMilliseconds() -> Int64 { wireNowUnixMilliseconds() }
+
+extension FacetError {
+    static func unavailable(_ message: String, node: String = "") -> FacetError {
+        FacetError(.unavailable, message, retryAfterMilliseconds: 200, nodeID: node)
+    }
+}
+
+/// Euclidean distance between two embeddings (the wire's distance unit).
+public func euclideanDistance(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count)
+    var s: Float = 0
+    for i in a.indices { let d = a[i] - b[i]; s += d * d }
+    return s.squareRoot()
+}

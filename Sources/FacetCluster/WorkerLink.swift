@@ -1,0 +1,138 @@
+import Foundation
+import Logging
+import FacetTransport
+import FacetWire
+
+/// A worker's connection to the coordinator's back end (Paranoid Pirate): a DEALER that registers with its
+/// node id, answers requests, sends a heartbeat every interval, and — when it hears nothing from the
+/// coordinator for `liveness` intervals (the coordinator died or restarted) — closes the socket and
+/// reconnects with exponential backoff, registering again. Requests are handled concurrently by `handle`;
+/// replies are posted on the same socket (its owner thread serialises them).
+final class WorkerLink: Sendable {
+    let context: ZMQContext
+    let endpoint: String
+    let nodeID: String
+    let interval: Duration
+    let liveness: Int
+    let maxFrameBytes: Int
+    let logger: Logger
+    let makeRegister: @Sendable () -> WireWorkerRegister
+    let makeHeartbeat: @Sendable () -> WireHeartbeat
+    let handle: @Sendable (WireEnvelope) async -> WireEnvelope.OneOf_Body
+
+    init(context: ZMQContext, endpoint: String, nodeID: String, interval: Duration, liveness: Int, maxFrameBytes: Int,
+         logger: Logger, makeRegister: @escaping @Sendable () -> WireWorkerRegister,
+         makeHeartbeat: @escaping @Sendable () -> WireHeartbeat,
+         handle: @escaping @Sendable (WireEnvelope) async -> WireEnvelope.OneOf_Body) {
+        self.context = context; self.endpoint = endpoint; self.nodeID = nodeID; self.interval = interval
+        self.liveness = liveness; self.maxFrameBytes = maxFrameBytes; self.logger = logger
+        self.makeRegister = makeRegister; self.makeHeartbeat = makeHeartbeat; self.handle = handle
+    }
+
+    /// Runs until the task is cancelled; then sends WorkerDisconnect and closes.
+    func run() async {
+        var backoff = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            let outcome = await session()
+            if Task.isCancelled { break }
+            logger.warning("coordinator link lost; reconnecting", metadata: ["reason": "\(outcome)", "backoff": "\(backoff)"])
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(2))
+        }
+    }
+
+    private func send(_ channel: ZMQChannel, _ envelope: WireEnvelope) {
+        guard let bytes = try? WireFrame.encode(envelope, maxBytes: maxFrameBytes) else {
+            logger.error("reply over the frame limit dropped", metadata: ["request.id": "\(envelope.requestID)"])
+            return
+        }
+        do { try channel.post(Multipart([[], bytes])) } catch {
+            logger.debug("post failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// One connection: returns why it ended.
+    private func session() async -> String {
+        var options = SocketOptions()
+        options.maxFrameBytes = maxFrameBytes
+        options.reconnectInterval = .milliseconds(100)
+        options.reconnectIntervalMax = .seconds(1)
+        let channel: ZMQChannel
+        do {
+            channel = try ZMQChannel(context: context, type: .dealer, options: options, connect: [endpoint], name: "worker.\(nodeID)")
+        } catch {
+            return "socket: \(error)"
+        }
+        let heard = Locked(ContinuousClock.now)
+        let ending = Locked<String?>(nil)
+        var seq = 0
+        func envelope(_ body: WireEnvelope.OneOf_Body) -> WireEnvelope {
+            seq += 1
+            return WireEnvelope.request(body, id: "\(nodeID)-\(seq)", clientID: nodeID)
+        }
+        send(channel, envelope(.workerRegister(makeRegister())))
+
+        await withTaskGroup(of: Void.self) { group in
+            // Receiver.
+            group.addTask { [self] in
+                while !Task.isCancelled {
+                    let message: Multipart
+                    do { message = try await channel.receive() } catch { ending.withLock { $0 = $0 ?? "receive: \(error)" }; return }
+                    heard.withLock { $0 = .now }
+                    let body = message.routingSplit.body
+                    guard let frame = body.first else { continue }
+                    let env: WireEnvelope
+                    do { env = try WireFrame.decode(frame: frame, maxBytes: maxFrameBytes) } catch {
+                        logger.warning("undecodable frame from coordinator", metadata: ["error": "\(error)"])
+                        continue
+                    }
+                    switch env.body {
+                    case .heartbeat?, .workerRegistered?:
+                        continue
+                    case .workerDisconnect(let d)?:
+                        ending.withLock { $0 = "coordinator asked to re-register: \(d.reason)" }
+                        await channel.close()
+                        return
+                    default:
+                        let handler = self.handle
+                        Task {
+                            let reply = await handler(env)
+                            self.send(channel, WireEnvelope.reply(to: env, reply, senderID: self.nodeID))
+                        }
+                    }
+                }
+            }
+            // Heartbeat and liveness.
+            group.addTask { [self] in
+                var n = 0
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    if Task.isCancelled || channel.isClosed { break }
+                    let silent = heard.withLock { $0 }.duration(to: .now)
+                    if silent > interval * liveness {
+                        ending.withLock { $0 = $0 ?? "no word from the coordinator for \(silent)" }
+                        break
+                    }
+                    n += 1
+                    let hb = WireEnvelope.request(.heartbeat(makeHeartbeat()), id: "\(nodeID)-hb-\(n)", clientID: nodeID)
+                    send(channel, hb)
+                }
+                await channel.close()
+            }
+            await group.waitForAll()
+        }
+        if Task.isCancelled {
+            // Graceful: tell the coordinator, on a fresh short-lived socket (the old one is closed).
+            var d = WireWorkerDisconnect()
+            d.nodeID = nodeID
+            d.reason = "shutdown"
+            if let bye = try? ZMQChannel(context: context, type: .dealer, options: SocketOptions(), connect: [endpoint]) {
+                if let bytes = try? WireFrame.encode(WireEnvelope.request(.workerDisconnect(d), id: "\(nodeID)-bye", clientID: nodeID)) {
+                    try? await bye.send(Multipart([[], bytes]), timeout: .milliseconds(300))
+                }
+                await bye.close()
+            }
+        }
+        return ending.withLock { $0 } ?? "cancelled"
+    }
+}

@@ -1,0 +1,37 @@
+import ArgumentParser
+import Foundation
+import FacetClient
+import FacetWire
+
+/// `facet identify IMAGE [-k 5] [--json]`
+struct Identify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "identify", abstract: "Find the enrolled subjects nearest to the largest face in a photo (1:N).")
+
+    @OptionGroup var client: ClientOptions
+    @Option(name: .short, help: "Number of candidates.") var k: UInt32 = 5
+    @Flag(help: "Print the reply as JSON.") var json = false
+    @Argument(help: "Image file (JPEG or PNG).") var image: String
+
+    func run() async throws {
+        let data = try readImage(image)
+        let c = try client.connect()
+        defer { Task { await c.close() } }
+        do {
+            let r = try await c.identify(image: data, k: k)
+            if json {
+                printJSON(["image": image, "partial": r.partial, "missing_partitions": r.missingPartitions,
+                           "threshold": r.threshold,
+                           "candidates": r.candidates.map { ["subject": $0.subjectID, "template_id": String($0.templateID),
+                                                             "distance": $0.distance, "score": $0.score, "match": $0.match,
+                                                             "partition": $0.partition, "node": $0.nodeID] as [String: Any] }])
+            } else {
+                print("\(image):\(r.partial ? " PARTIAL (missing partitions \(r.missingPartitions))" : "")")
+                if r.candidates.isEmpty { print("  no candidates") }
+                for (i, cand) in r.candidates.enumerated() {
+                    print("  \(i + 1). \(cand.subjectID)  distance \(format(cand.distance))  \(cand.match ? "MATCH" : "no match")  (partition \(cand.partition) on \(cand.nodeID))")
+                }
+            }
+        } catch { fail(error) }
+    }
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import Logging
+import FacetCluster
+import FacetFace
+import FacetTransport
+
+/// `facet serve coordinator|matcher|embedder --config FILE`: one cluster node, until SIGTERM/SIGINT.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run one node of a Facet cluster (coordinator, matcher or embedder) until SIGTERM/SIGINT.",
+        discussion: "Settings come from the JSON file given by --config (see docs/cluster.md); flags override it.")
+
+    enum Role: String, ExpressibleByArgument, CaseIterable { case coordinator, matcher, embedder }
+
+    @Argument(help: "The node's role: coordinator, matcher or embedder.") var role: Role
+    @Option(help: "JSON configuration file.") var config: String?
+    @Option(name: .customLong("node-id"), help: "Node id (matchers: must be one of the coordinator's matchers).") var nodeID: String?
+    @Option(help: "Coordinator: client endpoint to bind.") var endpoint: String?
+    @Option(help: "Coordinator: worker endpoint to bind; workers: the coordinator's worker endpoint.") var backend: String?
+    @Option(help: "Matcher: data directory.") var data: String?
+    @Option(help: "Embedder: model directory (default $FACET_MODELS or ./models).") var models: String?
+    @Option(help: "Coordinator: number of partitions.") var partitions: UInt32?
+    @Option(help: "Coordinator: replicas per partition.") var replicas: Int?
+    @Option(help: "Coordinator: comma-separated matcher node ids.") var matchers: String?
+    @Option(name: .customLong("heartbeat-ms"), help: "Heartbeat interval in milliseconds.") var heartbeatMilliseconds: Int?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "info"
+
+    func resolvedConfiguration() throws -> NodeConfiguration {
+        var base = NodeConfiguration()
+        if let config { base = try NodeConfiguration.load(path: config) }
+        var flags = NodeConfiguration()
+        flags.nodeID = nodeID
+        flags.frontendEndpoint = endpoint
+        flags.backendEndpoint = backend
+        flags.dataDirectory = data
+        flags.modelsDirectory = models
+        flags.partitionCount = partitions
+        flags.replicationFactor = replicas
+        flags.matchers = matchers.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+        flags.heartbeatIntervalMilliseconds = heartbeatMilliseconds
+        return base.overridden(by: flags)
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var configuration = try resolvedConfiguration()
+        if configuration.nodeID == nil { configuration.nodeID = role == .coordinator ? "coordinator" : nil }
+        var logger = Logger(label: "facet.\(role.rawValue)")
+        logger[metadataKey: "node.id"] = "\(configuration.nodeID ?? "-")"
+        let context = try ZMQContext()
+        let service: NodeService
+        switch role {
+        case .coordinator:
+            let node = try Coordinator(configuration: configuration, context: context, logger: logger)
+            print("coordinator listening on \(node.frontendEndpoint) (workers: \(node.backendEndpoint))")
+            service = NodeService(name: "coordinator") { await node.run() }
+        case .matcher:
+            let node = try MatcherNode(configuration: configuration, context: context, logger: logger)
+            service = NodeService(name: "matcher") { await node.run() }
+        case .embedder:
+            let locator = FaceModelLocator(directory: configuration.modelsDirectory)
+            let embedder = try DlibFaceEmbedder(locator: locator)
+            let node = EmbedderNode(configuration: configuration, embedder: embedder, context: context, logger: logger)
+            service = NodeService(name: "embedder") { await node.run() }
+        }
+        fflush(stdout)
+        try await NodeService.runUntilSignalled([service], logger: logger)
+    }
+}

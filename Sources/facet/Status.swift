@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+import FacetClient
+import FacetWire
+
+/// `facet status [--json]`
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the cluster's nodes and partitions.")
+
+    @OptionGroup var client: ClientOptions
+    @Flag(help: "Print the reply as JSON.") var json = false
+
+    func run() async throws {
+        let c = try client.connect()
+        defer { Task { await c.close() } }
+        do {
+            let r = try await c.status(includePartitions: true)
+            if json {
+                printJSON(["healthy": r.healthy, "templates": r.templates, "partition_count": r.partitionCount,
+                           "replication_factor": r.replicationFactor,
+                           "nodes": r.nodes.map { ["id": $0.nodeID, "role": "\($0.role)", "state": "\($0.state)",
+                                                   "partitions": $0.partitions.count, "templates": $0.templates] as [String: Any] },
+                           "partitions": r.partitions.map { ["partition": $0.partition, "replicas": $0.replicas,
+                                                             "live_replicas": $0.liveReplicas, "templates": $0.templates] as [String: Any] }])
+            } else {
+                print("cluster \(r.healthy ? "healthy" : "DEGRADED"): \(r.templates) templates, \(r.partitionCount) partitions x \(r.replicationFactor) replicas")
+                for n in r.nodes {
+                    print("  \(n.nodeID.padding(toLength: 14, withPad: " ", startingAt: 0)) \("\(n.role)".padding(toLength: 12, withPad: " ", startingAt: 0)) \("\(n.state)".padding(toLength: 8, withPad: " ", startingAt: 0)) partitions \(n.partitions.count)  templates \(n.templates)")
+                }
+            }
+        } catch { fail(error) }
+    }
+}

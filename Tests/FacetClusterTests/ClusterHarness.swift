@@ -1,0 +1,144 @@
+import Foundation
+import FacetClient
+import FacetWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Locates the `facet` executable built next to the test bundle (or $FACET_BINARY).
+func facetBinaryPath() throws -> String {
+    if let p = ProcessInfo.processInfo.environment["FACET_BINARY"], FileManager.default.isExecutableFile(atPath: p) { return p }
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("facet").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    let fallback = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("facet").path
+    guard FileManager.default.isExecutableFile(atPath: fallback) else {
+        throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "facet (build it with `swift build`)"])
+    }
+    return fallback
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// A cluster of real `facet serve` processes on 127.0.0.1 with data in a temporary directory. Every process is
+/// killed (SIGKILL) and reaped in `shutdown()`, which `withCluster` always calls, also on failure.
+final class ClusterHarness: @unchecked Sendable {  // used from one test task at a time
+    let binary: String
+    let directory: String
+    let frontend: String
+    let backend: String
+    let matchers: [String]
+    let partitions: UInt32
+    let replicas: Int
+    private var processes: [String: Process] = [:]
+
+    init(matchers: Int = 3, replicas: Int = 2, partitions: UInt32 = 8) throws {
+        binary = try facetBinaryPath()
+        directory = NSTemporaryDirectory() + "facet-cluster-test-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let port = Int.random(in: 20_000...50_000)
+        frontend = "tcp://127.0.0.1:\(port)"
+        backend = "tcp://127.0.0.1:\(port + 1)"
+        self.matchers = (0..<matchers).map { "matcher-\($0)" }
+        self.partitions = partitions
+        self.replicas = replicas
+    }
+
+    func start(_ name: String) throws {
+        var args: [String]
+        let common = ["--backend", backend, "--heartbeat-ms", "100", "--node-id", name, "--log-level", "info"]
+        if name == "coordinator" {
+            args = ["serve", "coordinator", "--endpoint", frontend, "--matchers", matchers.joined(separator: ","),
+                    "--partitions", "\(partitions)", "--replicas", "\(replicas)"] + common
+        } else if name.hasPrefix("matcher") {
+            args = ["serve", "matcher", "--data", directory + "/" + name] + common
+        } else {
+            args = ["serve", "embedder"] + common
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        let log = directory + "/\(name).log"
+        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+        let h = FileHandle(forWritingAtPath: log)!
+        h.seekToEndOfFile()
+        p.standardOutput = h
+        p.standardError = h
+        try p.run()
+        processes[name] = p
+    }
+
+    func startAll(embedder: Bool) throws {
+        try start("coordinator")
+        for m in matchers { try start(m) }
+        if embedder { try start("embedder-0") }
+    }
+
+    /// kill -9 and reap.
+    func kill9(_ name: String) {
+        guard let p = processes[name] else { return }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        processes[name] = nil
+    }
+
+    /// SIGTERM (graceful), reaped within `seconds`, SIGKILL after that. Returns the exit status.
+    @discardableResult
+    func stop(_ name: String, seconds: Double = 15) -> Int32? {
+        guard let p = processes[name] else { return nil }
+        if p.isRunning { kill(p.processIdentifier, SIGTERM) }
+        let deadline = Date().addingTimeInterval(seconds)
+        while p.isRunning && Date() < deadline { usleep(20_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        processes[name] = nil
+        return p.terminationStatus
+    }
+
+    func shutdown() {
+        for name in Array(processes.keys) { kill9(name) }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func log(_ name: String) -> String {
+        (try? String(contentsOfFile: directory + "/\(name).log", encoding: .utf8)) ?? ""
+    }
+
+    /// Waits (bounded) until every partition has `replicas` ready replicas.
+    func waitUntilHealthy(_ client: FacetClient, fullyReplicated: Bool = true, seconds: Double = 60) async throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last = "no status"
+        while Date() < deadline {
+            if let s = try? await client.status(includePartitions: true, timeout: .seconds(2)) {
+                let ok = s.healthy && (!fullyReplicated || s.partitions.allSatisfy { Int($0.liveReplicas) == replicas })
+                if ok, s.partitions.count == Int(partitions) { return }
+                last = "healthy \(s.healthy), live replicas \(s.partitions.map(\.liveReplicas))"
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError("cluster not healthy after \(seconds) s: \(last)\ncoordinator log:\n\(log("coordinator").suffix(3000))")
+    }
+}
+
+/// Runs `body` with a started cluster and a client; always kills the processes afterwards.
+func withCluster<R>(embedder: Bool = false, _ body: (ClusterHarness, FacetClient) async throws -> R) async throws -> R {
+    let harness = try ClusterHarness()
+    defer { harness.shutdown() }
+    try harness.startAll(embedder: embedder)
+    let client = try FacetClient(endpoint: harness.frontend, timeout: .seconds(20))
+    do {
+        try await harness.waitUntilHealthy(client)
+        let r = try await body(harness, client)
+        await client.close()
+        return r
+    } catch {
+        await client.close()
+        throw error
+    }
+}

@@ -1,0 +1,236 @@
+import Foundation
+import Testing
+import FacetClient
+import FacetIndex
+import FacetStore
+import FacetTestSupport
+import FacetWire
+@testable import FacetCluster
+
+/// One enrolled template, as the test expects the cluster to hold it.
+struct Expected: Hashable {
+    let id: UInt64
+    let subject: String
+    let vector: [Float]
+}
+
+/// The exact top-k over everything (the reference a merged cluster result must equal).
+func exactTopK(_ query: [Float], _ all: [Expected], k: Int) -> [(UInt64, Float)] {
+    all.map { ($0.id, euclideanDistance(query, $0.vector)) }
+        .sorted { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
+        .prefix(k).map { $0 }
+}
+
+func expectEqualsExact(_ reply: WireIdentifyReply, _ query: [Float], _ all: [Expected], k: Int,
+                       sourceLocation: SourceLocation = #_sourceLocation) {
+    let exact = exactTopK(query, all, k: k)
+    #expect(!reply.partial, "partial result, missing \(reply.missingPartitions)", sourceLocation: sourceLocation)
+    #expect(reply.candidates.map(\.templateID) == exact.map(\.0), sourceLocation: sourceLocation)
+    for (c, e) in zip(reply.candidates, exact) {
+        #expect(abs(c.distance - e.1) <= 1e-4 * max(1, e.1), sourceLocation: sourceLocation)
+    }
+}
+
+func gallery(seed: UInt64, count: Int, queries: Int) throws -> FaceLikeGenerator.Gallery {
+    var generator = FaceLikeGenerator(statistics: try FaceEmbeddingStatistics.bundled(), seed: seed)
+    return generator.makeGallery(count: count, photosPerIdentity: 3, queryCount: queries)
+}
+
+/// Enrols each identity's vectors as one subject; returns what was acknowledged.
+func enrolGallery(_ client: FacetClient, _ g: FaceLikeGenerator.Gallery, prefix: String) async throws -> [Expected] {
+    var out: [Expected] = []
+    let identities = Dictionary(grouping: 0..<g.count, by: { g.baseIdentities[$0] })
+    for (identity, rows) in identities.sorted(by: { $0.key < $1.key }) {
+        let subject = "\(prefix)\(identity)"
+        let vectors = rows.map { g.baseVector($0) }
+        let reply = try await client.enrol(subjectID: subject, embeddings: vectors.map { WireEmbedding(values: $0, modelVersion: "1") })
+        #expect(reply.templateIds.count == vectors.count)
+        #expect(!reply.durability.durableOn.isEmpty)
+        for (id, v) in zip(reply.templateIds, vectors) { out.append(Expected(id: id, subject: subject, vector: v)) }
+    }
+    return out
+}
+
+let fixtureImages = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("FacetFaceTests/Fixtures/images")
+
+@Suite("Cluster of real processes on 127.0.0.1", .serialized)
+struct ClusterProcessTests {
+    @Test("enrol, identify equals one exact index, verify, delete, idempotent re-enrol", .timeLimit(.minutes(5)))
+    func enrolIdentifyVerifyDelete() async throws {
+        try await withCluster { harness, client in
+            let g = try gallery(seed: 11, count: 150, queries: 20)
+            var all = try await enrolGallery(client, g, prefix: "s")
+            #expect(all.count == 150)
+
+            let status = try await client.status(includePartitions: true)
+            #expect(status.healthy)
+            #expect(status.partitions.map(\.templates).reduce(0, +) == 150)
+
+            for q in 0..<20 {
+                let query = g.queryVector(q)
+                let reply = try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10)
+                expectEqualsExact(reply, query, all, k: 10)
+            }
+
+            // Verify against a subject: the distance to its nearest template.
+            let query = g.queryVector(0)
+            let subject = "s\(g.queryIdentities[0])"
+            var v = WireVerifyRequest()
+            v.probeEmbedding = WireEmbedding(values: query, modelVersion: "1")
+            v.subjectID = subject
+            let verdict = try await client.verify(v)
+            let nearest = all.filter { $0.subject == subject }.map { euclideanDistance(query, $0.vector) }.min()!
+            #expect(abs(verdict.distance - nearest) < 1e-4)
+            #expect(verdict.match == (nearest <= verdict.threshold))
+            // And two embeddings directly.
+            var pair = WireVerifyRequest()
+            pair.probeEmbedding = WireEmbedding(values: query, modelVersion: "1")
+            pair.referenceEmbedding = WireEmbedding(values: g.baseVector(0), modelVersion: "1")
+            #expect(abs(try await client.verify(pair).distance - euclideanDistance(query, g.baseVector(0))) < 1e-5)
+
+            // Re-enrolling the same embeddings is idempotent: same ids, nothing new.
+            let again = try await client.enrol(subjectID: subject, embeddings: all.filter { $0.subject == subject }
+                .map { WireEmbedding(values: $0.vector, modelVersion: "1") })
+            #expect(Set(again.templateIds) == Set(all.filter { $0.subject == subject }.map(\.id)))
+            #expect(again.templates.allSatisfy(\.alreadyPresent))
+
+            // Delete removes the subject everywhere.
+            let deleted = try await client.deleteSubject(subject)
+            #expect(deleted.templatesDeleted == 3)
+            #expect(deleted.durability.durableOn.count == harness.replicas)
+            all.removeAll { $0.subject == subject }
+            for q in 0..<5 {
+                let query = g.queryVector(q)
+                let reply = try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10)
+                expectEqualsExact(reply, query, all, k: 10)
+                #expect(!reply.candidates.contains { $0.subjectID == subject })
+            }
+            await #expect(throws: FacetError.self) { _ = try await client.verify(v) }
+            do { _ = try await client.verify(v) } catch { #expect(error.code == .notFound) }
+
+            // Bad input gets typed errors.
+            do { _ = try await client.identify(embedding: WireEmbedding(values: [1, 2, 3], modelVersion: "1")); Issue.record("no error") }
+            catch { #expect(error.code == .invalidArgument) }
+            do { _ = try await client.enrol(subjectID: "x", embeddings: [WireEmbedding(values: [Float](repeating: .nan, count: 128), modelVersion: "1")]); Issue.record("no error") }
+            catch { #expect(error.code == .invalidArgument) }
+        }
+    }
+
+    @Test("kill -9 of a matcher during enrolments and queries: nothing acknowledged is lost, no query fails, it catches up",
+          .timeLimit(.minutes(6)))
+    func killMatcherDuringLoad() async throws {
+        try await withCluster { harness, client in
+            let g = try gallery(seed: 23, count: 60, queries: 20)
+            let base = try await enrolGallery(client, g, prefix: "b")
+            let stream = try gallery(seed: 29, count: 120, queries: 0)
+            let layout = try ShardLayout(partitionCount: harness.partitions, replicationFactor: harness.replicas, matchers: harness.matchers)
+            let victim = "matcher-1"
+
+            let acknowledged = Locked<[Expected]>(base)
+            let writerDone = Locked(false)
+            let queryFailures = Locked<[String]>([])
+            let queries = Locked(0)
+            // Queries run all the time; each must succeed with a complete result.
+            let reader = Task {
+                var i = 0
+                while !writerDone.withLock({ $0 }) {
+                    let query = g.queryVector(i % 20)
+                    do {
+                        let r = try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 5)
+                        if r.partial { queryFailures.withLock { $0.append("partial: \(r.missingPartitions)") } }
+                        if r.candidates.count != 5 { queryFailures.withLock { $0.append("\(r.candidates.count) candidates") } }
+                    } catch {
+                        queryFailures.withLock { $0.append("\(error)") }
+                    }
+                    queries.withLock { $0 += 1 }
+                    i += 1
+                }
+            }
+            // Enrolments, one subject at a time; kill -9 the victim after a third of them.
+            var enrolFailures: [String] = []
+            let identities = Dictionary(grouping: 0..<stream.count, by: { stream.baseIdentities[$0] }).sorted { $0.key < $1.key }
+            for (n, (identity, rows)) in identities.enumerated() {
+                if n == identities.count / 3 { harness.kill9(victim) }
+                let subject = "w\(identity)"
+                let vectors = rows.map { stream.baseVector($0) }
+                do {
+                    let r = try await client.enrol(subjectID: subject, embeddings: vectors.map { WireEmbedding(values: $0, modelVersion: "1") })
+                    acknowledged.withLock { a in for (id, v) in zip(r.templateIds, vectors) { a.append(Expected(id: id, subject: subject, vector: v)) } }
+                } catch {
+                    enrolFailures.append("\(subject): \(error)")
+                }
+            }
+            writerDone.withLock { $0 = true }
+            await reader.value
+            #expect(enrolFailures.isEmpty, "\(enrolFailures)")
+            #expect(queryFailures.withLock { $0 }.isEmpty, "\(queryFailures.withLock { $0 })")
+            #expect(queries.withLock { $0 } > 0)
+
+            // Every acknowledged template is found; results equal one exact index over everything.
+            let all = acknowledged.withLock { $0 }
+            #expect(all.count == 180)
+            for q in 0..<20 {
+                let query = g.queryVector(q)
+                let reply = try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10)
+                expectEqualsExact(reply, query, all, k: 10)
+            }
+            for e in all.filter({ $0.subject.hasPrefix("w") }).prefix(40) {
+                let reply = try await client.identify(embedding: WireEmbedding(values: e.vector, modelVersion: "1"), k: 1)
+                #expect(reply.candidates.first?.templateID == e.id)
+            }
+
+            // Restart the victim: it is filled from the other replicas, then serves again.
+            try harness.start(victim)
+            try await harness.waitUntilHealthy(client, seconds: 90)
+            // Stop it gracefully and read its LMDB partitions directly: exactly the acknowledged templates.
+            #expect(harness.stop(victim) == 0)
+            var held = Set<UInt64>()
+            for p in layout.partitions(of: victim) {
+                let dir = harness.directory + "/" + victim + "/" + MatcherNode.directoryName(p)
+                guard FileManager.default.fileExists(atPath: dir) else { continue }
+                let part = try Partition.open(at: dir)
+                try part.forEachTemplate { held.insert($0.id.rawValue); return true }
+            }
+            let expectedHeld = Set(all.filter { layout.replicas(of: layout.partition(of: $0.subject)).contains(victim) }.map(\.id))
+            #expect(held == expectedHeld)
+            #expect(!expectedHeld.isEmpty)
+        }
+    }
+
+    @Test("images go through the embedder: enrol photos, identify another photo of the same person", .timeLimit(.minutes(5)))
+    func imagesThroughTheEmbedder() async throws {
+        try await withCluster(embedder: true) { harness, client in
+            func image(_ name: String) throws -> Data { try Data(contentsOf: fixtureImages.appendingPathComponent(name)) }
+            // The embedder loads its models after starting; wait (bounded) until it serves.
+            var ready = false
+            for _ in 0..<600 where !ready {
+                if let s = try? await client.status(), s.nodes.contains(where: { $0.role == .embedder && $0.state == .ready }) { ready = true }
+                else { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(ready, "embedder never registered:\n\(harness.log("embedder-0").suffix(2000))")
+            let kit = try await client.enrol(subjectID: "kit", images: [try image("kit-harington.jpg")])
+            #expect(kit.templateIds.count == 1)
+            _ = try await client.enrol(subjectID: "obama", images: [try image("obama-small.jpg")])
+            _ = try await client.enrol(subjectID: "biden", images: [try image("biden.jpg")])
+
+            let snow = try await client.identify(image: try image("johnsnow.jpg"), k: 3)
+            #expect(snow.candidates.first?.subjectID == "kit")
+            #expect(snow.candidates.first?.match == true)
+            let obama = try await client.identify(image: try image("obama-240p.jpg"), k: 3)
+            #expect(obama.candidates.first?.subjectID == "obama")
+
+            let same = try await client.verify(probe: try image("kit-harington.jpg"), reference: try image("johnsnow.jpg"))
+            #expect(same.match)
+            let other = try await client.verify(probe: try image("kit-harington.jpg"), reference: try image("obama-small.jpg"))
+            #expect(!other.match)
+            let subject = try await client.verify(probe: try image("obama-240p.jpg"), subjectID: "obama")
+            #expect(subject.match)
+
+            do { _ = try await client.enrol(subjectID: "nobody", images: [try image("no-face.jpg")]); Issue.record("no error") }
+            catch { #expect(error.code == .noFace) }
+            do { _ = try await client.enrol(subjectID: "junk", images: [Data("not an image".utf8)]); Issue.record("no error") }
+            catch { #expect(error.code == .badImage) }
+        }
+    }
+}

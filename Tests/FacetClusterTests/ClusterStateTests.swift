@@ -1,0 +1,201 @@
+import Testing
+import FacetWire
+@testable import FacetCluster
+
+@Suite("Shard layout")
+struct ShardLayoutTests {
+    @Test func replicasAreDistinctAndBalanced() throws {
+        let layout = try ShardLayout(partitionCount: 32, replicationFactor: 2, matchers: ["m0", "m1", "m2"])
+        var load: [String: Int] = [:]
+        for p in layout.allPartitions {
+            let r = layout.replicas(of: p)
+            #expect(r.count == 2)
+            #expect(Set(r).count == 2)
+            for m in r { load[m, default: 0] += 1 }
+        }
+        // 64 replica slots over 3 matchers: 21 or 22 each.
+        #expect(load.values.allSatisfy { $0 == 21 || $0 == 22 })
+        #expect(load.values.reduce(0, +) == 64)
+        for m in layout.matchers {
+            #expect(layout.partitions(of: m).count == load[m])
+        }
+    }
+
+    @Test func everyPartitionSurvivesOneLostMatcherWithTwoReplicas() throws {
+        let layout = try ShardLayout(partitionCount: 16, replicationFactor: 2, matchers: ["a", "b", "c", "d"])
+        for lost in layout.matchers {
+            for p in layout.allPartitions { #expect(layout.replicas(of: p).contains { $0 != lost }) }
+        }
+    }
+
+    @Test func subjectPartitionIsTheWireHash() throws {
+        let layout = try ShardLayout(partitionCount: 7, replicationFactor: 1, matchers: ["a"])
+        for s in ["alice", "bob", "Zoë", ""] {
+            #expect(layout.partition(of: s) == WirePartitioning.partition(of: s, partitionCount: 7))
+        }
+    }
+
+    @Test func invalidLayoutsAreRejected() {
+        #expect(throws: ShardLayout.LayoutError.noMatchers) { try ShardLayout(partitionCount: 4, replicationFactor: 1, matchers: []) }
+        #expect(throws: ShardLayout.LayoutError.noPartitions) { try ShardLayout(partitionCount: 0, replicationFactor: 1, matchers: ["a"]) }
+        #expect(throws: ShardLayout.LayoutError.duplicateMatcher("a")) { try ShardLayout(partitionCount: 4, replicationFactor: 1, matchers: ["a", "a"]) }
+        #expect(throws: ShardLayout.LayoutError.replicationFactor(3, matchers: 2)) {
+            try ShardLayout(partitionCount: 4, replicationFactor: 3, matchers: ["a", "b"])
+        }
+    }
+
+    @Test func writeQuorum() {
+        #expect(WriteQuorum.required(policy: .unspecified, replicationFactor: 2, liveTargets: 2) == 2)
+        #expect(WriteQuorum.required(policy: .unspecified, replicationFactor: 2, liveTargets: 1) == 1)
+        #expect(WriteQuorum.required(policy: .unspecified, replicationFactor: 2, liveTargets: 0) == 1)
+        #expect(WriteQuorum.required(policy: .one, replicationFactor: 3, liveTargets: 3) == 1)
+        #expect(WriteQuorum.required(policy: .quorum, replicationFactor: 3, liveTargets: 1) == 2)
+        #expect(WriteQuorum.required(policy: .all, replicationFactor: 3, liveTargets: 2) == 3)
+    }
+}
+
+@Suite("Top-k merge")
+struct TopKMergeTests {
+    func candidate(_ id: UInt64, _ d: Float) -> WireCandidate {
+        var c = WireCandidate()
+        c.templateID = id
+        c.distance = d
+        c.subjectID = "s\(id)"
+        return c
+    }
+
+    @Test func mergeEqualsSortingEverything() {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<50 {
+            var all: [WireCandidate] = []
+            var lists: [[WireCandidate]] = []
+            var next: UInt64 = 1
+            for _ in 0..<Int.random(in: 1...8, using: &rng) {
+                let n = Int.random(in: 0...12, using: &rng)
+                let list = (0..<n).map { _ -> WireCandidate in
+                    defer { next += 1 }
+                    return candidate(next, Float(Int.random(in: 0...20, using: &rng)) / 10)   // ties on purpose
+                }
+                all += list
+                lists.append(list.sorted(by: TopKMerge.precedes))
+            }
+            let k = Int.random(in: 1...15, using: &rng)
+            let expected = Array(all.sorted(by: TopKMerge.precedes).prefix(k)).map(\.templateID)
+            #expect(TopKMerge.merge(lists, k: k).map(\.templateID) == expected)
+        }
+    }
+
+    @Test func maxDistanceAndDuplicates() {
+        let a = [candidate(1, 0.1), candidate(2, 0.5), candidate(3, 0.9)]
+        let b = [candidate(2, 0.5), candidate(4, 0.6)]
+        #expect(TopKMerge.merge([a, b], k: 10).map(\.templateID) == [1, 2, 4, 3])
+        #expect(TopKMerge.merge([a, b], k: 10, maxDistance: 0.55).map(\.templateID) == [1, 2])
+        #expect(TopKMerge.merge([a, b], k: 0).isEmpty)
+        #expect(TopKMerge.merge([], k: 3).isEmpty)
+    }
+
+    @Test func unsortedInputIsSortedFirst() {
+        let a = [candidate(3, 0.9), candidate(1, 0.1)]
+        #expect(TopKMerge.merge([a], k: 2).map(\.templateID) == [1, 3])
+    }
+}
+
+@Suite("Scatter plan")
+struct ScatterPlanTests {
+    let layout = try! ShardLayout(partitionCount: 6, replicationFactor: 2, matchers: ["a", "b", "c"])
+
+    @Test func everyPartitionIsAskedOnceOfAReadyReplica() {
+        var plan = ScatterPlan(partitions: layout.allPartitions)
+        let groups = plan.nextRound(ready: { layout.replicas(of: $0) })
+        let asked = groups.values.flatMap { $0 }.sorted()
+        #expect(asked == layout.allPartitions)
+        for (node, ps) in groups { for p in ps { #expect(layout.replicas(of: p).contains(node)) } }
+        plan.succeeded(asked)
+        #expect(plan.isComplete)
+        #expect(!plan.isPartial)
+        #expect(plan.missing.isEmpty)
+    }
+
+    @Test func failedReplicaIsReplacedByTheOther() {
+        var plan = ScatterPlan(partitions: layout.allPartitions)
+        let first = plan.nextRound(ready: { layout.replicas(of: $0) })
+        // Node "a" fails: its partitions stay pending; the next round asks their other replica, never "a" again.
+        let failed = first["a"] ?? []
+        for (node, ps) in first where node != "a" { plan.succeeded(ps) }
+        let second = plan.nextRound(ready: { layout.replicas(of: $0) })
+        #expect(second["a"] == nil)
+        #expect(second.values.flatMap { $0 }.sorted() == failed.sorted())
+        plan.succeeded(second.values.flatMap { $0 })
+        #expect(plan.isComplete && !plan.isPartial)
+    }
+
+    @Test func noReplicaLeftMakesThePartitionMissing() {
+        var plan = ScatterPlan(partitions: [0, 1])
+        let round = plan.nextRound(ready: { p in p == 0 ? ["a"] : [] })
+        #expect(round == ["a": [0]])
+        #expect(plan.missing == [1])
+        // "a" fails too: nobody is left for 0 either.
+        let next = plan.nextRound(ready: { p in p == 0 ? ["a"] : [] })
+        #expect(next.isEmpty)
+        #expect(plan.missing == [0, 1])
+        #expect(plan.isPartial)
+    }
+
+    @Test func inFlightPartitionsAreNotAskedTwice() {
+        var plan = ScatterPlan(partitions: [0, 1])
+        _ = plan.nextRound(ready: { _ in ["a", "b"] })
+        let again = plan.nextRound(ready: { _ in ["a", "b"] }, inFlight: [0, 1])
+        #expect(again.isEmpty)
+        #expect(!plan.isComplete)
+        // A deadline ends the request with whatever has answered.
+        plan.succeeded([1])
+        #expect(plan.missing == [0])
+    }
+}
+
+@Suite("Coordinator state")
+struct CoordinatorStateTests {
+    let layout = try! ShardLayout(partitionCount: 4, replicationFactor: 2, matchers: ["a", "b", "c"])
+
+    func worker(_ id: String) -> WorkerInfo {
+        WorkerInfo(nodeID: id, role: .matcher, routing: Array(id.utf8), lastHeard: .now, lastHeardUnixMs: 0, alive: true, generation: 1)
+    }
+
+    @Test func readsOnlyFromReadyLiveReplicasWritesToAllLive() {
+        var s = CoordinatorState()
+        for id in ["a", "b", "c"] { s.workers[id] = worker(id) }
+        let p: UInt32 = 0
+        let replicas = layout.replicas(of: p)
+        s.ready.insert(ReplicaKey(replicas[0], p))
+        #expect(s.readyReplicas(of: p, layout: layout) == [replicas[0]])
+        #expect(s.writeTargets(of: p, layout: layout) == replicas)
+        #expect(s.markDead(replicas[0]))
+        #expect(!s.markDead(replicas[0]))
+        #expect(s.readyReplicas(of: p, layout: layout).isEmpty)
+        #expect(s.writeTargets(of: p, layout: layout) == [replicas[1]])
+    }
+
+    @Test func fillWindowRecordsConcurrentWrites() {
+        var s = CoordinatorState()
+        let key = ReplicaKey("a", 1)
+        let early = s.beginWrite(1, inserted: [10], deletedSubject: nil)
+        s.openWindow(key)
+        #expect(!s.earlierWritesDone(key))
+        _ = s.beginWrite(1, inserted: [11, 12], deletedSubject: nil)
+        _ = s.beginWrite(1, inserted: [], deletedSubject: "bob")
+        _ = s.beginWrite(2, inserted: [99], deletedSubject: "eve")   // another partition
+        s.endWrite(1, early)
+        #expect(s.earlierWritesDone(key))
+        #expect(s.windows[key]?.insertedIDs == [11, 12])
+        #expect(s.windows[key]?.deletedSubjects == ["bob"])
+    }
+
+    @Test func templateIDsAreDeterministicPerSubjectAndSource() {
+        let d = TemplateIdentity.sourceDigest([1, 2, 3])
+        let a = TemplateIdentity.templateID(subject: "alice", collection: "default", sourceDigest: d)
+        #expect(a == TemplateIdentity.templateID(subject: "alice", collection: "default", sourceDigest: d))
+        #expect(a != TemplateIdentity.templateID(subject: "bob", collection: "default", sourceDigest: d))
+        #expect(a != TemplateIdentity.templateID(subject: "alice", collection: "other", sourceDigest: d))
+        #expect(a < 1 << 63 && a > 0)
+    }
+}
