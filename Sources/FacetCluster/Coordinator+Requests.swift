@@ -4,6 +4,10 @@ import FacetWire
 
 extension Coordinator {
     static let dimension = 128
+    /// Default 1:1 decision threshold on Euclidean distance between L2-normalised embeddings. dlib's 0.6 applies to
+    /// its raw descriptors, whose norms are about 1.4 (measured on the demo LFW photos with Python dlib), so it is
+    /// about 0.42 on the unit sphere. Provisional until the evaluation calibrates thresholds per comparison type.
+    public static let defaultThreshold: Float = 0.42
 
     // MARK: embedding
 
@@ -236,7 +240,7 @@ extension Coordinator {
         req.collections = r.collections
         req.maxDistance = r.maxDistance
         let (lists, missing) = await scatterSearch(req, partitions: layout.allPartitions, ctx)
-        let threshold = configuration.verifyThreshold ?? 0.6
+        let threshold = configuration.verifyThreshold ?? Coordinator.defaultThreshold
         reply.candidates = TopKMerge.merge(lists, k: k, maxDistance: r.maxDistance > 0 ? r.maxDistance : nil).map { c in
             var c = c
             c.score = max(0, 1 - c.distance / 2)
@@ -306,7 +310,7 @@ extension Coordinator {
             reply.referenceMasked = best.masked
         case nil: throw FacetError(.invalidArgument, "give a reference image, embedding or subject", field: "reference")
         }
-        reply.threshold = r.threshold > 0 ? r.threshold : (configuration.verifyThreshold ?? 0.6)
+        reply.threshold = r.threshold > 0 ? r.threshold : (configuration.verifyThreshold ?? Coordinator.defaultThreshold)
         reply.match = reply.distance <= reply.threshold
         reply.score = max(0, 1 - reply.distance / 2)
         reply.comparison = reply.probeMasked && reply.referenceMasked ? .maskedMasked

@@ -169,10 +169,12 @@ public final class Coordinator: Sendable {
                     s.workers[node]!.holdings = Dictionary(h.holdings.map { ($0.partition, $0.templates) }, uniquingKeysWith: { a, _ in a })
                 }
             default:
-                if known != nil { resolve(env.requestID, env.body.map { b in
-                    if case .error(let e) = b { return .failure(FacetError(e)) }
-                    return .success(b)
-                } ?? .failure(FacetError(.malformedMessage, "empty reply"))) }
+                guard known != nil, let b = env.body else { continue }
+                if case .error(let e) = b {
+                    resolve(env.requestID, .failure(FacetError(e)))
+                } else {
+                    resolve(env.requestID, .success(b))
+                }
             }
         }
     }

@@ -123,7 +123,7 @@ public final class MatcherNode: Sendable {
                 var already = 0
                 for w in r.records {
                     let values: [Float]
-                    do { values = try w.embedding.validatedValues(expectedDimension: partitionConfiguration.dimension) } catch {
+                    do throws(WireEmbeddingError) { values = try w.embedding.validatedValues(expectedDimension: partitionConfiguration.dimension) } catch {
                         throw error.facetError
                     }
                     guard !w.subjectID.isEmpty else { throw FacetError(.invalidArgument, "record without subject", field: "subject_id") }

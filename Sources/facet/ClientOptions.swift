@@ -22,9 +22,9 @@ func readImage(_ path: String) throws -> Data {
 }
 
 /// Prints a typed error as `error: CODE: message` and exits with status 1 (2 for invalid arguments).
-func fail(_ error: FacetError) -> Never {
+func fail(_ error: any Error) -> Never {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-    exit(error.code == .invalidArgument ? 2 : 1)
+    exit((error as? FacetError)?.code == .invalidArgument ? 2 : 1)
 }
 
 func printJSON(_ object: Any) {

@@ -81,7 +81,7 @@ struct Cluster: AsyncParsableCommand {
                     let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
                     source.setEventHandler { continuation.yield(sig) }
                     source.resume()
-                    Supervisor.keep(source)
+                    Supervisor.keep(source as AnyObject)
                 }
             }
             supervisor.startAll()

@@ -22,7 +22,7 @@ struct Enroll: AsyncParsableCommand {
         do {
             let r = try await c.enrol(subjectID: subject, images: data, collection: collection)
             if json {
-                printJSON(["subject": r.subjectID, "collection": r.collection, "partition": r.partition,
+                printJSON(["subject": r.subjectID, "collection": r.collection, "partition": Int(r.partition),
                            "template_ids": r.templateIds.map { String($0) },
                            "already_present": r.templates.map(\.alreadyPresent),
                            "durable_on": r.durability.durableOn])

@@ -20,11 +20,11 @@ struct Identify: AsyncParsableCommand {
         do {
             let r = try await c.identify(image: data, k: k)
             if json {
-                printJSON(["image": image, "partial": r.partial, "missing_partitions": r.missingPartitions,
-                           "threshold": r.threshold,
+                printJSON(["image": image, "partial": r.partial, "missing_partitions": r.missingPartitions.map { Int($0) },
+                           "threshold": Double(r.threshold),
                            "candidates": r.candidates.map { ["subject": $0.subjectID, "template_id": String($0.templateID),
-                                                             "distance": $0.distance, "score": $0.score, "match": $0.match,
-                                                             "partition": $0.partition, "node": $0.nodeID] as [String: Any] }])
+                                                             "distance": Double($0.distance), "score": Double($0.score), "match": $0.match,
+                                                             "partition": Int($0.partition), "node": $0.nodeID] as [String: Any] }])
             } else {
                 print("\(image):\(r.partial ? " PARTIAL (missing partitions \(r.missingPartitions))" : "")")
                 if r.candidates.isEmpty { print("  no candidates") }

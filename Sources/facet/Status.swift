@@ -16,12 +16,12 @@ struct Status: AsyncParsableCommand {
         do {
             let r = try await c.status(includePartitions: true)
             if json {
-                printJSON(["healthy": r.healthy, "templates": r.templates, "partition_count": r.partitionCount,
-                           "replication_factor": r.replicationFactor,
+                printJSON(["healthy": r.healthy, "templates": Int(r.templates), "partition_count": Int(r.partitionCount),
+                           "replication_factor": Int(r.replicationFactor),
                            "nodes": r.nodes.map { ["id": $0.nodeID, "role": "\($0.role)", "state": "\($0.state)",
-                                                   "partitions": $0.partitions.count, "templates": $0.templates] as [String: Any] },
-                           "partitions": r.partitions.map { ["partition": $0.partition, "replicas": $0.replicas,
-                                                             "live_replicas": $0.liveReplicas, "templates": $0.templates] as [String: Any] }])
+                                                   "partitions": $0.partitions.count, "templates": Int($0.templates)] as [String: Any] },
+                           "partitions": r.partitions.map { ["partition": Int($0.partition), "replicas": $0.replicas,
+                                                             "live_replicas": Int($0.liveReplicas), "templates": Int($0.templates)] as [String: Any] }])
             } else {
                 print("cluster \(r.healthy ? "healthy" : "DEGRADED"): \(r.templates) templates, \(r.partitionCount) partitions x \(r.replicationFactor) replicas")
                 for n in r.nodes {

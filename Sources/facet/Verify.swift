@@ -31,7 +31,7 @@ struct Verify: AsyncParsableCommand {
                 r = try await c.verify(probe: probe, reference: try readImage(images[1]), threshold: threshold)
             }
             if json {
-                printJSON(["distance": r.distance, "score": r.score, "match": r.match, "threshold": r.threshold])
+                printJSON(["distance": Double(r.distance), "score": Double(r.score), "match": r.match, "threshold": Double(r.threshold)])
             } else {
                 print("\(r.match ? "MATCH" : "NO MATCH"): distance \(format(r.distance)) (threshold \(format(r.threshold)))")
             }

@@ -234,3 +234,48 @@ struct ClusterProcessTests {
         }
     }
 }
+
+@Suite("facet cluster up", .serialized)
+struct ClusterUpTests {
+    @Test("starts every node, serves, and stops cleanly on SIGTERM", .timeLimit(.minutes(3)))
+    func upServeStop() async throws {
+        let binary = try facetBinaryPath()
+        let dir = NSTemporaryDirectory() + "facet-up-test-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let port = Int.random(in: 20_000...50_000)
+        let endpoint = "tcp://127.0.0.1:\(port)"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["cluster", "up", "--data", dir, "--matchers", "2", "--replicas", "2", "--embedders", "0",
+                       "--partitions", "4", "--endpoint", endpoint, "--heartbeat-ms", "100"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        let client = try FacetClient(endpoint: endpoint, timeout: .seconds(5))
+        var healthy = false
+        for _ in 0..<600 where !healthy {
+            if let s = try? await client.status(includePartitions: true, timeout: .seconds(1)),
+               s.healthy, s.partitions.allSatisfy({ $0.liveReplicas == 2 }) { healthy = true }
+            else { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(healthy)
+        let r = try await client.enrol(subjectID: "a", embeddings: [WireEmbedding(values: [Float](repeating: 0.1, count: 128), modelVersion: "1")])
+        #expect(r.durability.durableOn.count == 2)
+        await client.close()
+        kill(p.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(30)
+        while p.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!p.isRunning)
+        if !p.isRunning { #expect(p.terminationStatus == 0) }
+        let text = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(text.contains("clients connect to \(endpoint)"))
+        #expect(text.contains("stopped"))
+        // Every node logged a clean stop.
+        for node in ["coordinator", "matcher-0", "matcher-1"] {
+            let log = (try? String(contentsOfFile: "\(dir)/logs/\(node).log", encoding: .utf8)) ?? ""
+            #expect(log.contains("stopped"), "\(node) log:\n\(log.suffix(1500))")
+        }
+    }
+}
