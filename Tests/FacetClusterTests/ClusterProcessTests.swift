@@ -16,9 +16,21 @@ struct Expected: Hashable {
 
 /// The exact top-k over everything (the reference a merged cluster result must equal).
 func exactTopK(_ query: [Float], _ all: [Expected], k: Int) -> [(UInt64, Float)] {
-    all.map { ($0.id, euclideanDistance(query, $0.vector)) }
-        .sorted { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
-        .prefix(k).map { $0 }
+    var scored: [(UInt64, Float)] = all.map { e -> (UInt64, Float) in (e.id, euclideanDistance(query, e.vector)) }
+    scored.sort { (a: (UInt64, Float), b: (UInt64, Float)) -> Bool in a.1 != b.1 ? a.1 < b.1 : a.0 < b.0 }
+    return Array(scored.prefix(k))
+}
+
+/// Expects `body` to fail with a FacetError of `code`.
+func expectError(_ code: FacetError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void) async {
+    do {
+        try await body()
+        Issue.record("expected \(code), got success", sourceLocation: sourceLocation)
+    } catch let e as FacetError {
+        #expect(e.code == code, "\(e)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
+    }
 }
 
 func expectEqualsExact(_ reply: WireIdentifyReply, _ query: [Float], _ all: [Expected], k: Int,
@@ -63,9 +75,15 @@ struct ClusterProcessTests {
             var all = try await enrolGallery(client, g, prefix: "s")
             #expect(all.count == 150)
 
-            let status = try await client.status(includePartitions: true)
-            #expect(status.healthy)
-            #expect(status.partitions.map(\.templates).reduce(0, +) == 150)
+            // Status counts come with the matchers' heartbeats: they converge within a few beats.
+            var counted: UInt64 = 0
+            for _ in 0..<100 where counted != 150 {
+                let status = try await client.status(includePartitions: true)
+                #expect(status.healthy)
+                counted = status.partitions.map(\.templates).reduce(0, +)
+                if counted != 150 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(counted == 150)
 
             for q in 0..<20 {
                 let query = g.queryVector(q)
@@ -93,7 +111,8 @@ struct ClusterProcessTests {
             let again = try await client.enrol(subjectID: subject, embeddings: all.filter { $0.subject == subject }
                 .map { WireEmbedding(values: $0.vector, modelVersion: "1") })
             #expect(Set(again.templateIds) == Set(all.filter { $0.subject == subject }.map(\.id)))
-            #expect(again.templates.allSatisfy(\.alreadyPresent))
+            let allPresent = again.templates.allSatisfy { $0.alreadyPresent }
+            #expect(allPresent)
 
             // Delete removes the subject everywhere.
             let deleted = try await client.deleteSubject(subject)
@@ -106,14 +125,13 @@ struct ClusterProcessTests {
                 expectEqualsExact(reply, query, all, k: 10)
                 #expect(!reply.candidates.contains { $0.subjectID == subject })
             }
-            await #expect(throws: FacetError.self) { _ = try await client.verify(v) }
-            do { _ = try await client.verify(v) } catch { #expect(error.code == .notFound) }
+            await expectError(.notFound) { _ = try await client.verify(v) }
 
             // Bad input gets typed errors.
-            do { _ = try await client.identify(embedding: WireEmbedding(values: [1, 2, 3], modelVersion: "1")); Issue.record("no error") }
-            catch { #expect(error.code == .invalidArgument) }
-            do { _ = try await client.enrol(subjectID: "x", embeddings: [WireEmbedding(values: [Float](repeating: .nan, count: 128), modelVersion: "1")]); Issue.record("no error") }
-            catch { #expect(error.code == .invalidArgument) }
+            await expectError(.invalidArgument) { _ = try await client.identify(embedding: WireEmbedding(values: [1, 2, 3], modelVersion: "1")) }
+            await expectError(.invalidArgument) {
+                _ = try await client.enrol(subjectID: "x", embeddings: [WireEmbedding(values: [Float](repeating: .nan, count: 128), modelVersion: "1")])
+            }
         }
     }
 
@@ -209,28 +227,33 @@ struct ClusterProcessTests {
                 else { try await Task.sleep(for: .milliseconds(100)) }
             }
             #expect(ready, "embedder never registered:\n\(harness.log("embedder-0").suffix(2000))")
-            let kit = try await client.enrol(subjectID: "kit", images: [try image("kit-harington.jpg")])
-            #expect(kit.templateIds.count == 1)
-            _ = try await client.enrol(subjectID: "obama", images: [try image("obama-small.jpg")])
-            _ = try await client.enrol(subjectID: "biden", images: [try image("biden.jpg")])
+            let demo = fixtureImages.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("demo/images")
+            let hopkins = try await client.enrol(subjectID: "hopkins", images: [try image("lfw-sample-Anthony_Hopkins_0001.jpg")])
+            #expect(hopkins.templateIds.count == 1)
+            _ = try await client.enrol(subjectID: "bush", images: [try image("lfw-George_W_Bush_0001.jpg")])
+            _ = try await client.enrol(subjectID: "powell", images: [try image("lfw-Colin_Powell_0001.jpg")])
 
-            let snow = try await client.identify(image: try image("johnsnow.jpg"), k: 3)
-            #expect(snow.candidates.first?.subjectID == "kit")
-            #expect(snow.candidates.first?.match == true)
-            let obama = try await client.identify(image: try image("obama-240p.jpg"), k: 3)
-            #expect(obama.candidates.first?.subjectID == "obama")
+            let probe = try await client.identify(image: try image("lfw-sample-Anthony_Hopkins_0002.jpg"), k: 3)
+            #expect(probe.candidates.first?.subjectID == "hopkins")
+            #expect(probe.candidates.first?.match == true)
+            #expect(probe.candidates.count == 3)
+            let bushProbe = try Data(contentsOf: demo.appendingPathComponent("probes/George_W_Bush_0003.jpg"))
+            let bush = try await client.identify(image: bushProbe, k: 3)
+            #expect(bush.candidates.first?.subjectID == "bush")
 
-            let same = try await client.verify(probe: try image("kit-harington.jpg"), reference: try image("johnsnow.jpg"))
+            let same = try await client.verify(probe: try image("lfw-sample-Anthony_Hopkins_0001.jpg"),
+                                               reference: try image("lfw-sample-Anthony_Hopkins_0002.jpg"))
             #expect(same.match)
-            let other = try await client.verify(probe: try image("kit-harington.jpg"), reference: try image("obama-small.jpg"))
+            let other = try await client.verify(probe: try image("lfw-sample-Anthony_Hopkins_0001.jpg"),
+                                                reference: try image("lfw-Colin_Powell_0001.jpg"))
             #expect(!other.match)
-            let subject = try await client.verify(probe: try image("obama-240p.jpg"), subjectID: "obama")
+            #expect(other.distance > same.distance)
+            let subject = try await client.verify(probe: bushProbe, subjectID: "bush")
             #expect(subject.match)
 
-            do { _ = try await client.enrol(subjectID: "nobody", images: [try image("no-face.jpg")]); Issue.record("no error") }
-            catch { #expect(error.code == .noFace) }
-            do { _ = try await client.enrol(subjectID: "junk", images: [Data("not an image".utf8)]); Issue.record("no error") }
-            catch { #expect(error.code == .badImage) }
+            await expectError(.noFace) { _ = try await client.enrol(subjectID: "nobody", images: [try image("no-face.jpg")]) }
+            await expectError(.badImage) { _ = try await client.enrol(subjectID: "junk", images: [Data("not an image".utf8)]) }
         }
     }
 }

@@ -133,7 +133,9 @@ struct ScatterPlanTests {
         var plan = ScatterPlan(partitions: [0, 1])
         let round = plan.nextRound(ready: { p in p == 0 ? ["a"] : [] })
         #expect(round == ["a": [0]])
-        #expect(plan.missing == [1])
+        #expect(plan.exhausted == [1])
+        // Were the request to end now, 0 (asked, no answer yet) and 1 (nobody to ask) are missing.
+        #expect(plan.missing == [0, 1])
         // "a" fails too: nobody is left for 0 either.
         let next = plan.nextRound(ready: { p in p == 0 ? ["a"] : [] })
         #expect(next.isEmpty)
@@ -169,8 +171,10 @@ struct CoordinatorStateTests {
         s.ready.insert(ReplicaKey(replicas[0], p))
         #expect(s.readyReplicas(of: p, layout: layout) == [replicas[0]])
         #expect(s.writeTargets(of: p, layout: layout) == replicas)
-        #expect(s.markDead(replicas[0]))
-        #expect(!s.markDead(replicas[0]))
+        let first = s.markDead(replicas[0])
+        let second = s.markDead(replicas[0])
+        #expect(first)
+        #expect(!second)
         #expect(s.readyReplicas(of: p, layout: layout).isEmpty)
         #expect(s.writeTargets(of: p, layout: layout) == [replicas[1]])
     }
