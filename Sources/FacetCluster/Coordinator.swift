@@ -24,10 +24,10 @@ public final class Coordinator: Sendable {
     let logger: Logger
     let front: ZMQChannel
     let back: ZMQChannel
-    let state = Locked(CoordinatorState())
-    let pending = Locked<[String: PendingCall]>([:])
-    let counter = Locked<UInt64>(0)
-    let inFlightRequests = Locked(0)
+    let state = LockedValue(CoordinatorState())
+    let pending = LockedValue<[String: PendingCall]>([:])
+    let counter = LockedValue<UInt64>(0)
+    let inFlightRequests = LockedValue(0)
     let started = nowMilliseconds()
 
     struct PendingCall {

@@ -33,7 +33,7 @@ struct SyncWindow: Sendable {
 }
 
 /// The coordinator's mutable state: workers, replica readiness, fill windows and in-flight writes.
-/// Guarded by one lock (``Locked``); every method is quick and does no I/O.
+/// Guarded by one lock (``LockedValue``); every method is quick and does no I/O.
 struct CoordinatorState: Sendable {
     var workers: [String: WorkerInfo] = [:]
     var routingToNode: [[UInt8]: String] = [:]

@@ -16,7 +16,7 @@ public final class EmbedderNode: Sendable {
     let logger: Logger
     let context: ZMQContext
     let started = nowMilliseconds()
-    let inFlight = Locked(0)
+    let inFlight = LockedValue(0)
     let work = DispatchQueue(label: "facet.embedder.work")
     let decoder = ImageDecoder()
     public static let maxFaces = 32

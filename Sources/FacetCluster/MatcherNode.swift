@@ -16,7 +16,7 @@ public final class MatcherNode: Sendable {
     let configuration: NodeConfiguration
     let logger: Logger
     let context: ZMQContext
-    let partitions = Locked<[UInt32: Partition]>([:])
+    let partitions = LockedValue<[UInt32: Partition]>([:])
     let started = nowMilliseconds()
     /// LMDB commits and partition opens run here, one at a time (writes of one partition are serialised anyway).
     let writeQueue = DispatchQueue(label: "facet.matcher.write")

@@ -3,18 +3,6 @@ import Dispatch
 import Foundation
 import FacetWire
 
-/// A value behind a lock (state shared between socket loops and request tasks).
-final class Locked<Value>: @unchecked Sendable {  // @unchecked: every access holds `lock`
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
-    }
-}
-
 /// Runs blocking work (LMDB commits, CNN inference, image decoding) on a Dispatch queue, never on the
 /// cooperative pool.
 func offload<T: Sendable>(_ queue: DispatchQueue, _ work: @escaping @Sendable () -> T) async -> T {

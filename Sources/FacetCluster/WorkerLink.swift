@@ -63,8 +63,8 @@ final class WorkerLink: Sendable {
         } catch {
             return "socket: \(error)"
         }
-        let heard = Locked(ContinuousClock.now)
-        let ending = Locked<String?>(nil)
+        let heard = LockedValue(ContinuousClock.now)
+        let ending = LockedValue<String?>(nil)
         var seq = 0
         func envelope(_ body: WireEnvelope.OneOf_Body) -> WireEnvelope {
             seq += 1

@@ -4,6 +4,7 @@ import FacetClient
 import FacetIndex
 import FacetStore
 import FacetTestSupport
+import FacetTransport
 import FacetWire
 @testable import FacetCluster
 
@@ -145,10 +146,10 @@ struct ClusterProcessTests {
             let layout = try ShardLayout(partitionCount: harness.partitions, replicationFactor: harness.replicas, matchers: harness.matchers)
             let victim = "matcher-1"
 
-            let acknowledged = Locked<[Expected]>(base)
-            let writerDone = Locked(false)
-            let queryFailures = Locked<[String]>([])
-            let queries = Locked(0)
+            let acknowledged = LockedValue<[Expected]>(base)
+            let writerDone = LockedValue(false)
+            let queryFailures = LockedValue<[String]>([])
+            let queries = LockedValue(0)
             // Queries run all the time; each must succeed with a complete result.
             let reader = Task {
                 var i = 0
