@@ -146,17 +146,23 @@ struct HNSWIndexTests {
         let index = try HNSWIndex(configuration: HNSWConfiguration(dimension: 16, m: 6, efConstruction: 40, initialCapacity: 16,
                                                                     seed: 3, purgeFraction: 0.2, purgeMinimum: 50))
         var rng = SplitMix64(seed: 12)
+        // Deterministic across processes: deletions pick from an array, never from a Dictionary's (seeded) order.
         var live: [UInt64: Int] = [:]     // id → vector row
+        var liveIDs: [UInt64] = [], position: [UInt64: Int] = [:]
         for step in 0..<6000 {
             let roll = rng.next() % 10
             if roll < 6 || live.isEmpty {
                 let id = rng.next() % 2500, row = Int(rng.next() % 4000)
                 try index.insert(vectors[row], id: VectorID(id))
+                if live[id] == nil { position[id] = liveIDs.count; liveIDs.append(id) }
                 live[id] = row
             } else {
-                let id = Array(live.keys)[Int(rng.next() % UInt64(live.count))]
+                let at = Int(rng.next() % UInt64(liveIDs.count)), id = liveIDs[at]
                 #expect(index.remove(VectorID(id)))
                 live[id] = nil
+                let last = liveIDs.removeLast()
+                if last != id { liveIDs[at] = last; position[last] = at }
+                position[id] = nil
             }
             if step % 500 == 499 { try index.checkInvariants() }
         }
@@ -166,11 +172,15 @@ struct HNSWIndexTests {
         index.compact()
         try index.checkInvariants()
         #expect(index.reachableFraction() >= 0.99)
-        for (id, row) in live.prefix(200) {
-            let hits = try index.search(vectors[row], k: 5, parameters: SearchParameters(ef: 100))
+        // Every live template's own vector is searched for. HNSW is approximate (a node can be left unreachable
+        // by repairs; reachableFraction allows 1%), so at most 1% may be missed; a returned id is never a deleted one.
+        var missed: [UInt64] = []
+        for id in liveIDs.sorted() {
+            let hits = try index.search(vectors[live[id]!], k: 5, parameters: SearchParameters(ef: 100))
             #expect(hits.allSatisfy { live[$0.id.rawValue] != nil })
-            #expect(hits.first?.distance ?? 1 < 1e-6, "id \(id) not found")
+            if !(hits.first.map { $0.distance < 1e-6 } ?? false) { missed.append(id) }
         }
+        #expect(Double(missed.count) <= 0.01 * Double(liveIDs.count), "not found by their own vector: \(missed)")
         // Delete everything: the index is empty and valid, and accepts new data.
         for id in live.keys { index.remove(VectorID(id)) }
         index.compact()
