@@ -54,14 +54,14 @@ struct CurveTests {
         var bad = SocketOptions()
         bad.security = .curveClient(stranger, serverPublicKey: serverKeys.publicKey)
         let intruder = try ZMQChannel(context: context, type: .dealer, options: bad, connect: [endpoint])
-        try await intruder.send(Multipart([[], bytes("let me in too")]), timeout: generous)
+        await sendFromRefusedClient(intruder, Multipart([[], bytes("let me in too")]))
         let refused = await firstEvent(router) { $0.kind == .handshakeFailedAuth }
         #expect(refused?.value == 400)  // the ZAP status code
         await expectTimedOut { () async throws(TransportError) in try await intruder.receive(timeout: quietPeriod) }
         #expect(zap.statistics.denied >= 1)
 
         let plain = try ZMQChannel(context: context, type: .dealer, connect: [endpoint])
-        try await plain.send(Multipart([[], bytes("plaintext")]), timeout: generous)
+        await sendFromRefusedClient(plain, Multipart([[], bytes("plaintext")]))
         await expectTimedOut { () async throws(TransportError) in try await plain.receive(timeout: quietPeriod) }
 
         // Nothing from the refused clients reached the server; the allowed client still works.
@@ -72,7 +72,7 @@ struct CurveTests {
         // Revoking a key refuses its next connection.
         zap.revoke(allowed.publicKey)
         let revoked = try ZMQChannel(context: context, type: .dealer, options: good, connect: [endpoint])
-        try await revoked.send(Multipart([[], bytes("after revoke")]), timeout: generous)
+        await sendFromRefusedClient(revoked, Multipart([[], bytes("after revoke")]))
         await expectTimedOut { () async throws(TransportError) in try await revoked.receive(timeout: quietPeriod) }
 
         for c in [client, intruder, plain, revoked] { await c.close() }
@@ -94,7 +94,7 @@ struct CurveTests {
         co.security = .curveClient(client, serverPublicKey: try CurveKeyPair.generate().publicKey)  // not the server's
         let dealer = try ZMQChannel(context: context, type: .dealer, options: co, connect: [router.boundEndpoints[0]],
                                     monitor: .all)
-        try await dealer.send(Multipart([[], bytes("hi")]), timeout: generous)
+        await sendFromRefusedClient(dealer, Multipart([[], bytes("hi")]))
         await expectTimedOut { () async throws(TransportError) in try await dealer.receive(timeout: quietPeriod) }
         #expect(router.statistics.received == 0)
         await dealer.close()
