@@ -10,3 +10,4 @@ swift test --skip-build --parallel --num-workers 2
 bash scripts/check-proto.sh
 bash clients/python/test.sh
 bash clients/c/test.sh
+bash scripts/check-deploy.sh
