@@ -38,7 +38,9 @@ let package = Package(
 
         // MARK: pure cores
         .target(name: "FacetImaging", dependencies: ["CTurboJPEG", "CPNG"], swiftSettings: optimisedInDebug),
-        .target(name: "FacetNN", dependencies: ["COpenBLAS"], swiftSettings: optimisedInDebug),
+        .target(name: "CFacetConv", dependencies: ["COpenBLAS"], cSettings: [.unsafeFlags(["-O3"])],
+                linkerSettings: [.linkedLibrary("openblas")]),
+        .target(name: "FacetNN", dependencies: ["COpenBLAS", "CFacetConv"], swiftSettings: optimisedInDebug),
         .target(name: "CFacetKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "FacetIndex", dependencies: ["COpenBLAS", "CFacetKernels"], swiftSettings: optimisedInDebug),
         .target(name: "FacetClassify", dependencies: ["CLinear"], swiftSettings: optimisedInDebug),

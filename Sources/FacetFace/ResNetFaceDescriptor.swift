@@ -25,6 +25,10 @@ public enum FaceDescriptorError: Error, CustomStringConvertible, Equatable, Send
 /// model object, whose `dlib::rand` also lives as long as the model).
 public final class ResNetFaceDescriptor: @unchecked Sendable {
     public let network: DlibNetwork
+    /// The fast NHWC executor of `network` (folded affine, Winograd 3×3 convolutions); used unless
+    /// `useFusedExecutor` is false (then `DlibNetwork.forward`, the plain im2col path, runs).
+    public let fused: FusedNetwork
+    public var useFusedExecutor = true
     public let modelPath: String
     public var name: String { "dlib_face_recognition_resnet_model_v1" }
     public var version: String { "1" }
@@ -43,6 +47,7 @@ public final class ResNetFaceDescriptor: @unchecked Sendable {
     public init(modelPath: String) throws {
         self.modelPath = modelPath
         self.network = try DlibNetwork(contentsOf: modelPath, spec: DlibArchitectures.resNetFaceV1)
+        self.fused = FusedNetwork(network)
         let inp = network.input
         self.means = (inp.avgRed, inp.avgGreen, inp.avgBlue)
         self.workers = 1
@@ -92,7 +97,8 @@ public final class ResNetFaceDescriptor: @unchecked Sendable {
         defer { outputs.deallocate() }
         let work = { (b: Int) in
             let r = ranges[b]
-            let out = self.network.forward(self.inputTensor(chips[r]))
+            let input = self.inputTensor(chips[r])
+            let out = self.useFusedExecutor ? self.fused.forward(input) : self.network.forward(input)
             outputs[b] = (0 ..< r.count).map { Array(out.sample($0)) }
         }
         if workers > 1 && ranges.count > 1 {
