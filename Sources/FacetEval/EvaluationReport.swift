@@ -11,11 +11,16 @@ public struct EvaluationReport: Sendable {
         public var failedToTemplate: Int?
         /// Draw this condition's curves dashed (e.g. baseline dashed, mask-aware solid).
         public var dashed: Bool
-        public init(name: String, result: VerificationResult, failedToTemplate: Int? = nil, dashed: Bool = false) {
+        /// Show the 10-fold accuracy column (false for extended impostor sets, where the pairs are not balanced
+        /// and accuracy is meaningless; the table then shows "—").
+        public var showAccuracy: Bool
+        public init(name: String, result: VerificationResult, failedToTemplate: Int? = nil, dashed: Bool = false,
+                    showAccuracy: Bool = true) {
             self.name = name
             self.result = result
             self.failedToTemplate = failedToTemplate
             self.dashed = dashed
+            self.showAccuracy = showAccuracy
         }
     }
 
@@ -48,9 +53,24 @@ public struct EvaluationReport: Sendable {
         }
     }
 
+    /// A plain table (e.g. the side-by-side summary of `facet eval lfw`), rendered before the verification section.
+    public struct Table: Sendable {
+        public var title: String
+        public var columns: [String]
+        public var rows: [[String]]
+        public var note: String?
+        public init(title: String, columns: [String], rows: [[String]], note: String? = nil) {
+            self.title = title
+            self.columns = columns
+            self.rows = rows
+            self.note = note
+        }
+    }
+
     public var title: String
     public var commands: [String]
     public var notes: [String]
+    public var tables: [Table] = []
     public var conditions: [Condition] = []
     public var fairness: [FairnessSection] = []
     public var decisionFairness: [DecisionFairnessSection] = []
@@ -65,6 +85,7 @@ public struct EvaluationReport: Sendable {
     }
 
     public mutating func add(_ c: Condition) { conditions.append(c) }
+    public mutating func add(_ t: Table) { tables.append(t) }
     public mutating func add(_ f: FairnessSection) { fairness.append(f) }
     public mutating func add(_ f: DecisionFairnessSection) { decisionFairness.append(f) }
     public mutating func add(_ i: IdentificationSection) { identification.append(i) }
@@ -245,6 +266,13 @@ public struct EvaluationReport: Sendable {
         if !notes.isEmpty {
             h += "<ul>\n" + notes.map { "<li>\(Self.e($0))</li>" }.joined(separator: "\n") + "\n</ul>\n"
         }
+        for t in tables {
+            h += "<h2>\(Self.e(t.title))</h2>\n"
+            if let n = t.note { h += "<p>\(Self.e(n))</p>\n" }
+            h += "<table>\n<tr>" + t.columns.map { "<th>\(Self.e($0))</th>" }.joined() + "</tr>\n"
+            for r in t.rows { h += "<tr>" + r.map { "<td>\(Self.e($0))</td>" }.joined() + "</tr>\n" }
+            h += "</table>\n"
+        }
         if !conditions.isEmpty {
             let fars = Array(Set(conditions.flatMap { $0.result.tarAtFar.map(\.far) })).sorted(by: >)
             h += "<h2>Verification</h2>\n<table>\n<tr><th>condition</th><th>pairs</th><th>genuine</th><th>impostor</th><th>accuracy</th><th>std</th>"
@@ -254,7 +282,7 @@ public struct EvaluationReport: Sendable {
             for c in conditions {
                 let r = c.result
                 h += "<tr><td>\(Self.e(c.name))</td><td>\(r.pairs)</td><td>\(r.genuinePairs)</td><td>\(r.impostorPairs)</td>"
-                h += "<td>\(Self.pct(r.accuracy))</td><td>\(Self.pct(r.accuracyStd))</td>"
+                h += c.showAccuracy ? "<td>\(Self.pct(r.accuracy))</td><td>\(Self.pct(r.accuracyStd))</td>" : "<td>—</td><td>—</td>"
                 for f in fars {
                     let p = r.tar(atFAR: f)
                     h += "<td>\(Self.pct(p?.tar))\(p?.resolved == false ? "*" : "")</td>"

@@ -65,21 +65,50 @@ public enum LFWProtocol {
     /// LFW's 3,000 mismatched pairs cannot resolve FMR 1e-3/1e-4; View 2's ~1,100 images per fold give ~600k
     /// impostor pairs per fold. The returned pairs have `isSame == false` and `line == 0`, ordered by fold.
     public static func crossIdentityImpostors(_ pairs: LFWPairs, maxPerFold: Int?, seed: UInt64 = 1) throws -> [LFWPair] {
+        let set = try crossIdentityImpostorSet(pairs, maxPerFold: maxPerFold, seed: seed)
+        return set.first.indices.map {
+            LFWPair(first: set.images[Int(set.first[$0])], second: set.images[Int(set.second[$0])], isSame: false,
+                    fold: Int(set.fold[$0]), line: 0)
+        }
+    }
+
+    /// The same impostor pairs in a compact form (three parallel arrays of indices into `images`), for the
+    /// millions of pairs of the full set: pair `k` is `(images[first[k]], images[second[k]])` in fold `fold[k]`,
+    /// with `first[k] < second[k]` in (name, number) order within each fold.
+    public struct ImpostorSet: Sendable, Equatable {
+        /// The images of the pairs file, sorted by (name, number).
+        public var images: [LFWImage]
+        public var first: [Int32]
+        public var second: [Int32]
+        public var fold: [Int32]
+        public var count: Int { first.count }
+    }
+
+    public static func crossIdentityImpostorSet(_ pairs: LFWPairs, maxPerFold: Int?, seed: UInt64 = 1) throws -> ImpostorSet {
         if let m = maxPerFold, m < 1 { throw EvalError.invalidParameter("maxPerFold must be >= 1, got \(m)") }
         var imagesByFold: [Int: [LFWImage]] = [:]
         var seen = Set<LFWImage>()
         for p in pairs.pairs {
             for im in [p.first, p.second] where seen.insert(im).inserted { imagesByFold[p.fold, default: []].append(im) }
         }
-        var out: [LFWPair] = []
+        let all = seen.sorted { ($0.name, $0.number) < ($1.name, $1.number) }
+        var slot: [LFWImage: Int32] = [:]
+        for (i, im) in all.enumerated() { slot[im] = Int32(i) }
+        var out = ImpostorSet(images: all, first: [], second: [], fold: [])
         var rng = SplitMix(seed: seed)
         for fold in imagesByFold.keys.sorted() {
             let ims = imagesByFold[fold]!.sorted { ($0.name, $0.number) < ($1.name, $1.number) }
+            let idx = ims.map { slot[$0]! }
             let n = ims.count
             // Count cross-identity pairs: all pairs minus same-identity pairs.
             var perName: [String: Int] = [:]
             for im in ims { perName[im.name, default: 0] += 1 }
             let total = n * (n - 1) / 2 - perName.values.reduce(0) { $0 + $1 * ($1 - 1) / 2 }
+            func add(_ i: Int, _ j: Int) {
+                out.first.append(idx[i])
+                out.second.append(idx[j])
+                out.fold.append(Int32(fold))
+            }
             if let cap = maxPerFold, cap < total {
                 var chosen = Set<Int>()   // i * n + j with i < j
                 while chosen.count < cap {
@@ -87,14 +116,13 @@ public enum LFWProtocol {
                     guard i != j, ims[i].name != ims[j].name else { continue }
                     chosen.insert(min(i, j) * n + max(i, j))
                 }
-                for key in chosen.sorted() {
-                    out.append(LFWPair(first: ims[key / n], second: ims[key % n], isSame: false, fold: fold, line: 0))
-                }
+                for key in chosen.sorted() { add(key / n, key % n) }
             } else {
+                out.first.reserveCapacity(out.first.count + total)
+                out.second.reserveCapacity(out.second.count + total)
+                out.fold.reserveCapacity(out.fold.count + total)
                 for i in 0..<n {
-                    for j in (i + 1)..<max(n, i + 1) where ims[i].name != ims[j].name {
-                        out.append(LFWPair(first: ims[i], second: ims[j], isSame: false, fold: fold, line: 0))
-                    }
+                    for j in (i + 1)..<max(n, i + 1) where ims[i].name != ims[j].name { add(i, j) }
                 }
             }
         }

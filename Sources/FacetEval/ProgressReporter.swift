@@ -14,6 +14,8 @@ public final class ProgressReporter: @unchecked Sendable {   // mutable state gu
     private var done = 0
     private var lastDraw = -Double.infinity
     private var lastDecile = -1
+    /// `done` when the last plain (non-interactive) line was printed; `finish()` skips a repeat of it.
+    private var lastPrintedDone = -1
     private var finished = false
 
     /// - Parameters:
@@ -53,17 +55,20 @@ public final class ProgressReporter: @unchecked Sendable {   // mutable state gu
             let decile = min(done * 10 / t, 10)
             if decile > lastDecile {
                 lastDecile = decile
+                lastPrintedDone = done
                 sink(Self.line(label: label, done: done, total: total, elapsed: now - start) + "\n")
             }
         }
     }
 
-    /// Draws the final state and ends the line. Further `advance` calls are ignored.
+    /// Draws the final state and ends the line. Further `advance` calls are ignored. Without a terminal, the final
+    /// line is not repeated when the last plain line already showed the same count (e.g. the 100 % line).
     public func finish() {
         lock.lock()
         defer { lock.unlock() }
         guard !finished else { return }
         finished = true
+        if !interactive, lastPrintedDone == done, total != nil { return }
         let text = Self.line(label: label, done: done, total: total, elapsed: clock() - start)
         sink(interactive ? "\r" + text + "\n" : text + "\n")
     }

@@ -9,7 +9,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Evaluate the face pipeline on standard protocols.",
-        subcommands: [EvalPairs.self])
+        subcommands: [EvalPairs.self, EvalLFW.self])
 }
 
 /// `facet eval pairs`: verification on an LFW-format pairs file.
@@ -23,14 +23,15 @@ struct EvalPairs: ParsableCommand {
             Each distinct image is embedded once (face nearest the image centre; if no face is detected, a fixed \
             central crop is aligned and embedded instead and the image counts as failed_to_template). \
             Score = negative Euclidean distance of L2-normalised embeddings. A missing or unreadable image stops \
-            the run with its path (exit 1). --json prints {"pairs", "accuracy", "accuracy_std", \
-            "tar_at_far": {"0.01", "0.001"}, "eer", "failed_to_template"}.
+            the run with its path (exit 1). --json FILE writes {"pairs", "accuracy", "accuracy_std", \
+            "tar_at_far": {"0.01", "0.001"}, "eer", "failed_to_template"} to FILE ('-': standard output, \
+            instead of the table); --report FILE writes the HTML report. Both files are written before the table.
             """)
 
     @Option(help: "LFW image root (ROOT/name/name_000i.EXT).") var root: String
     @Option(help: "Pairs file (LFW format, with or without the count header).") var pairs: String
     @Option(help: "Image extension: jpg or png.") var ext: String = "jpg"
-    @Flag(help: "Print the JSON summary instead of a table.") var json = false
+    @Option(help: "Write the JSON summary to this file ('-': print it instead of the table).") var json: String?
     @Option(help: "Write a self-contained HTML report (ROC, DET, table) here.") var report: String?
     @Option(help: "Times the detector doubles the image first (0-4).") var upsample = 0
     @Option(help: "Folder with the dlib model files (default: $FACET_MODELS, else ./models).") var models: String?
@@ -74,11 +75,18 @@ struct EvalPairs: ParsableCommand {
         if let report {
             let command = (["facet"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
             let html = outcome.report(title: "facet eval pairs: \((pairs as NSString).lastPathComponent)", command: command).html()
-            do { try Data(html.utf8).write(to: URL(fileURLWithPath: report)) } catch {
+            do { try Data(html.utf8).write(to: URL(fileURLWithPath: report), options: .atomic) } catch {
                 throw fail("cannot write report \(report): \(error.localizedDescription)", code: 1)
             }
+            FileHandle.standardError.write(Data("facet eval pairs: report written to \(report)\n".utf8))
         }
-        if json {
+        if let json, json != "-" {
+            do { try Data((outcome.json() + "\n").utf8).write(to: URL(fileURLWithPath: json), options: .atomic) } catch {
+                throw fail("cannot write JSON \(json): \(error.localizedDescription)", code: 1)
+            }
+            FileHandle.standardError.write(Data("facet eval pairs: JSON written to \(json)\n".utf8))
+        }
+        if json == "-" {
             print(outcome.json())
         } else {
             let r = outcome.result

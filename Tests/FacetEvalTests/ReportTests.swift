@@ -145,10 +145,19 @@ struct ReportTests {
         p.finish()
         p.advance()   // ignored after finish
         #expect(p.completed == 20)
-        // done = 1 (0%), then each new decile 10%..100%: 11 lines, plus the final one.
-        #expect(sink.lines.count == 12)
+        // done = 1 (0%), then each new decile 10%..100%: 11 lines; finish() does not repeat the 100% line.
+        #expect(sink.lines.count == 11)
         #expect(sink.lines.allSatisfy { $0.hasSuffix("\n") })
         #expect(sink.lines.last!.contains("20/20"))
+        #expect(sink.lines.filter { $0.contains("20/20") }.count == 1)
+
+        // Stopped early (an error): finish() prints the count reached.
+        let early = Sink()
+        let e = ProgressReporter(total: 20, label: "e", interactive: false, sink: { early.write($0) }, clock: { early.tick() })
+        for _ in 0..<3 { e.advance() }
+        e.finish()
+        #expect(early.lines.count == 3)   // 1/20 (0%), 2/20 (10%), final 3/20
+        #expect(early.lines.last!.contains("3/20"))
 
         let tty = Sink()
         let q = ProgressReporter(total: 10, label: "y", interactive: true, sink: { tty.write($0) }, clock: { tty.tick() })

@@ -1,0 +1,242 @@
+import FacetFace
+import FacetImaging
+import FacetMasking
+import FacetNN
+import Foundation
+
+/// The templates of one image condition (e.g. unmasked LFW, or LFW with TEST-family masks): one unit-length
+/// embedding per image, in the order of `images`, with whether the fallback crop was used and the mask
+/// detector's probability.
+public struct TemplateTable: Sendable {
+    public let images: [LFWImage]
+    public let dimension: Int
+    /// `images.count × dimension`, row-major, each row L2-normalised.
+    public var vectors: [Float]
+    public var usedFallback: [Bool]
+    /// Mask probability per image (nil when no mask detector was run).
+    public var maskProbability: [Double]?
+
+    public init(images: [LFWImage], dimension: Int, vectors: [Float], usedFallback: [Bool], maskProbability: [Double]?) throws {
+        guard vectors.count == images.count * dimension else {
+            throw EvalError.countMismatch(what: "template values", expected: images.count * dimension, got: vectors.count)
+        }
+        guard usedFallback.count == images.count else {
+            throw EvalError.countMismatch(what: "fallback flags", expected: images.count, got: usedFallback.count)
+        }
+        if let m = maskProbability, m.count != images.count {
+            throw EvalError.countMismatch(what: "mask probabilities", expected: images.count, got: m.count)
+        }
+        self.images = images
+        self.dimension = dimension
+        self.vectors = vectors
+        self.usedFallback = usedFallback
+        self.maskProbability = maskProbability
+    }
+
+    public func vector(_ i: Int) -> [Float] { Array(vectors[(i * dimension)..<((i + 1) * dimension)]) }
+
+    public var failedToTemplate: Int { usedFallback.lazy.filter { $0 }.count }
+
+    /// L2-normalises `v` in place (a zero vector stays zero).
+    static func normalise(_ v: inout [Float]) {
+        var s: Float = 0
+        for x in v { s += x * x }
+        let n = s.squareRoot()
+        if n > 0 { for i in v.indices { v[i] /= n } }
+    }
+}
+
+/// Work queue and results of `parallelMap`.
+private final class ParallelBox<T>: @unchecked Sendable {   // guarded by `lock`
+    let lock = NSLock()
+    var next = 0
+    var failed = false
+    var results: [Result<T, Error>?]
+    init(_ n: Int) { results = Array(repeating: nil, count: n) }
+}
+
+/// Runs `body(i)` for `0..<count` on `threads` workers; results in index order. The first error (in index order)
+/// is rethrown; after an error no new items start.
+public func parallelMap<T: Sendable>(_ count: Int, threads: Int, progress: ProgressReporter?,
+                                     _ body: @Sendable (Int) throws -> T) throws -> [T] {
+    let box = ParallelBox<T>(count)
+    let workers = max(1, min(threads, count))
+    DispatchQueue.concurrentPerform(iterations: workers) { _ in
+        while true {
+            box.lock.lock()
+            let i = box.next
+            box.next += 1
+            let stop = i >= count || box.failed
+            box.lock.unlock()
+            if stop { return }
+            let r = Result { try body(i) }
+            box.lock.lock()
+            box.results[i] = r
+            if case .failure = r { box.failed = true }
+            box.lock.unlock()
+            progress?.advance()
+        }
+    }
+    progress?.finish()
+    var out: [T] = []
+    out.reserveCapacity(count)
+    for r in box.results {
+        guard let r else { continue }
+        out.append(try r.get())
+    }
+    guard out.count == count else { throw EvalError.countMismatch(what: "results", expected: count, got: out.count) }
+    return out
+}
+
+/// Fills a `TemplateTable` from the embedding cache and embeds what the cache lacks.
+public enum TemplateAcquisition {
+    /// Where one condition's images and cached templates come from.
+    public struct Source: Sendable {
+        /// Short name, used for the cache files (`NAME.jsonl` is read, `NAME.eval.jsonl` read and appended to).
+        public var name: String
+        /// Decodes (or renders) one image of this condition.
+        public var load: @Sendable (LFWImage) throws -> RGBImage
+
+        public init(name: String, load: @escaping @Sendable (LFWImage) throws -> RGBImage) {
+            self.name = name
+            self.load = load
+        }
+    }
+
+    public struct Statistics: Sendable, Codable, Equatable {
+        public var images: Int
+        public var fromCache: Int
+        public var embedded: Int
+        public var maskScored: Int
+        public var failedToTemplate: Int
+        public var seconds: Double
+    }
+
+    /// Keys (`Name/Name_0001.jpg`) of the images the cache of `name` has embedded (with or without a face).
+    public static func cachedKeys(name: String, cacheDirectory: URL) throws -> Set<String> {
+        var cache: [String: CacheEntry] = [:]
+        try TemplateCache.read(TemplateCache.files(name: name, in: cacheDirectory), into: &cache)
+        return Set(cache.filter { $0.value.faces != nil && $0.value.error == nil }.keys)
+    }
+
+    /// A stable fingerprint of a mask detector (FNV-1a 64 of its sorted-key JSON), stored next to cached
+    /// mask probabilities so a retrained detector invalidates them.
+    public static func fingerprint(_ d: MaskDetector) -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let data = (try? enc.encode(d)) ?? Data()
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in data { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return "v\(d.version)-" + String(h, radix: 16)
+    }
+
+    /// The face used for an image: the detected face nearest the centre, else the fallback crop.
+    public static func analyse(_ image: RGBImage, embedder: DlibFaceEmbedder, upsample: Int) throws
+        -> (faces: [FaceAnalysis], used: FaceAnalysis, fallback: Bool) {
+        let faces = try embedder.analyze(image, upsample: upsample, jitter: 0)
+        if let i = PairsEvaluation.centralFace(faces.map(\.box), width: image.width, height: image.height) {
+            return (faces, faces[i], false)
+        }
+        let box = PairsEvaluation.fallbackBox(width: image.width, height: image.height)
+        let fb = try embedder.analyze(image, detections: [FaceDetection(rect: box, confidence: 0)], jitter: 0)
+        return (faces, fb[0], true)
+    }
+
+    /// - Parameters:
+    ///   - cacheDirectory: read `NAME.jsonl`, `NAME.*.jsonl` and `NAME.eval.jsonl` (`TemplateCache.files`), append
+    ///     new templates to `NAME.eval.jsonl`
+    ///     (nil: no cache, everything is embedded).
+    ///   - embedder: called only when something is missing (returning nil then fails with a clear error), so a
+    ///     fully cached run never loads the models.
+    ///   - detector: when given, every image gets a mask probability (cached with the detector's fingerprint).
+    public static func acquire(images: [LFWImage], source: Source, cacheDirectory: URL?,
+                               embedder: () throws -> DlibFaceEmbedder?, upsample: Int,
+                               detector: MaskDetector?, threads: Int, log: @escaping @Sendable (String) -> Void = { _ in })
+        throws -> (table: TemplateTable, statistics: Statistics) {
+        let start = Date()
+        var cache: [String: CacheEntry] = [:]
+        var appendURL: URL?
+        if let dir = cacheDirectory {
+            let files = TemplateCache.files(name: source.name, in: dir)
+            try TemplateCache.read(files, into: &cache)
+            appendURL = dir.appendingPathComponent("\(source.name).eval.jsonl")
+            log("\(source.name): \(cache.count) cached images in \(files.filter { FileManager.default.fileExists(atPath: $0.path) }.map(\.lastPathComponent).joined(separator: ", "))")
+        }
+        let appender = try TemplateCache.Appender(url: appendURL)
+        let keys = images.map { TemplateCache.key($0) }
+        let missing = images.indices.filter { cache[keys[$0]]?.template == nil }
+        let fingerprint = detector.map(fingerprint)
+        var embedded = 0, scored = 0
+        if !missing.isEmpty {
+            guard let model = try embedder() else {
+                throw EvalError.invalidParameter("\(missing.count) \(source.name) images are not in the cache (first: \(keys[missing[0]])) and no embedder was given")
+            }
+            if threads > 1 { BLASSetup.threads = 1 }
+            let progress = ProgressReporter(total: missing.count, label: "\(source.name): embedding")
+            let fresh = try parallelMap(missing.count, threads: threads, progress: progress) { k -> CacheEntry in
+                let i = missing[k]
+                let image = try source.load(images[i])
+                let a = try analyse(image, embedder: model, upsample: upsample)
+                var e = CacheEntry()
+                e.width = image.width
+                e.height = image.height
+                e.faces = a.faces.map(CachedFace.init)
+                e.fallback = a.fallback ? CachedFace(a.used) : nil
+                var lines = [TemplateCache.line(image: keys[i], width: image.width, height: image.height,
+                                                faces: e.faces!, fallback: e.fallback)]
+                if let detector, let fingerprint {
+                    let p = detector.probability(chip: FaceChip.extract(image, details: a.used.chip), embedding: a.used.embedding)
+                    e.maskProbability = (fingerprint, p)
+                    lines.append(TemplateCache.maskLine(image: keys[i], probability: p, detector: fingerprint))
+                }
+                appender.append(lines)
+                return e
+            }
+            for (k, i) in missing.enumerated() { cache[keys[i]] = fresh[k] }
+            embedded = missing.count
+        }
+        if let detector, let fingerprint {
+            let unscored = images.indices.filter { cache[keys[$0]]?.maskProbability?.detector != fingerprint }
+            if !unscored.isEmpty {
+                let progress = ProgressReporter(total: unscored.count, label: "\(source.name): mask detector")
+                let snapshot = cache
+                let ps = try parallelMap(unscored.count, threads: threads, progress: progress) { k -> Double in
+                    let i = unscored[k]
+                    guard let face = snapshot[keys[i]]?.templateFace, face.landmarks.count == 5 else {
+                        throw EvalError.io(path: keys[i], message: "cached face has no 5-point landmarks for the mask detector")
+                    }
+                    let image = try source.load(images[i])
+                    let chip = FaceChip.extract(image, details: ChipDetails.forFace(landmarks: face.landmarks))
+                    let p = detector.probability(chip: chip, embedding: face.embedding)
+                    appender.append([TemplateCache.maskLine(image: keys[i], probability: p, detector: fingerprint)])
+                    return p
+                }
+                for (k, i) in unscored.enumerated() { cache[keys[i]]!.maskProbability = (fingerprint, ps[k]) }
+                scored = unscored.count
+            }
+        }
+        guard let first = cache[keys.first ?? ""]?.template else { throw EvalError.empty("\(source.name) images") }
+        let d = first.embedding.count
+        var vectors: [Float] = []
+        vectors.reserveCapacity(images.count * d)
+        var fallback: [Bool] = []
+        var probs: [Double] = []
+        for (i, k) in keys.enumerated() {
+            guard let t = cache[k]?.template else { throw EvalError.io(path: k, message: "no template after embedding") }
+            guard t.embedding.count == d else {
+                throw EvalError.countMismatch(what: "embedding dimension of \(images[i])", expected: d, got: t.embedding.count)
+            }
+            var v = t.embedding
+            TemplateTable.normalise(&v)
+            vectors += v
+            fallback.append(t.usedFallback)
+            if detector != nil { probs.append(cache[k]!.maskProbability!.p) }
+        }
+        let table = try TemplateTable(images: images, dimension: d, vectors: vectors, usedFallback: fallback,
+                                      maskProbability: detector == nil ? nil : probs)
+        let stats = Statistics(images: images.count, fromCache: images.count - embedded, embedded: embedded,
+                               maskScored: scored, failedToTemplate: table.failedToTemplate,
+                               seconds: Date().timeIntervalSince(start))
+        return (table, stats)
+    }
+}

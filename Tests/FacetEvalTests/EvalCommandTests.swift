@@ -1,0 +1,118 @@
+import Foundation
+import Testing
+@testable import FacetEval
+
+/// Locates the `facet` executable built next to the test bundle (or $FACET_BINARY).
+func facetExecutable() throws -> String {
+    if let p = ProcessInfo.processInfo.environment["FACET_BINARY"], FileManager.default.isExecutableFile(atPath: p) { return p }
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("facet").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    let fallback = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("facet").path
+    guard FileManager.default.isExecutableFile(atPath: fallback) else {
+        throw EvalError.io(path: "facet", message: "executable not found next to the tests (build it with `swift build`)")
+    }
+    return fallback
+}
+
+/// Runs `facet ARGS` (stdin closed) and returns (status, stdout, stderr).
+func runFacet(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: try facetExecutable())
+    p.arguments = args
+    var env = ProcessInfo.processInfo.environment
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    p.environment = env
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    // Read both pipes before waiting so a full pipe cannot block the child.
+    final class Buffer: @unchecked Sendable { var data = Data() }
+    let errBuf = Buffer()
+    let reader = Thread { errBuf.data = err.fileHandleForReading.readDataToEndOfFile() }
+    reader.start()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    while !reader.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: errBuf.data, as: UTF8.self))
+}
+
+/// The `facet eval` commands end to end with the real dlib models ($FACET_MODELS, else ./models; the tests fail
+/// when they are missing) on committed LFW images.
+@Suite("facet eval command line", .serialized)
+struct EvalCommandTests {
+    @Test("eval lfw on a 12-image LFW: real embedder, masks rendered in memory, cache written then reused, JSON and HTML files")
+    func lfwMini() throws {
+        let fixture = try fixtureURL("lfwmini")
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("facet-evallfw-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let args = ["eval", "lfw", "--lfw", fixture.appendingPathComponent("lfw").path,
+                    "--pairs", fixture.appendingPathComponent("pairs.txt").path, "--mask-split", "test",
+                    "--demographics", fixture.appendingPathComponent("demographics").path,
+                    "--cache", tmp.appendingPathComponent("cache").path,
+                    "--id-min-images", "3", "--id-train", "1", "--id-held-out", "0.25", "--threads", "2"]
+        let first = try runFacet(args + ["--json", tmp.appendingPathComponent("a.json").path,
+                                         "--report", tmp.appendingPathComponent("a.html").path])
+        #expect(first.status == 0, "stderr: \(first.err)")
+        // Progress without a terminal: plain lines, the final 12/12 line once.
+        #expect(first.err.contains("unmasked: embedding ["))
+        #expect(first.err.components(separatedBy: "\n").filter { $0.hasPrefix("unmasked: embedding") && $0.contains("12/12") }.count == 1)
+        #expect(first.err.contains("unmasked: 0 from the cache, 12 embedded"))
+        #expect(first.err.contains("masked-test: 0 from the cache, 12 embedded"))
+
+        let data = try Data(contentsOf: tmp.appendingPathComponent("a.json"))
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(json["pairs"] as? Int == 8)
+        #expect(json["images"] as? Int == 12)
+        #expect(json["impostor_pairs"] as? Int == 18)   // 3 x 3 cross-identity pairs in each fold
+        let ver = try #require(json["verification"] as? [[String: Any]])
+        #expect(ver.count == 6)
+        let uu = try #require(ver.first { $0["comparison"] as? String == "unmasked-unmasked" && $0["method"] as? String == "baseline" })
+        let v2 = try #require(uu["view2"] as? [String: Any])
+        #expect(v2["accuracy"] as? Double == 1)   // four easy LFW identities
+        #expect(uu["failed_to_template"] as? Int == 0)
+        let fair = try #require(json["fairness"] as? [[String: Any]])
+        #expect(fair.contains { $0["attribute"] as? String == "gender" } && fair.contains { $0["attribute"] as? String == "race" })
+        let ident = try #require(json["identification"] as? [[String: Any]])
+        #expect(ident.count == 8)
+        let md = try #require(json["mask_detection"] as? [String: Any])
+        #expect(md["masked_images"] as? Int == 12)
+        let html = try String(contentsOf: tmp.appendingPathComponent("a.html"), encoding: .utf8)
+        #expect(html.contains("<svg") && html.contains("masked–unmasked") && html.contains("Identification"))
+
+        // The cache holds facet-embed-format lines plus mask lines; a second run embeds nothing and agrees.
+        var table: [String: CacheEntry] = [:]
+        try TemplateCache.read([tmp.appendingPathComponent("cache/masked-test.eval.jsonl")], into: &table)
+        #expect(table.count == 12 && table.values.allSatisfy { $0.template != nil && $0.maskProbability != nil })
+        let second = try runFacet(args + ["--json", "-"])
+        #expect(second.status == 0, "stderr: \(second.err)")
+        #expect(second.err.contains("unmasked: 12 from the cache, 0 embedded"))
+        #expect(second.err.contains("masked-test: 12 from the cache, 0 embedded"))
+        let again = try #require(try JSONSerialization.jsonObject(with: Data(second.out.utf8)) as? [String: Any])
+        #expect(NSDictionary(dictionary: ["v": again["verification"]!]) == NSDictionary(dictionary: ["v": json["verification"]!]))
+        #expect(NSDictionary(dictionary: ["v": again["identification"]!]) == NSDictionary(dictionary: ["v": json["identification"]!]))
+    }
+
+    @Test("eval pairs --json FILE and --report FILE write the files")
+    func pairsFiles() throws {
+        let dir = try fixtureURL("pairs")
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("facet-evalpairs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let r = try runFacet(["eval", "pairs", "--root", dir.appendingPathComponent("images").path,
+                              "--pairs", dir.appendingPathComponent("pairs_header.txt").path,
+                              "--json", tmp.appendingPathComponent("p.json").path, "--report", tmp.appendingPathComponent("p.html").path])
+        #expect(r.status == 0, "stderr: \(r.err)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: tmp.appendingPathComponent("p.json"))) as? [String: Any])
+        #expect(json["pairs"] as? Int == 8 && json["accuracy"] as? Double == 1 && json["failed_to_template"] as? Int == 0)
+        #expect(try String(contentsOf: tmp.appendingPathComponent("p.html"), encoding: .utf8).contains("<svg"))
+        #expect(r.out.contains("accuracy"))   // the table still goes to standard output
+        #expect(r.err.components(separatedBy: "\n").filter { $0.contains("8/8") }.count == 1)   // progress: last line once
+    }
+}
