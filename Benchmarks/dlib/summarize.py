@@ -76,4 +76,4 @@ ref = [(k, d["facet[blas-reference] t=1"], d["facet[blas] t=1"]) for k, d in row
 if ref:
     print("\nFacet fused executor vs Facet's plain im2col path (DlibNetwork.forward), 1 thread, CPU ms per face:")
     for (what, k), r, f in sorted(ref):
-        print(f"    batch {k}: {cpu(r):.2f} -> {cpu(f):.2f} ({cpu(r) / cpu(f):.2f}x)")
+        print(f"- batch {k}: {cpu(r):.2f} -> {cpu(f):.2f} ({cpu(r) / cpu(f):.2f}x)")
