@@ -28,6 +28,8 @@ trap cleanup EXIT INT TERM
 echo "== starting a local cluster: 1 coordinator, 3 matchers (2 replicas per partition), 1 embedder"
 "$BIN" cluster up --data "$DATA" --matchers 3 --replicas 2 --embedders 1 --endpoint "$ENDPOINT" > "$DATA.cluster.log" 2>&1 &
 CLUSTER_PID=$!
+# cluster up writes CURVE keys for its nodes and for this client under $DATA/keys.
+export FACET_KEYS="$DATA/keys"
 ready=""
 for _ in $(seq 1 600); do
   if "$BIN" status --endpoint "$ENDPOINT" --timeout-ms 1000 --json 2>/dev/null | grep -q '"healthy" : true'; then

@@ -172,6 +172,7 @@ extension Coordinator {
         reply.subjectID = r.subjectID
         reply.templatesDeleted = replies.map { if case .partitionDeleteReply(let x) = $0 { return x.deleted } else { return 0 } }.max() ?? 0
         reply.durability = durability
+        reply.retrainJobID = await erasureHooks.subjectErased(r.subjectID, collection: r.collection, logger: ctx.logger).joined(separator: ",")
         ctx.logger.info("subject deleted", metadata: ["templates": "\(reply.templatesDeleted)"])
         return reply
     }
@@ -304,7 +305,7 @@ extension Coordinator {
             let records = try await templates(of: subject, collection: r.collection, ctx)
             guard let best = records.min(by: {
                 euclideanDistance(probe, $0.embedding.values) < euclideanDistance(probe, $1.embedding.values)
-            }) else { throw FacetError(.notFound, "subject \(subject) has no templates", field: "subject_id") }
+            }) else { throw FacetError(.notFound, "the subject has no templates", field: "subject_id") }   // no subject id: errors are logged
             reply.distance = euclideanDistance(probe, best.embedding.values)
             reply.templateID = best.templateID
             reply.referenceMasked = best.masked

@@ -24,6 +24,12 @@ public final class Coordinator: Sendable {
     let logger: Logger
     let front: ZMQChannel
     let back: ZMQChannel
+    /// ZAP handler with the client (front end) and worker (back end) allow-lists; nil in plaintext mode.
+    let authenticator: ZAPAuthenticator?
+    /// The audit trail of client requests (``AuditLog``), when configured.
+    let audit: AuditLog?
+    /// Called after a subject is erased from every replica (the SVM retraining seam).
+    public let erasureHooks = ErasureHooks()
     let state = LockedValue(CoordinatorState())
     let pending = LockedValue<[String: PendingCall]>([:])
     let counter = LockedValue<UInt64>(0)
@@ -56,8 +62,20 @@ public final class Coordinator: Sendable {
         var options = SocketOptions()
         options.maxFrameBytes = configuration.frameLimit
         options.routerMandatory = false
-        front = try ZMQChannel(context: context, type: .router, options: options, bind: [configuration.frontend], name: "coordinator.front")
-        back = try ZMQChannel(context: context, type: .router, options: options, bind: [configuration.backend], name: "coordinator.back")
+        var frontOptions = options, backOptions = options
+        let security = configuration.securitySettings
+        if let curve = try security.coordinatorSecurity() {
+            // The ZAP handler must exist before the server sockets accept handshakes.
+            authenticator = try ZAPAuthenticator(context: context, allowedKeysByDomain: curve.allowed, logger: logger)
+            frontOptions.security = .curveServer(curve.keys, zapDomain: SecurityConfiguration.frontendDomain)
+            backOptions.security = .curveServer(curve.keys, zapDomain: SecurityConfiguration.backendDomain)
+        } else {
+            authenticator = nil
+            logger.warning("INSECURE: plaintext sockets without authentication (development mode)")
+        }
+        audit = try AuditLog.open(for: configuration, logger: logger)
+        front = try ZMQChannel(context: context, type: .router, options: frontOptions, bind: [configuration.frontend], name: "coordinator.front")
+        back = try ZMQChannel(context: context, type: .router, options: backOptions, bind: [configuration.backend], name: "coordinator.back")
     }
 
     public var frontendEndpoint: String { front.boundEndpoints.first ?? configuration.frontend }
@@ -78,6 +96,8 @@ public final class Coordinator: Sendable {
         for c in calls { c.continuation.resume(returning: .failure(FacetError(.cancelled, "coordinator shutting down"))) }
         await front.close()
         await back.close()
+        await authenticator?.stop()
+        audit?.close()
         logger.info("coordinator stopped")
     }
 
@@ -409,6 +429,7 @@ public final class Coordinator: Sendable {
                     log.info("request failed", metadata: ["kind": "\(env.bodyKind)", "error": "\(e)"])
                     body = .error(e.wire)
                 }
+                self.audit?.record(request: env, reply: body, authenticatedAs: message.userID)
                 reply(WireEnvelope.reply(to: env, body, senderID: self.nodeID))
             }
         }

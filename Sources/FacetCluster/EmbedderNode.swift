@@ -20,9 +20,12 @@ public final class EmbedderNode: Sendable {
     let work = DispatchQueue(label: "facet.embedder.work")
     let decoder = ImageDecoder()
     public static let maxFaces = 32
+    /// CURVE client settings towards the coordinator's back end.
+    let linkSecurity: SocketSecurity
 
-    public init(configuration: NodeConfiguration, embedder: any Embedder, context: ZMQContext, logger: Logger) {
+    public init(configuration: NodeConfiguration, embedder: any Embedder, context: ZMQContext, logger: Logger) throws {
         nodeID = configuration.nodeID ?? "embedder-\(ProcessInfo.processInfo.processIdentifier)"
+        linkSecurity = try configuration.securitySettings.workerSecurity(role: "embedder")
         self.configuration = configuration
         self.embedder = embedder
         self.logger = logger
@@ -58,7 +61,7 @@ public final class EmbedderNode: Sendable {
                 h.inFlight = UInt32(inFlight.withLock { $0 })
                 return h
             },
-            handle: { [self] env in await handle(env) })
+            handle: { [self] env in await handle(env) }, security: linkSecurity)
         logger.info("embedder running", metadata: ["node.id": "\(nodeID)", "model": "\(embedder.modelName)"])
         await link.run()
         logger.info("embedder stopped", metadata: ["node.id": "\(nodeID)"])

@@ -22,7 +22,11 @@ public final class MatcherNode: Sendable {
     let writeQueue = DispatchQueue(label: "facet.matcher.write")
     /// Searches run here, concurrently.
     let searchQueue = DispatchQueue(label: "facet.matcher.search", attributes: .concurrent)
-    let partitionConfiguration = PartitionConfiguration(dimension: 128, metric: .l2Squared)
+    let partitionConfiguration: PartitionConfiguration
+    /// CURVE client settings towards the coordinator's back end.
+    let linkSecurity: SocketSecurity
+    /// This matcher's audit trail (retention deletions), when configured.
+    let audit: AuditLog?
 
     public init(configuration: NodeConfiguration, context: ZMQContext, logger: Logger) throws {
         guard let id = configuration.nodeID, !id.isEmpty else { throw ClusterError.configuration("a matcher needs a node id") }
@@ -32,7 +36,17 @@ public final class MatcherNode: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.context = context
+        let security = configuration.securitySettings
+        linkSecurity = try security.workerSecurity(role: "matcher")
+        var pc = PartitionConfiguration(dimension: 128, metric: .l2Squared)
+        if let master = try security.masterKey() {
+            pc.sealer = EncryptedTemplateSealer(master: master)
+        } else {
+            logger.warning("INSECURE: partitions are stored unencrypted (development mode)")
+        }
+        partitionConfiguration = pc
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        audit = try AuditLog.open(for: configuration, logger: logger)
         // Open every partition found on disk (recovers after kill -9: snapshot + log replay).
         for name in try FileManager.default.contentsOfDirectory(atPath: dir).sorted() where name.hasPrefix("p-") {
             guard let p = UInt32(name.dropFirst(2)) else { continue }
@@ -75,10 +89,16 @@ public final class MatcherNode: Sendable {
                 h.holdings = holdings
                 return h
             },
-            handle: { [self] env in await handle(env) })
+            handle: { [self] env in await handle(env) }, security: linkSecurity)
         logger.info("matcher running", metadata: ["node.id": "\(nodeID)", "coordinator": "\(configuration.backend)",
                                                   "partitions": "\(partitions.withLock { $0.count })"])
-        await link.run()
+        let retention = RetentionJob(matcher: self, settings: configuration.securitySettings)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await link.run() }
+            group.addTask { await retention.run() }
+            await group.waitForAll()
+        }
+        audit?.close()
         for (_, part) in partitions.withLock({ $0 }) { try? part.checkpoint() }
         logger.info("matcher stopped", metadata: ["node.id": "\(nodeID)"])
     }

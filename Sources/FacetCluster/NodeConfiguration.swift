@@ -34,6 +34,8 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
     public var verifyThreshold: Float?
     /// Coordinator: requests worked on at once before QUEUE_FULL.
     public var maxInFlight: Int?
+    /// CURVE keys, allow-lists, at-rest and audit keys, retention (``SecurityConfiguration``, docs/security.md).
+    public var security: SecurityConfiguration?
 
     public init() {}
 
@@ -68,6 +70,7 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
         if let v = other.defaultEf { c.defaultEf = v }
         if let v = other.verifyThreshold { c.verifyThreshold = v }
         if let v = other.maxInFlight { c.maxInFlight = v }
+        if let v = other.security { c.security = (c.security ?? SecurityConfiguration()).overridden(by: v) }
         return c
     }
 

@@ -19,11 +19,14 @@ final class WorkerLink: Sendable {
     let makeRegister: @Sendable () -> WireWorkerRegister
     let makeHeartbeat: @Sendable () -> WireHeartbeat
     let handle: @Sendable (WireEnvelope) async -> WireEnvelope.OneOf_Body
+    /// CURVE client settings (or plaintext in development mode).
+    let security: SocketSecurity
 
     init(context: ZMQContext, endpoint: String, nodeID: String, interval: Duration, liveness: Int, maxFrameBytes: Int,
          logger: Logger, makeRegister: @escaping @Sendable () -> WireWorkerRegister,
          makeHeartbeat: @escaping @Sendable () -> WireHeartbeat,
-         handle: @escaping @Sendable (WireEnvelope) async -> WireEnvelope.OneOf_Body) {
+         handle: @escaping @Sendable (WireEnvelope) async -> WireEnvelope.OneOf_Body, security: SocketSecurity) {
+        self.security = security
         self.context = context; self.endpoint = endpoint; self.nodeID = nodeID; self.interval = interval
         self.liveness = liveness; self.maxFrameBytes = maxFrameBytes; self.logger = logger
         self.makeRegister = makeRegister; self.makeHeartbeat = makeHeartbeat; self.handle = handle
@@ -57,6 +60,7 @@ final class WorkerLink: Sendable {
         options.maxFrameBytes = maxFrameBytes
         options.reconnectInterval = .milliseconds(100)
         options.reconnectIntervalMax = .seconds(1)
+        options.security = security
         let channel: ZMQChannel
         do {
             channel = try ZMQChannel(context: context, type: .dealer, options: options, connect: [endpoint], name: "worker.\(nodeID)")
@@ -126,7 +130,9 @@ final class WorkerLink: Sendable {
             var d = WireWorkerDisconnect()
             d.nodeID = nodeID
             d.reason = "shutdown"
-            if let bye = try? ZMQChannel(context: context, type: .dealer, options: SocketOptions(), connect: [endpoint]) {
+            var byeOptions = SocketOptions()
+            byeOptions.security = security
+            if let bye = try? ZMQChannel(context: context, type: .dealer, options: byeOptions, connect: [endpoint]) {
                 if let bytes = try? WireFrame.encode(WireEnvelope.request(.workerDisconnect(d), id: "\(nodeID)-bye", clientID: nodeID)) {
                     try? await bye.send(Multipart([[], bytes]), timeout: .milliseconds(300))
                 }

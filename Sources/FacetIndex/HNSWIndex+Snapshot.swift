@@ -16,13 +16,22 @@ extension HNSWIndex {
     /// Writes the index to `path` atomically (temporary file, `fsync`, `rename`, `fsync` of the directory),
     /// with `metadata` stored alongside (a store records its log sequence number there).
     /// Runs under the shared lock: searches continue, writers wait.
-    public func save(to path: String, metadata: [UInt8] = []) throws(IndexError) {
+    /// With `sealing`, the file holds only sealed chunks (see ``SnapshotSealing``); no plaintext byte is written.
+    public func save(to path: String, metadata: [UInt8] = [], sealing: (any SnapshotSealing)? = nil) throws(IndexError) {
         try lock.withReadLock { () throws(IndexError) in
             let temporary = path + ".tmp"
             let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o640)
             guard fd >= 0 else { throw .io(path: temporary, errno: errno, operation: "open") }
             var writer = SnapshotWriter(fd: fd, path: temporary)
             do throws(IndexError) {
+                if let sealing {
+                    let sealer = try sealing.makeSnapshotSealer()
+                    var head = SealedSnapshot.magic
+                    withUnsafeBytes(of: UInt32(sealer.header.count).littleEndian) { head.append(contentsOf: $0) }
+                    head.append(contentsOf: sealer.header)
+                    try asIndexError { try head.withUnsafeBytes { b in try writer.fdWrite(b) } }
+                    writer.sealer = sealer
+                }
                 try writer.put(Self.snapshotMagic)
                 try writer.put(UInt64(Self.snapshotVersion))
                 try writer.put(UInt64(dim)); try writer.put(UInt64(configuration.metric == .l2Squared ? 0 : 1))
@@ -44,6 +53,7 @@ extension HNSWIndex {
                 let sum = writer.checksum
                 try writer.put(sum)
                 try writer.flush()
+                try writer.finish()
                 guard fsync(fd) == 0 else { throw IndexError.io(path: temporary, errno: errno, operation: "fsync") }
             } catch {
                 close(fd); unlink(temporary); throw error
@@ -58,11 +68,26 @@ extension HNSWIndex {
 
     /// Reads a snapshot written by ``save(to:metadata:)``.
     /// - Throws: ``IndexError/malformedFile(path:reason:)`` for a truncated, corrupt or foreign file.
-    public static func load(from path: String) throws(IndexError) -> (index: HNSWIndex, metadata: [UInt8]) {
+    /// A sealed file needs `sealing`; with `sealing`, a plaintext file is refused.
+    public static func load(from path: String, sealing: (any SnapshotSealing)? = nil) throws(IndexError) -> (index: HNSWIndex, metadata: [UInt8]) {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw .io(path: path, errno: errno, operation: "open") }
         defer { close(fd) }
         var reader = SnapshotReader(fd: fd, path: path)
+        var magic = [UInt8](repeating: 0, count: 8)
+        try asIndexError { try magic.withUnsafeMutableBytes { b in try reader.fdRead(into: b) } }
+        if magic == SealedSnapshot.magic {
+            guard let sealing else { throw .malformedFile(path: path, reason: "sealed (encrypted) snapshot and no key to open it") }
+            var n: UInt32 = 0
+            try asIndexError { try withUnsafeMutableBytes(of: &n) { b in try reader.fdRead(into: b) } }
+            guard UInt32(littleEndian: n) <= 4096 else { throw .malformedFile(path: path, reason: "implausible sealed header") }
+            var header = [UInt8](repeating: 0, count: Int(UInt32(littleEndian: n)))
+            try asIndexError { try header.withUnsafeMutableBytes { b in try reader.fdRead(into: b) } }
+            reader.opener = try sealing.makeSnapshotOpener(header: header)
+        } else {
+            guard sealing == nil else { throw .malformedFile(path: path, reason: "plaintext snapshot where a sealed one is required") }
+            guard lseek(fd, 0, SEEK_SET) == 0 else { throw .io(path: path, errno: errno, operation: "lseek") }
+        }
         guard try reader.get() == snapshotMagic else { throw .malformedFile(path: path, reason: "not an HNSW snapshot") }
         guard try reader.get() == UInt64(snapshotVersion) else { throw .malformedFile(path: path, reason: "unsupported version") }
         let dim = Int(try reader.get()), metricCode = try reader.get(), m = Int(try reader.get()), efc = Int(try reader.get())
@@ -95,8 +120,7 @@ extension HNSWIndex {
         }
         let expected = reader.checksum
         guard try reader.get() == expected else { throw .malformedFile(path: path, reason: "checksum mismatch") }
-        var probe: UInt8 = 0
-        guard Glibc.read(fd, &probe, 1) == 0 else { throw .malformedFile(path: path, reason: "trailing bytes") }
+        guard try reader.atEnd() else { throw .malformedFile(path: path, reason: "trailing bytes") }
         index.entryPoint = UInt32(truncatingIfNeeded: entry)
         index.maxLevel = maxLevel
         index.rng.state = rngState
@@ -146,6 +170,10 @@ struct SnapshotWriter {
     var sum = SnapshotChecksum()
     var buffer: [UInt8] = []
     var checksum: UInt64 { sum.final }
+    /// When set, bytes are collected into chunks and only sealed chunks reach the file.
+    var sealer: (any SnapshotChunkSealer)?
+    var plain: [UInt8] = []
+    var chunkIndex: UInt64 = 0
 
     mutating func put(_ v: UInt64) throws(IndexError) {
         withUnsafeBytes(of: v.littleEndian) { buffer.append(contentsOf: $0) }
@@ -162,7 +190,30 @@ struct SnapshotWriter {
         buffer.removeAll(keepingCapacity: true)
         try asIndexError { try b.withUnsafeBytes { raw in sum.add(raw); try rawWrite(raw) } }
     }
-    private func rawWrite(_ bytes: UnsafeRawBufferPointer) throws(IndexError) {
+    private mutating func rawWrite(_ bytes: UnsafeRawBufferPointer) throws(IndexError) {
+        guard sealer != nil else { return try fdWrite(bytes) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = Swift.min(bytes.count - offset, SealedSnapshot.chunkSize - plain.count)
+            plain.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n]))
+            offset += n
+            if plain.count == SealedSnapshot.chunkSize { try emitChunk(final: false) }
+        }
+    }
+    /// Seals the last (possibly empty) chunk; call once after the last write.
+    mutating func finish() throws(IndexError) {
+        if sealer != nil { try emitChunk(final: true) }
+    }
+    private mutating func emitChunk(final: Bool) throws(IndexError) {
+        guard let sealer else { return }
+        let sealed = try sealer.seal(plain, chunk: chunkIndex, final: final)
+        chunkIndex += 1
+        plain.removeAll(keepingCapacity: true)
+        var head: [UInt8] = [final ? 1 : 0]
+        withUnsafeBytes(of: UInt32(sealed.count).littleEndian) { head.append(contentsOf: $0) }
+        try asIndexError { try (head + sealed).withUnsafeBytes { b in try fdWrite(b) } }
+    }
+    func fdWrite(_ bytes: UnsafeRawBufferPointer) throws(IndexError) {
         var offset = 0
         while offset < bytes.count {
             let n = Glibc.write(fd, bytes.baseAddress! + offset, Swift.min(bytes.count - offset, 1 << 26))
@@ -177,6 +228,38 @@ struct SnapshotReader {
     let path: String
     var sum = SnapshotChecksum()
     var checksum: UInt64 { sum.final }
+    /// When set, the file holds sealed chunks; reads are served from the opened current chunk.
+    var opener: (any SnapshotChunkOpener)?
+    var plain: [UInt8] = []
+    var plainOffset = 0
+    var chunkIndex: UInt64 = 0
+    var sawFinal = false
+
+    /// Whether every byte of the file was consumed (and, when sealed, the final chunk was seen).
+    mutating func atEnd() throws(IndexError) -> Bool {
+        if opener != nil {
+            // The final chunk may be empty and still unread when the data ended on a chunk boundary.
+            while !sawFinal && plainOffset == plain.count { try nextChunk() }
+            if plainOffset < plain.count { return false }
+        }
+        var probe: UInt8 = 0
+        return Glibc.read(fd, &probe, 1) == 0
+    }
+
+    private mutating func nextChunk() throws(IndexError) {
+        guard let opener else { return }
+        guard !sawFinal else { throw .malformedFile(path: path, reason: "truncated") }
+        var head = [UInt8](repeating: 0, count: 5)
+        try asIndexError { try head.withUnsafeMutableBytes { b in try fdRead(into: b) } }
+        let count = Int(UInt32(head[1]) | UInt32(head[2]) << 8 | UInt32(head[3]) << 16 | UInt32(head[4]) << 24)
+        guard head[0] <= 1, count <= SealedSnapshot.maxSealedChunk else { throw .malformedFile(path: path, reason: "bad sealed chunk header") }
+        var sealed = [UInt8](repeating: 0, count: count)
+        try asIndexError { try sealed.withUnsafeMutableBytes { b in try fdRead(into: b) } }
+        plain = try opener.open(sealed, chunk: chunkIndex, final: head[0] == 1)
+        plainOffset = 0
+        chunkIndex += 1
+        sawFinal = head[0] == 1
+    }
 
     mutating func get() throws(IndexError) -> UInt64 {
         var v: UInt64 = 0
@@ -184,6 +267,26 @@ struct SnapshotReader {
         return UInt64(littleEndian: v)
     }
     mutating func read(into bytes: UnsafeMutableRawBufferPointer) throws(IndexError) {
+        if opener != nil {
+            var offset = 0
+            while offset < bytes.count {
+                if plainOffset == plain.count { try nextChunk(); continue }
+                let n = Swift.min(bytes.count - offset, plain.count - plainOffset)
+                let from = plainOffset, to = offset
+                plain.withUnsafeBytes { p in
+                    (bytes.baseAddress! + to).copyMemory(from: p.baseAddress! + from, byteCount: n)
+                }
+                offset += n
+                plainOffset += n
+            }
+            sum.add(UnsafeRawBufferPointer(bytes))
+            return
+        }
+        try fdRead(into: bytes)
+        sum.add(UnsafeRawBufferPointer(bytes))
+    }
+    /// Reads exactly `bytes.count` bytes from the file, without checksum or decryption.
+    func fdRead(into bytes: UnsafeMutableRawBufferPointer) throws(IndexError) {
         var offset = 0
         while offset < bytes.count {
             let n = Glibc.read(fd, bytes.baseAddress! + offset, Swift.min(bytes.count - offset, 1 << 26))
@@ -191,7 +294,6 @@ struct SnapshotReader {
             if n == 0 { throw .malformedFile(path: path, reason: "truncated") }
             offset += n
         }
-        sum.add(UnsafeRawBufferPointer(bytes))
     }
 }
 

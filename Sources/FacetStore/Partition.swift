@@ -20,6 +20,9 @@ public struct PartitionConfiguration: Sendable {
     public var exactFilterLimit: Int
     public var codec: any TemplateCodec
     public var sealer: any TemplateSealer
+    /// After a subject's last template is deleted: compact the index (zeroing the freed vectors) and write a new
+    /// snapshot at once, so that no index file keeps the subject's vectors (erasure within one call).
+    public var snapshotOnErasure: Bool = true
 
     public init(dimension: Int = 128, metric: Metric = .l2Squared, m: Int = 16, efConstruction: Int = 200,
                 initialMapSize: Int = 64 << 20, snapshotInterval: Int = 50_000, exactFilterLimit: Int = 4096,
@@ -76,6 +79,8 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
     public let environment: LMDBEnvironment
     public private(set) var openReport: PartitionOpenReport
     let index: HNSWIndex
+    /// The configuration's sealer bound to this partition (e.g. its key vault).
+    let sealer: any TemplateSealer
 
     let meta: LMDBDatabase, templates: LMDBDatabase, subjects: LMDBDatabase, log: LMDBDatabase
     private let writer = StoreMutex()
@@ -109,6 +114,7 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
         self.directory = directory
         self.configuration = configuration
         if mkdir(directory, 0o750) != 0 && errno != EEXIST { throw .io(path: directory, reason: "mkdir failed: errno \(errno)") }
+        sealer = try configuration.sealer.bind(toPartitionAt: directory)
         do {
             environment = try LMDBEnvironment(directory: directory, mapSize: configuration.initialMapSize)
             meta = try environment.openDatabase("meta")
@@ -123,7 +129,9 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
         openReport = PartitionOpenReport(templates: 0, indexSource: .empty, replayedChanges: 0, seconds: 0)
         try checkOrRecordSettings()
         try loadInfo()
+        try sealer.retainKeys(of: Set(subjectTemplates.filter { !$0.value.isEmpty }.keys.map { SubjectID(subjectNames[Int($0)]) }))
         let (loaded, replayed) = try recoverIndex()
+        try sealer.snapshotCommitted()
         openReport = PartitionOpenReport(templates: info.count, indexSource: loaded, replayedChanges: replayed,
                                          seconds: Self.now() - started)
     }
@@ -174,7 +182,7 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
 
     /// Loads the snapshot and replays newer log records, or rebuilds the index from the templates.
     private func recoverIndex() throws(StoreError) -> (PartitionOpenReport.IndexSource, Int) {
-        if let (snapshot, metadata) = try? HNSWIndex.load(from: snapshotPath),
+        if let (snapshot, metadata) = try? HNSWIndex.load(from: snapshotPath, sealing: sealer.snapshotSealing),
            metadata.count == 8, let snapSeq = metadata.withUnsafeBytes(StoreKey.uint64), snapSeq <= sequence,
            snapshot.configuration.dimension == configuration.dimension, snapshot.configuration.metric == configuration.metric {
             // Collect the log records after the snapshot; they must start right after it.
@@ -250,9 +258,11 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
             }
             if let bad = r.embedding.firstIndex(where: { !$0.isFinite }) { throw .invalidRecord(r.id, reason: "component \(bad) is not finite") }
             guard seen.insert(r.id).inserted else { throw .duplicateTemplate(r.id) }
-            encoded.append((r, try configuration.sealer.seal(try configuration.codec.encode(r), id: r.id)))
+            encoded.append((r, try configuration.codec.encode(r)))
         }
         try writer.withLock { () throws(StoreError) in
+            // Sealed under the writer lock: a concurrent erasure cannot shred the key between sealing and commit.
+            for i in encoded.indices { encoded[i].1 = try sealer.seal(encoded[i].1, id: encoded[i].0.id, subject: encoded[i].0.subject) }
             var replacedSubjects: [(TemplateID, SubjectID)] = []
             let newSequence: UInt64
             do throws(LMDBError) {
@@ -262,11 +272,11 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
                     for (r, bytes) in encoded {
                         let key = StoreKey.uint64(r.id.rawValue)
                         if let old = try txn.get(templates, key), let oldRecord = try? decode(old, id: r.id) {
-                            try txn.delete(subjects, Array(oldRecord.subject.rawValue.utf8), value: key)
+                            try txn.delete(subjects, sealer.subjectIndexKey(oldRecord.subject), value: key)
                             replaced.append((r.id, oldRecord.subject))
                         }
                         try txn.put(templates, key, bytes)
-                        try txn.put(subjects, Array(r.subject.rawValue.utf8), key)
+                        try txn.put(subjects, sealer.subjectIndexKey(r.subject), key)
                         seq += 1
                         try txn.put(log, StoreKey.uint64(seq), [LogOperation.insert.rawValue] + key)
                     }
@@ -274,14 +284,16 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
                     return (seq, replaced)
                 }
             } catch { throw .lmdb(error) }
-            _ = replacedSubjects
             sequence = newSequence
             for (r, _) in encoded {
                 do throws(IndexError) { try index.insert(r.embedding, id: r.id.vectorID) } catch { throw .index(error) }
             }
-            infoLock.withWriteLock {
+            let emptied = infoLock.withWriteLock { () -> [SubjectID] in
                 for (r, _) in encoded { forget(r.id); remember(r) }
+                // A replaced template may have moved to another subject, leaving the old one without templates.
+                return replacedSubjects.map { $0.1 }.filter { !hasTemplatesLocked($0) }
             }
+            try erased(Set(emptied))
             try snapshotIfDue()
         }
     }
@@ -299,7 +311,7 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
             var ids: [TemplateID] = []
             do throws(LMDBError) {
                 try environment.read { (txn) throws(LMDBError) in
-                    try txn.forEach(subjects, onlyKey: Array(subject.rawValue.utf8)) { (_, v) -> Bool in
+                    try txn.forEach(subjects, onlyKey: sealer.subjectIndexKey(subject)) { (_, v) -> Bool in
                         if let id = StoreKey.uint64(v) { ids.append(TemplateID(id)) }
                         return true
                     }
@@ -320,7 +332,7 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
                     let key = StoreKey.uint64(id.rawValue)
                     guard let old = try txn.get(templates, key) else { continue }
                     if let record = try? decode(old, id: id) {
-                        try txn.delete(subjects, Array(record.subject.rawValue.utf8), value: key)
+                        try txn.delete(subjects, sealer.subjectIndexKey(record.subject), value: key)
                     }
                     try txn.delete(templates, key)
                     seq += 1
@@ -333,9 +345,34 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
         } catch { throw .lmdb(error) }
         sequence = newSequence
         for id in removed { index.remove(id.vectorID) }
-        infoLock.withWriteLock { for id in removed { forget(id) } }
-        try snapshotIfDue()
+        let emptied = infoLock.withWriteLock { () -> Set<SubjectID> in
+            var subjects = Set<SubjectID>()
+            for id in removed {
+                if let i = info[id.rawValue] { subjects.insert(SubjectID(subjectNames[Int(i.subject)])) }
+                forget(id)
+            }
+            return subjects.filter { !hasTemplatesLocked($0) }
+        }
+        try erased(emptied)
+        if emptied.isEmpty { try snapshotIfDue() }
         return removed
+    }
+
+    /// Subjects left without templates: their keys are shredded and, with `snapshotOnErasure`, their vectors are
+    /// zeroed in the index and a new snapshot replaces the old one. Caller holds `writer`.
+    private func erased(_ subjects: Set<SubjectID>) throws(StoreError) {
+        guard !subjects.isEmpty else { return }
+        if configuration.snapshotOnErasure {
+            index.compact()
+            try writeSnapshot()
+        }
+        for s in subjects.sorted() { try sealer.subjectErased(s) }
+    }
+
+    /// Caller holds `infoLock`.
+    private func hasTemplatesLocked(_ subject: SubjectID) -> Bool {
+        guard let code = subjectCodes[subject.rawValue], let t = subjectTemplates[code] else { return false }
+        return !t.isEmpty
     }
 
     private func currentSequence(_ txn: LMDBTransaction) throws(LMDBError) -> UInt64 {
@@ -356,7 +393,8 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
     /// Caller holds `writer` (or is the initialiser).
     private func writeSnapshot() throws(StoreError) {
         let seq = sequence
-        do throws(IndexError) { try index.save(to: snapshotPath, metadata: StoreKey.uint64(seq)) } catch { throw .index(error) }
+        do throws(IndexError) { try index.save(to: snapshotPath, metadata: StoreKey.uint64(seq), sealing: sealer.snapshotSealing) } catch { throw .index(error) }
+        try sealer.snapshotCommitted()
         snapshotSequence = seq
         // The snapshot is durable: the log up to `seq` is no longer needed.
         do throws(LMDBError) {
@@ -390,7 +428,7 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
         var ids: [TemplateID] = []
         do throws(LMDBError) {
             try environment.read { (txn) throws(LMDBError) in
-                try txn.forEach(subjects, onlyKey: Array(subject.rawValue.utf8)) { (_, v) -> Bool in
+                try txn.forEach(subjects, onlyKey: sealer.subjectIndexKey(subject)) { (_, v) -> Bool in
                     if let id = StoreKey.uint64(v) { ids.append(TemplateID(id)) }
                     return true
                 }
@@ -496,7 +534,7 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
     }
 
     private func decode(_ bytes: [UInt8], id: TemplateID) throws(StoreError) -> TemplateRecord {
-        try configuration.codec.decode(try configuration.sealer.open(bytes, id: id), id: id)
+        try configuration.codec.decode(try sealer.open(bytes, id: id), id: id)
     }
 
     /// Caller holds the `infoLock` exclusively (or is the initialiser).

@@ -47,17 +47,40 @@ public protocol TemplateCodec: Sendable {
 }
 
 /// Seals encoded records before they reach the disk and opens them after reading — the seam for
-/// encryption at rest (an AES-GCM sealer keyed per partition plugs in here; the template id is the
+/// encryption at rest (``EncryptedTemplateSealer``: AES-GCM with a data key per subject; the template id is
 /// associated data, so a sealed record cannot be moved to another id).
+///
+/// A partition calls ``bind(toPartitionAt:)`` once when it opens, and then uses the returned sealer only.
 public protocol TemplateSealer: Sendable {
-    func seal(_ plaintext: [UInt8], id: TemplateID) throws(StoreError) -> [UInt8]
+    /// The sealer for the partition stored in `directory` (e.g. opening its key vault there).
+    func bind(toPartitionAt directory: String) throws(StoreError) -> any TemplateSealer
+    func seal(_ plaintext: [UInt8], id: TemplateID, subject: SubjectID) throws(StoreError) -> [UInt8]
     func open(_ sealed: [UInt8], id: TemplateID) throws(StoreError) -> [UInt8]
+    /// The key of `subject` in the partition's subjects table (the name itself, or a keyed hash of it).
+    func subjectIndexKey(_ subject: SubjectID) -> [UInt8]
+    /// Called after the last template of `subject` was deleted (committed): forget its key (crypto-shredding).
+    func subjectErased(_ subject: SubjectID) throws(StoreError)
+    /// Called once the partition has loaded: the subjects that have templates; keys of any others can go.
+    func retainKeys(of subjects: Set<SubjectID>) throws(StoreError)
+    /// How index snapshots are encrypted; nil writes them in the clear.
+    var snapshotSealing: (any SnapshotSealing)? { get }
+    /// Called after a snapshot written with ``snapshotSealing`` was renamed into place (older snapshot keys can go).
+    func snapshotCommitted() throws(StoreError)
 }
 
-/// Stores records as they are (no encryption).
+extension TemplateSealer {
+    public func bind(toPartitionAt directory: String) throws(StoreError) -> any TemplateSealer { self }
+    public func subjectIndexKey(_ subject: SubjectID) -> [UInt8] { Array(subject.rawValue.utf8) }
+    public func subjectErased(_ subject: SubjectID) throws(StoreError) {}
+    public func retainKeys(of subjects: Set<SubjectID>) throws(StoreError) {}
+    public var snapshotSealing: (any SnapshotSealing)? { nil }
+    public func snapshotCommitted() throws(StoreError) {}
+}
+
+/// Stores records as they are (no encryption; development and tests of the store alone).
 public struct PlaintextSealer: TemplateSealer {
     public init() {}
-    public func seal(_ plaintext: [UInt8], id: TemplateID) -> [UInt8] { plaintext }
+    public func seal(_ plaintext: [UInt8], id: TemplateID, subject: SubjectID) -> [UInt8] { plaintext }
     public func open(_ sealed: [UInt8], id: TemplateID) -> [UInt8] { sealed }
 }
 
@@ -122,6 +145,10 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case duplicateTemplate(TemplateID)
     case configurationMismatch(path: String, reason: String)
     case io(path: String, reason: String)
+    /// Key handling or authenticated decryption failed (wrong key, tampered bytes); never contains key bytes.
+    case crypto(String)
+    /// The data key of the template's subject no longer exists (the subject was erased).
+    case keyErased(TemplateID)
 
     public var description: String {
         switch self {
@@ -132,6 +159,8 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case .duplicateTemplate(let id): "\(id) appears twice in one batch"
         case .configurationMismatch(let path, let reason): "\(path) was created with other settings: \(reason)"
         case .io(let path, let reason): "\(path): \(reason)"
+        case .crypto(let reason): "encryption: \(reason)"
+        case .keyErased(let id): "\(id) unreadable: its subject's key was erased"
         }
     }
 }

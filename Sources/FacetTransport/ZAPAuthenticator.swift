@@ -21,6 +21,8 @@ public final class ZAPAuthenticator: Sendable {
     private struct State {
         var allowed: Set<CurveKey>
         var domain: String?
+        /// When set, one allow-list per ZAP domain (a domain not listed is refused) instead of `allowed`/`domain`.
+        var byDomain: [String: Set<CurveKey>]? = nil
         var stats = Statistics()
         var stopping = false
         var finished = false
@@ -32,8 +34,20 @@ public final class ZAPAuthenticator: Sendable {
     private let socketBox: SocketBox
 
     /// Starts the handler. `domain`, if given, must equal the server sockets' ZAP domain.
-    public init(context: ZMQContext, allowedClientKeys: Set<CurveKey>, domain: String? = nil,
+    public convenience init(context: ZMQContext, allowedClientKeys: Set<CurveKey>, domain: String? = nil,
                 logger: Logger = Logger(label: "facet.zap", factory: { _ in SwiftLogNoOpLogHandler() })) throws(TransportError) {
+        try self.init(context: context, state: State(allowed: allowedClientKeys, domain: domain), logger: logger)
+    }
+
+    /// Starts a handler with one allow-list per ZAP domain: a server socket whose `zapDomain` is a key of
+    /// `allowedKeysByDomain` admits only that list's keys (e.g. clients on the front end, workers on the back end);
+    /// any other domain is refused.
+    public convenience init(context: ZMQContext, allowedKeysByDomain: [String: Set<CurveKey>],
+                            logger: Logger = Logger(label: "facet.zap", factory: { _ in SwiftLogNoOpLogHandler() })) throws(TransportError) {
+        try self.init(context: context, state: State(allowed: [], domain: nil, byDomain: allowedKeysByDomain), logger: logger)
+    }
+
+    private init(context: ZMQContext, state initial: State, logger: Logger) throws(TransportError) {
         var o = SocketOptions()
         o.maxFrames = 16
         o.maxFrameBytes = 4096
@@ -48,7 +62,7 @@ public final class ZAPAuthenticator: Sendable {
             throw error
         }
         self.pipe = pipe
-        self.state = LockedValue(State(allowed: allowedClientKeys, domain: domain))
+        self.state = LockedValue(initial)
         self.socketBox = SocketBox(socket)
         let state = self.state, box = self.socketBox
         let thread = Thread { Self.run(socket: box.socket, pipe: pipe, state: state, logger: logger) }
@@ -71,6 +85,8 @@ public final class ZAPAuthenticator: Sendable {
     public func revoke(_ key: CurveKey) { state.withLock { _ = $0.allowed.remove(key) } }
     /// Replaces the allow-list.
     public func setAllowed(_ keys: Set<CurveKey>) { state.withLock { $0.allowed = keys } }
+    /// Replaces the allow-list of one domain (handlers made with `allowedKeysByDomain`).
+    public func setAllowed(_ keys: Set<CurveKey>, domain: String) { state.withLock { $0.byDomain?[domain] = keys } }
 
     public var statistics: Statistics { state.withLock { $0.stats } }
 
@@ -135,7 +151,17 @@ public final class ZAPAuthenticator: Sendable {
         let domain = String(decoding: f[2], as: UTF8.self)
         let mechanism = String(decoding: f[5], as: UTF8.self)
         return state.withLock { s in
-            if let want = s.domain, want != domain {
+            let allowed: Set<CurveKey>
+            if let lists = s.byDomain {
+                guard let list = lists[domain] else {
+                    s.stats.denied += 1
+                    return reply(requestID, "400", "unknown ZAP domain")
+                }
+                allowed = list
+            } else {
+                allowed = s.allowed
+            }
+            if s.byDomain == nil, let want = s.domain, want != domain {
                 s.stats.denied += 1
                 return reply(requestID, "400", "unknown ZAP domain")
             }
@@ -143,7 +169,7 @@ public final class ZAPAuthenticator: Sendable {
                 s.stats.denied += 1
                 return reply(requestID, "400", "mechanism \(mechanism) not allowed")
             }
-            guard s.allowed.contains(key) else {
+            guard allowed.contains(key) else {
                 s.stats.denied += 1
                 return reply(requestID, "400", "client key not allowed")
             }

@@ -1,15 +1,34 @@
 import ArgumentParser
 import Foundation
 import FacetClient
+import FacetTransport
 import FacetWire
 
 /// Options every client command takes.
 struct ClientOptions: ParsableArguments {
     @Option(help: "The coordinator's client endpoint.") var endpoint: String = "tcp://127.0.0.1:5555"
     @Option(name: .customLong("timeout-ms"), help: "Request deadline in milliseconds.") var timeoutMilliseconds: Int = 60_000
+    @Option(help: "Directory with this client's CURVE keys (client.key_secret) and the coordinator's public key (coordinator.key), as `facet cluster up` writes them (default $FACET_KEYS).")
+    var keys: String?
+    @Option(name: .customLong("client-key"), help: "This client's CURVE secret key file (instead of --keys).") var clientKey: String?
+    @Option(name: .customLong("server-key"), help: "The coordinator's CURVE public key file (instead of --keys).") var serverKey: String?
+    @Flag(name: .customLong("insecure-plaintext"), help: "Development only: connect without CURVE (the coordinator must run in plaintext mode).")
+    var insecurePlaintext = false
 
     func connect() throws -> FacetClient {
-        try FacetClient(endpoint: endpoint, timeout: .milliseconds(timeoutMilliseconds))
+        try FacetClient(endpoint: endpoint, curve: try curve(), timeout: .milliseconds(timeoutMilliseconds))
+    }
+
+    /// The CURVE settings from --client-key/--server-key, --keys or $FACET_KEYS; nil with --insecure-plaintext.
+    func curve() throws -> FacetClient.Curve? {
+        if insecurePlaintext { return nil }
+        let dir = keys ?? ProcessInfo.processInfo.environment["FACET_KEYS"]
+        guard let secret = clientKey ?? dir.map({ $0 + "/client.key_secret" }),
+              let server = serverKey ?? dir.map({ $0 + "/coordinator.key" }) else {
+            throw ValidationError("no CURVE keys: give --keys DIR (or set FACET_KEYS; `facet cluster up` prints it), or --client-key and --server-key; --insecure-plaintext for a development cluster")
+        }
+        return FacetClient.Curve(clientKeys: try CurveKeyFiles.readKeyPair(secretKeyAt: secret),
+                                 serverPublicKey: try CurveKeyFiles.readKey(at: server))
     }
 }
 

@@ -25,6 +25,8 @@ struct Cluster: AsyncParsableCommand {
         @Option(help: "Worker endpoint of the coordinator (default: the client port + 1).") var backend: String?
         @Option(help: "Model directory for the embedders (default $FACET_MODELS or ./models).") var models: String?
         @Option(name: .customLong("heartbeat-ms"), help: "Heartbeat interval in milliseconds.") var heartbeatMilliseconds: Int = 250
+        @Flag(name: .customLong("insecure-plaintext"), help: "Development only: no CURVE keys, no encryption at rest, no audit key.")
+        var insecurePlaintext = false
 
         func validate() throws {
             guard matchers >= 1 else { throw ValidationError("--matchers must be at least 1") }
@@ -69,6 +71,14 @@ struct Cluster: AsyncParsableCommand {
                 e.modelsDirectory = models
                 nodes.append(("embedder-\(i)", "embedder", e))
             }
+            if insecurePlaintext {
+                var s = SecurityConfiguration()
+                s.insecurePlaintext = true
+                for i in nodes.indices { nodes[i].config.security = s }
+            } else {
+                let security = try ClusterKeys.prepare(directory: dir, nodes: nodes.map { ($0.name, $0.role) })
+                for i in nodes.indices { nodes[i].config.security = security[nodes[i].name] }
+            }
             for n in nodes { try n.config.write(path: "\(dir)/config/\(n.name).json") }
 
             let supervisor = Supervisor(executable: try Self.executablePath(), directory: dir,
@@ -88,6 +98,12 @@ struct Cluster: AsyncParsableCommand {
             print("facet cluster up: clients connect to \(endpoint) (workers: \(backendEndpoint))")
             print("  \(matchers) matchers, \(replicas) replicas per partition, \(partitions) partitions, \(embedders) embedders")
             print("  data and logs under \(dir); stop with Ctrl-C or SIGTERM (pid \(ProcessInfo.processInfo.processIdentifier))")
+            if insecurePlaintext {
+                print("  INSECURE development mode: clients connect with --insecure-plaintext")
+            } else {
+                print("  CURVE keys under \(dir)/keys; for the facet client commands: export FACET_KEYS=\(dir)/keys")
+                print("  audit trail: facet audit --log \(dir)/audit/coordinator.jsonl --key \(dir)/keys/audit.master --verify")
+            }
             fflush(stdout)
             for await sig in stop {
                 print("facet cluster: signal \(sig), stopping")

@@ -22,6 +22,8 @@ struct Facet: AsyncParsableCommand {
             Verify.self,
             Delete.self,
             Status.self,
+            Keys.self,
+            Audit.self,
         ]
     )
 }

@@ -26,6 +26,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Coordinator: comma-separated matcher node ids.") var matchers: String?
     @Option(name: .customLong("heartbeat-ms"), help: "Heartbeat interval in milliseconds.") var heartbeatMilliseconds: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "info"
+    @Flag(name: .customLong("insecure-plaintext"), help: "Development only: no CURVE on the sockets and no encryption at rest (security.insecurePlaintext).")
+    var insecurePlaintext = false
 
     func resolvedConfiguration() throws -> NodeConfiguration {
         var base = NodeConfiguration()
@@ -40,6 +42,11 @@ struct Serve: AsyncParsableCommand {
         flags.replicationFactor = replicas
         flags.matchers = matchers.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
         flags.heartbeatIntervalMilliseconds = heartbeatMilliseconds
+        if insecurePlaintext {
+            var security = SecurityConfiguration()
+            security.insecurePlaintext = true
+            flags.security = security
+        }
         return base.overridden(by: flags)
     }
 
@@ -67,7 +74,7 @@ struct Serve: AsyncParsableCommand {
         case .embedder:
             let locator = FaceModelLocator(directory: configuration.modelsDirectory)
             let embedder = try DlibFaceEmbedder(locator: locator)
-            let node = EmbedderNode(configuration: configuration, embedder: embedder, context: context, logger: logger)
+            let node = try EmbedderNode(configuration: configuration, embedder: embedder, context: context, logger: logger)
             service = NodeService(name: "embedder") { await node.run() }
         }
         fflush(stdout)

@@ -52,7 +52,8 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
 
     func start(_ name: String) throws {
         var args: [String]
-        let common = ["--backend", backend, "--heartbeat-ms", "100", "--node-id", name, "--log-level", "info"]
+        // Plaintext (development mode) here; SecurityProcessTests runs clusters with CURVE and encryption at rest.
+        let common = ["--backend", backend, "--heartbeat-ms", "100", "--node-id", name, "--log-level", "info", "--insecure-plaintext"]
         if name == "coordinator" {
             args = ["serve", "coordinator", "--endpoint", frontend, "--matchers", matchers.joined(separator: ","),
                     "--partitions", "\(partitions)", "--replicas", "\(replicas)"] + common

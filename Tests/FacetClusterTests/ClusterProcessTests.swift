@@ -277,7 +277,8 @@ struct ClusterUpTests {
         p.standardError = out
         try p.run()
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
-        let client = try FacetClient(endpoint: endpoint, timeout: .seconds(5))
+        // cluster up generates CURVE keys for its nodes and the command-line client under DATA/keys.
+        let client = try FacetClient(endpoint: endpoint, curve: try await clusterUpClientCurve(keys: dir + "/keys"), timeout: .seconds(5))
         var healthy = false
         for _ in 0..<600 where !healthy {
             if let s = try? await client.status(includePartitions: true, timeout: .seconds(1)),
