@@ -208,12 +208,15 @@ func littleEndianBytes(_ v: [Float]) -> [UInt8] {
 
 func occurs(_ needle: [UInt8], in haystack: [UInt8]) -> Bool {
     guard !needle.isEmpty, haystack.count >= needle.count else { return false }
-    var i = 0
-    while i <= haystack.count - needle.count {
-        if haystack[i] == needle[0] && Array(haystack[i..<i + needle.count]) == needle { return true }
-        i += 1
+    return haystack.withUnsafeBytes { h in
+        needle.withUnsafeBytes { n in
+            let hp = h.bindMemory(to: UInt8.self), first = n[0]
+            for i in 0...(h.count - n.count) where hp[i] == first {
+                if memcmp(h.baseAddress! + i, n.baseAddress!, n.count) == 0 { return true }
+            }
+            return false
+        }
     }
-    return false
 }
 
 /// Files under `directory` (recursively) that contain any of `needles`.

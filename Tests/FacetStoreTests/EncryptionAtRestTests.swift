@@ -1,5 +1,8 @@
 import Testing
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import FacetIndex
 import FacetStore
 import FacetTestSupport
@@ -24,17 +27,18 @@ func filesUnder(_ directory: String) throws -> [(String, [UInt8])] {
     return out.sorted { $0.0 < $1.0 }
 }
 
-/// Whether `needle` occurs anywhere in `haystack`.
+/// Whether `needle` occurs anywhere in `haystack` (memmem).
 func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
     guard !needle.isEmpty, haystack.count >= needle.count else { return false }
-    let first = needle[0]
-    var i = 0
-    let last = haystack.count - needle.count
-    while i <= last {
-        if haystack[i] == first && Array(haystack[i..<i + needle.count]) == needle { return true }
-        i += 1
+    return haystack.withUnsafeBytes { h in
+        needle.withUnsafeBytes { n in
+            let hp = h.bindMemory(to: UInt8.self), first = n[0]
+            for i in 0...(h.count - n.count) where hp[i] == first {
+                if memcmp(h.baseAddress! + i, n.baseAddress!, n.count) == 0 { return true }
+            }
+            return false
+        }
     }
-    return false
 }
 
 /// Windows of 16 bytes (4 floats) at every float boundary of the embedding: a leak of any part of a vector is found.
