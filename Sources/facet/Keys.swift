@@ -15,7 +15,7 @@ struct Keys: ParsableCommand {
             abstract: "Write a CURVE key pair (NAME.key public, NAME.key_secret secret, Z85, mode 0600) or, with --master, an at-rest master key (NAME.master, mode 0600).")
 
         @Argument(help: "Base name of the key files (e.g. coordinator, client-app1, matcher-0).") var name: String
-        @Option(help: "Directory for the key files.") var dir: String = "."
+        @Option(name: [.customLong("dir"), .customLong("out")], help: "Directory for the key files.") var dir: String = "."
         @Flag(help: "Write an AES-256 master key for encryption at rest (or the audit chain) instead of a CURVE pair.") var master = false
         @Flag(help: "Overwrite existing key files.") var force = false
 
