@@ -118,6 +118,7 @@ public final class EmbedderNode: Sendable {
             w.box = box
             w.confidence = Float(f.confidence)
             w.landmarks = f.landmarks.map { var p = WirePoint(); p.x = Float($0.x); p.y = Float($0.y); return p }
+            if let p = f.maskProbability { w.maskProbability = Float(p); w.masked = f.masked ?? false }   // MaskAwareEmbedder
             if !r.skipEmbedding { w.embedding = WireEmbedding(values: f.embedding, modelVersion: embedder.modelVersion) }
             return w
         }

@@ -16,10 +16,16 @@ public struct FaceAnalysis: Sendable, Hashable {
     /// The model's raw output. For dlib's ResNet this is exactly `compute_face_descriptor` (norm ≈ 1.3–1.6, not 1);
     /// dlib's 0.6 same-person threshold applies to distances between raw descriptors.
     public var rawDescriptor: [Float]
+    /// Probability that the face wears a mask, when a mask detector ran (FacetMasking's `MaskAwareEmbedder`).
+    public var maskProbability: Double?
+    /// The detector's decision, when it ran.
+    public var masked: Bool?
 
-    public init(detection: FaceDetection, landmarks: [LandmarkPoint], chip: ChipDetails, embedding: [Float], rawDescriptor: [Float]) {
+    public init(detection: FaceDetection, landmarks: [LandmarkPoint], chip: ChipDetails, embedding: [Float], rawDescriptor: [Float],
+                maskProbability: Double? = nil, masked: Bool? = nil) {
         self.detection = detection; self.landmarks = landmarks; self.chip = chip
         self.embedding = embedding; self.rawDescriptor = rawDescriptor
+        self.maskProbability = maskProbability; self.masked = masked
     }
 
     public var box: FaceRect { detection.rect }
@@ -83,9 +89,15 @@ public final class DlibFaceEmbedder: Embedder, @unchecked Sendable {
     public var modelVersion: String { descriptor.modelVersion }
     public var dimension: Int { descriptor.dimension }
 
-    public init(detector: any FaceDetector, predictor: ShapePredictor, descriptor: any FaceDescriptorModel) {
+    /// When the detector finds no face at upsample 0, search again at upsample 1 (masked faces lose the mouth and
+    /// nose the MMOD detector keys on, and often score just under its threshold at the original size).
+    public let retryUpsampleWhenNoFace: Bool
+
+    public init(detector: any FaceDetector, predictor: ShapePredictor, descriptor: any FaceDescriptorModel,
+                retryUpsampleWhenNoFace: Bool = true) {
         precondition(predictor.numParts == 5, "DlibFaceEmbedder aligns with the 5-point shape predictor")
         self.detector = detector; self.predictor = predictor; self.descriptor = descriptor
+        self.retryUpsampleWhenNoFace = retryUpsampleWhenNoFace
     }
 
     public static let maxUpsample = 4
@@ -98,7 +110,10 @@ public final class DlibFaceEmbedder: Embedder, @unchecked Sendable {
         guard (0...Self.maxJitter).contains(jitter) else {
             throw EmbedderError(.invalidArgument, "jitter must be in 0...\(Self.maxJitter), got \(jitter)")
         }
-        let detections = try detector.detect(image, upsample: upsample)
+        var detections = try detector.detect(image, upsample: upsample)
+        if detections.isEmpty, upsample == 0, retryUpsampleWhenNoFace {
+            detections = try detector.detect(image, upsample: 1)
+        }
         return try analyze(image, detections: detections, jitter: jitter)
     }
 
@@ -145,11 +160,11 @@ extension MMODFaceDetector: FaceDetector {}
 extension DlibFaceEmbedder {
     /// Loads the three dlib models (MMOD detector, 5-point predictor, ResNet) from `locator`'s folder.
     /// A missing file throws `FaceModelError.missingModel` naming it and `scripts/setup.sh`.
-    public convenience init(locator: FaceModelLocator = FaceModelLocator()) throws {
+    public convenience init(locator: FaceModelLocator = FaceModelLocator(), retryUpsampleWhenNoFace: Bool = true) throws {
         let mmod = try locator.path(of: FaceModelLocator.mmodFile)
         let sp = try locator.path(of: FaceModelLocator.fivePointFile)
         let resnet = try locator.path(of: FaceModelLocator.resnetFile)
         self.init(detector: try MMODFaceDetector(modelPath: mmod), predictor: try ShapePredictor(modelPath: sp),
-                  descriptor: try ResNetFaceDescriptor(modelPath: resnet))
+                  descriptor: try ResNetFaceDescriptor(modelPath: resnet), retryUpsampleWhenNoFace: retryUpsampleWhenNoFace)
     }
 }

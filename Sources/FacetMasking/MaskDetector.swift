@@ -13,7 +13,10 @@ import Foundation
 /// on is recorded so that a detector is never applied to another embedder's vectors.
 public struct MaskDetector: Sendable, Codable, Equatable {
     public static let formatName = "facet-mask-detector"
-    public static let currentVersion = 1
+    /// Version 1: `features` = embedding + colour/contrast statistics + grey patch (215 numbers).
+    /// Version 2: version 1's features + `hogFeatures` of the lower face (215 + 360 numbers).
+    public static let currentVersion = 2
+    public static let readableVersions = 1...2
 
     public var format: String = MaskDetector.formatName
     public var version: Int = MaskDetector.currentVersion
@@ -48,7 +51,46 @@ public struct MaskDetector: Sendable, Codable, Equatable {
 
     /// Probability that the face wears a mask, from its aligned chip and its embedding.
     public func probability(chip: RGBImage, embedding: [Float]) -> Double {
-        probability(features: MaskDetector.features(chip: chip, embedding: embedding))
+        probability(features: MaskDetector.features(chip: chip, embedding: embedding, version: version))
+    }
+
+    /// The features this file's version reads.
+    public static func features(chip: RGBImage, embedding: [Float], version: Int) -> [Float] {
+        version >= 2 ? features(chip: chip, embedding: embedding) + hogFeatures(chip: chip)
+                     : features(chip: chip, embedding: embedding)
+    }
+
+    /// Colour-blind structure of the lower face: histograms of oriented grey gradients (9 unsigned orientation
+    /// bins, bilinear in angle) over 15×15-pixel cells of the chip's rows 75–150 and columns 15–135 (5×8 cells),
+    /// each value the square root of the cell's share of the whole region's gradient magnitude (so the features do
+    /// not depend on contrast or brightness). A mask replaces the nostrils, mouth corners and lips by a smooth
+    /// surface with a long edge across the face where it ends. 360 numbers.
+    public static func hogFeatures(chip: RGBImage) -> [Float] {
+        let sx = Double(chip.width) / 150, sy = Double(chip.height) / 150
+        let bins = 9, cellsX = 8, cellsY = 5, cell = 15, x0 = 15, y0 = 75
+        func grey(_ x: Int, _ y: Int) -> Double {
+            let cx = min(max(Int(Double(x) * sx), 0), chip.width - 1), cy = min(max(Int(Double(y) * sy), 0), chip.height - 1)
+            let p = chip[cx, cy]
+            return 0.299 * Double(p.r) + 0.587 * Double(p.g) + 0.114 * Double(p.b)
+        }
+        var h = [Double](repeating: 0, count: cellsX * cellsY * bins)
+        var total = 0.0
+        for y in y0..<(y0 + cellsY * cell) {
+            for x in x0..<(x0 + cellsX * cell) {
+                let gx = grey(x + 1, y) - grey(x - 1, y), gy = grey(x, y + 1) - grey(x, y - 1)
+                let mag = (gx * gx + gy * gy).squareRoot()
+                if mag == 0 { continue }
+                var angle = atan2(gy, gx)
+                if angle < 0 { angle += .pi }
+                let pos = angle / .pi * Double(bins) - 0.5
+                let lo = Int(pos.rounded(.down)), frac = pos - Double(lo)
+                let c = ((y - y0) / cell) * cellsX + (x - x0) / cell
+                h[c * bins + ((lo % bins) + bins) % bins] += mag * (1 - frac)
+                h[c * bins + (((lo + 1) % bins) + bins) % bins] += mag * frac
+                total += mag
+            }
+        }
+        return h.map { Float(($0 / max(total, 1e-9)).squareRoot()) }
     }
 
     public func isMasked(features x: [Float]) -> Bool { probability(features: x) >= threshold }
@@ -173,7 +215,7 @@ public struct MaskDetector: Sendable, Codable, Equatable {
         guard model.format == MaskDetector.formatName else {
             throw MaskingError.resourceUnreadable(url.path, reason: "format is \(model.format), not \(MaskDetector.formatName)")
         }
-        guard model.version == MaskDetector.currentVersion else {
+        guard MaskDetector.readableVersions.contains(model.version) else {
             throw MaskingError.resourceUnreadable(url.path, reason: "version \(model.version) (this build reads \(MaskDetector.currentVersion))")
         }
         guard !model.weights.isEmpty, model.mean.count == model.weights.count, model.scale.count == model.weights.count,
@@ -190,10 +232,12 @@ public struct MaskDetector: Sendable, Codable, Equatable {
         try encoder.encode(self).write(to: url, options: .atomic)
     }
 
-    /// The detector bundled with FacetMasking (`Resources/mask-detector-v1.json`), trained by
+    public static let bundledFileName = "mask-detector-v2.json"
+
+    /// The detector bundled with FacetMasking (`Resources/\(bundledFileName)`), trained by
     /// `facet mask-detector train` on LFW (see docs/masks.md).
     public static func bundled() throws -> MaskDetector {
-        try MaskDetector(contentsOf: MaskTemplateLibrary.resourceDirectory().appendingPathComponent("mask-detector-v1.json"))
+        try MaskDetector(contentsOf: MaskTemplateLibrary.resourceDirectory().appendingPathComponent(bundledFileName))
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FacetFace
 import FacetImaging
+import FacetMasking
 import Foundation
 
 /// `facet embed`: faces, boxes, landmarks and embeddings of each image.
@@ -10,8 +11,12 @@ struct Embed: ParsableCommand {
         abstract: "Detect faces and compute their embeddings (dlib MMOD + 5-point alignment + ResNet, in Swift).",
         discussion: """
             With --json, prints one JSON object per image (JSON Lines): {"image", "width", "height", "faces": \
-            [{"box": [left, top, right, bottom], "confidence", "landmarks": [[x, y] x5], "embedding": [128 numbers]}]}. \
-            Boxes are dlib's inclusive rectangles; embeddings are L2-normalised. An image that fails gives \
+            [{"box": [left, top, right, bottom], "confidence", "landmarks": [[x, y] x5], "embedding": [128 numbers], \
+            "mask_probability": p, "masked": bool, "adapted": bool}]}. \
+            Boxes are dlib's inclusive rectangles; embeddings are L2-normalised. "embedding" is what Facet matches: for a \
+            face the mask detector calls masked it is the unmasking head's output ("adapted": true, and the dlib \
+            embedding follows as "frozen_embedding"); --frozen prints dlib's embedding for every face. \
+            When no face is found at --upsample 0 the detector searches again at upsample 1 (--no-retry turns this off). An image that fails gives \
             {"image", "error": {"code", "message"}}; the others are still processed, and the exit status is 1 if any failed.
             """)
 
@@ -20,6 +25,15 @@ struct Embed: ParsableCommand {
 
     @Option(help: "Randomly jittered copies averaged into each embedding, as dlib's num_jitters (0 or 1 = none; N times slower).")
     var jitter = 0
+
+    @Flag(help: "Do not apply the unmasking head (print dlib's embedding for masked faces too).")
+    var frozen = false
+
+    @Flag(help: "Skip the mask detector (no mask_probability, no unmasking head).")
+    var noMask = false
+
+    @Flag(help: "Do not search again at upsample 1 when nothing is found at upsample 0.")
+    var noRetry = false
 
     @Flag(help: "Print JSON Lines instead of a human summary.")
     var json = false
@@ -41,9 +55,10 @@ struct Embed: ParsableCommand {
     }
 
     func run() throws {
-        let embedder: DlibFaceEmbedder
+        let embedder: any Embedder
         do {
-            embedder = try DlibFaceEmbedder(locator: FaceModelLocator(directory: models))
+            let dlib = try DlibFaceEmbedder(locator: FaceModelLocator(directory: models), retryUpsampleWhenNoFace: !noRetry)
+            embedder = noMask ? dlib : MaskAwareEmbedder(base: dlib, matcher: try MaskAwareMatcher.bundled(withHead: !frozen))
         } catch {
             FileHandle.standardError.write(Data("facet embed: cannot load models: \(error)\n".utf8))
             throw ExitCode(2)
@@ -58,13 +73,16 @@ struct Embed: ParsableCommand {
             switch result {
             case .success(let (image, faces)):
                 if json {
-                    print(EmbedReport.line(image: path, width: image.width, height: image.height, faces: faces))
+                    print(EmbedReport.line(image: path, width: image.width, height: image.height, faces: faces,
+                                           extraFaceFields: { Self.maskFields(faces[$0]) }))
                 } else {
                     print("\(path): \(image.width)x\(image.height), \(faces.count) face\(faces.count == 1 ? "" : "s")")
                     for (i, f) in faces.enumerated() {
                         let b = f.box
                         print(String(format: "  face %d: box [%d, %d, %d, %d], confidence %.3f, %d-D embedding",
-                                     i + 1, b.left, b.top, b.right, b.bottom, f.confidence, f.embedding.count))
+                                     i + 1, b.left, b.top, b.right, b.bottom, f.confidence, f.embedding.count)
+                              + (f.maskProbability.map { String(format: ", mask probability %.3f%@", $0,
+                                                                 f.masked == true ? " (masked)" : "") } ?? ""))
                     }
                 }
             case .failure(let error):
@@ -81,6 +99,18 @@ struct Embed: ParsableCommand {
             print("\(images.count) images, \(failures) failed")
         }
         if failures > 0 { throw ExitCode(1) }
+    }
+
+    /// "mask_probability", "masked", "adapted" (and "frozen_embedding" when the head changed the embedding).
+    static func maskFields(_ f: FaceAnalysis) -> [(String, String)] {
+        guard let p = f.maskProbability else { return [] }
+        let adapted = f.embedding != l2Normalized(f.rawDescriptor)
+        var fields = [("mask_probability", p.isFinite ? "\(p)" : "null"), ("masked", f.masked == true ? "true" : "false"),
+                      ("adapted", adapted ? "true" : "false")]
+        if adapted {
+            fields.append(("frozen_embedding", "[" + l2Normalized(f.rawDescriptor).map { "\($0)" }.joined(separator: ", ") + "]"))
+        }
+        return fields
     }
 
     static func describe(_ error: Error) -> (code: String, message: String) {

@@ -12,7 +12,7 @@ struct Facet: AsyncParsableCommand {
             Embed.self,
             MaskCommand.self,
             MaskDatasetCommand.self,
-            MaskDetectorCommand.self,
+            MaskTrainCommand.self,
             Bench.self,
             EvalCommand.self,
             Serve.self,

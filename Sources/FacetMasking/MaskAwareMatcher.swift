@@ -1,0 +1,81 @@
+import FacetFace
+import FacetImaging
+import Foundation
+
+/// What mask-aware matching knows about one face.
+public struct MaskAwareFace: Sendable, Hashable {
+    /// Probability that the face wears a mask (`MaskDetector`), in [0, 1].
+    public var maskProbability: Double
+    /// `maskProbability >= detector.threshold`.
+    public var masked: Bool
+    /// The embedding to match: the unmasking head's output for a masked face (when a head is loaded), else the
+    /// frozen embedding. Unit length.
+    public var embedding: [Float]
+    /// The frozen (dlib) embedding, unit length.
+    public var frozenEmbedding: [Float]
+    /// Whether `embedding` came from the head.
+    public var adapted: Bool { embedding != frozenEmbedding }
+
+    public init(maskProbability: Double, masked: Bool, embedding: [Float], frozenEmbedding: [Float]) {
+        self.maskProbability = maskProbability; self.masked = masked
+        self.embedding = embedding; self.frozenEmbedding = frozenEmbedding
+    }
+}
+
+/// Mask detection and the unmasking head together, per face.
+public struct MaskAwareMatcher: Sendable {
+    public let detector: MaskDetector
+    public let head: UnmaskingHead?
+
+    public init(detector: MaskDetector, head: UnmaskingHead?) {
+        self.detector = detector; self.head = head
+    }
+
+    /// The bundled detector and head (`MaskDetector.bundled()`, `UnmaskingHead.bundled()`).
+    public static func bundled(withHead: Bool = true) throws -> MaskAwareMatcher {
+        MaskAwareMatcher(detector: try MaskDetector.bundled(), head: withHead ? try UnmaskingHead.bundled() : nil)
+    }
+
+    /// From the face's aligned 150×150 chip and its unit-length embedding.
+    public func process(chip: RGBImage, embedding: [Float]) -> MaskAwareFace {
+        let p = detector.probability(chip: chip, embedding: embedding)
+        let masked = p >= detector.threshold
+        var out = embedding
+        if masked, let head, head.inputDimension == embedding.count { out = head.apply(embedding) }
+        return MaskAwareFace(maskProbability: p, masked: masked, embedding: out, frozenEmbedding: embedding)
+    }
+
+    /// For a face found in `image` by an embedder (its chip is cut again from the image).
+    public func process(image: RGBImage, face: FaceAnalysis) -> MaskAwareFace {
+        process(chip: FaceChip.extract(image, details: face.chip), embedding: face.embedding)
+    }
+}
+
+/// An `Embedder` that adds the mask score to every face and matches masked faces with the unmasking head:
+/// each `FaceAnalysis` gets `maskProbability` and `masked`, and a masked face's `embedding` is the head's output
+/// (`rawDescriptor` stays the frozen model's). Same model name, version and dimension as the wrapped embedder:
+/// the head maps into the frozen embedding's space, so galleries stay comparable.
+public final class MaskAwareEmbedder: Embedder, @unchecked Sendable {   // immutable after init
+    public let base: any Embedder
+    public let matcher: MaskAwareMatcher
+
+    public init(base: any Embedder, matcher: MaskAwareMatcher) { self.base = base; self.matcher = matcher }
+
+    /// `base` with the bundled detector and head.
+    public convenience init(base: any Embedder) throws { self.init(base: base, matcher: try .bundled()) }
+
+    public var modelName: String { base.modelName }
+    public var modelVersion: String { base.modelVersion }
+    public var dimension: Int { base.dimension }
+
+    public func analyze(_ image: RGBImage, upsample: Int, jitter: Int) throws -> [FaceAnalysis] {
+        try base.analyze(image, upsample: upsample, jitter: jitter).map { face in
+            let r = matcher.process(image: image, face: face)
+            var f = face
+            f.maskProbability = r.maskProbability
+            f.masked = r.masked
+            f.embedding = r.embedding
+            return f
+        }
+    }
+}

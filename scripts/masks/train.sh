@@ -1,0 +1,11 @@
+#!/bin/bash
+# Trains the bundled mask detector, unmasking head and thresholds and measures them on LFW view 2 (docs/masks.md).
+# Usage: scripts/masks/train.sh DATA_DIR OUT_DIR   (DATA_DIR from scripts/masks/make-mask-data.sh)
+set -eu
+DATA=$1; OUT=$2
+LFW=${LFW:-../shared/datasets/lfw_color/lfw}; PAIRS=${PAIRS:-../shared/datasets/lfw_protocol/pairs.txt}
+export FACET_MODELS=${FACET_MODELS:-./models} OPENBLAS_NUM_THREADS=1
+swift build -c release --product facet
+.build/release/facet mask-train --train "$DATA/train" --eval "$DATA/eval" --lfw "$LFW" --pairs "$PAIRS" \
+    --out-dir "$OUT" --face-cache "$OUT/faces.bin" 2>&1 | tee "$OUT/mask-train.log"
+echo "copy $OUT/{mask-detector-v2,unmasking-head-v1,comparison-thresholds-v1}.json to Sources/FacetMasking/Resources/"
