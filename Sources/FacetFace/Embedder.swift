@@ -94,7 +94,7 @@ public final class DlibFaceEmbedder: Embedder, @unchecked Sendable {
     public let retryUpsampleWhenNoFace: Bool
 
     public init(detector: any FaceDetector, predictor: ShapePredictor, descriptor: any FaceDescriptorModel,
-                retryUpsampleWhenNoFace: Bool = true) {
+                retryUpsampleWhenNoFace: Bool = false) {
         precondition(predictor.numParts == 5, "DlibFaceEmbedder aligns with the 5-point shape predictor")
         self.detector = detector; self.predictor = predictor; self.descriptor = descriptor
         self.retryUpsampleWhenNoFace = retryUpsampleWhenNoFace
@@ -160,7 +160,7 @@ extension MMODFaceDetector: FaceDetector {}
 extension DlibFaceEmbedder {
     /// Loads the three dlib models (MMOD detector, 5-point predictor, ResNet) from `locator`'s folder.
     /// A missing file throws `FaceModelError.missingModel` naming it and `scripts/setup.sh`.
-    public convenience init(locator: FaceModelLocator = FaceModelLocator(), retryUpsampleWhenNoFace: Bool = true) throws {
+    public convenience init(locator: FaceModelLocator = FaceModelLocator(), retryUpsampleWhenNoFace: Bool = false) throws {
         let mmod = try locator.path(of: FaceModelLocator.mmodFile)
         let sp = try locator.path(of: FaceModelLocator.fivePointFile)
         let resnet = try locator.path(of: FaceModelLocator.resnetFile)

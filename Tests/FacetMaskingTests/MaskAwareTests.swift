@@ -227,7 +227,7 @@ private func gaussianVector(_ rng: inout SplitMix64, _ d: Int) -> [Double] {
         let locator = FaceModelLocator()
         let plain = try DlibFaceEmbedder(locator: locator, retryUpsampleWhenNoFace: false)
         #expect(try plain.analyze(image, upsample: 0, jitter: 0).isEmpty)
-        let retrying = try DlibFaceEmbedder(locator: locator)
+        let retrying = try DlibFaceEmbedder(locator: locator, retryUpsampleWhenNoFace: true)
         let faces = try retrying.analyze(image, upsample: 0, jitter: 0)
         #expect(faces.count == 1)
         let f = try #require(faces.first)
