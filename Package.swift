@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "FacetEval", dependencies: ["FacetFace", "FacetMasking", "FacetClassify", "FacetIndex"], swiftSettings: optimisedInDebug),
 
         // MARK: storage, wire, transport
-        .target(name: "FacetStore", dependencies: ["CLMDB", "FacetIndex", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "FacetStore", dependencies: ["CLMDB", "FacetIndex", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: optimisedInDebug),
         .target(name: "FacetWire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "FacetTransport", dependencies: ["CZeroMQ", .product(name: "Logging", package: "swift-log")]),
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Side-by-side ANN benchmark: Facet's HNSW vs hnswlib vs FAISS HNSW on the same .fvecs data.
 
-Each library runs in its own process (so memory deltas do not mix), single-threaded build with the
-same M and ef_construction, then the smallest ef reaching the target recall@k against the exact
+Each library runs in its own process (so memory deltas do not mix), a build with the same M, ef_construction
+and number of build threads (--build-threads, default 1), then the smallest ef reaching the target recall@k against the exact
 ground truth (same ef ladder and refinement for all three), then queries/second at 1 and 2 threads
 (best of two passes). Prints a table and writes the JSON lines to --out.
 
   python3 scripts/bench_index.py --data DIR [--facet .build/release/facet] [--k 10] [--target-recall 0.95]
-                                 [--m 16] [--ef-construction 200] [--threads 1,2] [--libs facet,hnswlib,faiss]
+                                 [--m 16] [--ef-construction 200] [--threads 1,2] [--build-threads 1]
+                                 [--libs facet,facet-int8,facet-fp16,hnswlib,faiss]
+facet-int8 / facet-fp16 are Facet with scalar-quantised graph storage, re-ranked on the full vectors.
 DIR holds base.fvecs, query.fvecs, groundtruth.ivecs (e.g. written by `facet bench index --synthetic N --save-dir DIR`).
 """
 import argparse, json, os, subprocess, sys, time
@@ -48,7 +50,7 @@ def run_library(lib, args):
         import hnswlib
         index = hnswlib.Index(space="l2", dim=d)
         index.init_index(max_elements=n, M=args.m, ef_construction=args.ef_construction, random_seed=100)
-        index.add_items(base, np.arange(n), num_threads=1)
+        index.add_items(base, np.arange(n), num_threads=args.build_threads)
 
         def search(ef, threads):
             index.set_ef(ef)
@@ -56,7 +58,7 @@ def run_library(lib, args):
             return labels
     elif lib == "faiss":
         import faiss
-        faiss.omp_set_num_threads(1)
+        faiss.omp_set_num_threads(args.build_threads)
         index = faiss.IndexHNSWFlat(d, args.m)
         index.hnsw.efConstruction = args.ef_construction
         index.add(base)
@@ -102,13 +104,13 @@ def run_library(lib, args):
             search(chosen, t)
             best = max(best, len(queries) / (time.perf_counter() - s))
         out.append({"n": n, "dim": d, "k": args.k, "recall": round(chosen_recall, 4), "ef": chosen, "qps": round(best, 1),
-                    "build_seconds": round(build, 3), "memory_bytes": memory, "threads": t})
+                    "build_seconds": round(build, 3), "memory_bytes": memory, "threads": t, "build_threads": args.build_threads})
     for line in out:
         print(json.dumps(line))
 
 
-def run_facet(args):
-    cmd = [args.facet, "bench", "index", "--base", os.path.join(args.data, "base.fvecs"),
+def run_facet(args, storage="float32"):
+    cmd = [args.facet, "bench", "index", "--storage", storage, "--build-threads", str(args.build_threads), "--base", os.path.join(args.data, "base.fvecs"),
            "--query", os.path.join(args.data, "query.fvecs"), "--groundtruth", os.path.join(args.data, "groundtruth.ivecs"),
            "--k", str(args.k), "--target-recall", str(args.target_recall), "--m", str(args.m),
            "--ef-construction", str(args.ef_construction), "--threads", args.threads, "--json"]
@@ -136,6 +138,7 @@ def main():
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--ef-construction", type=int, default=200)
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--build-threads", type=int, default=1)
     ap.add_argument("--libs", default="facet,hnswlib,faiss")
     ap.add_argument("--out", default=None, help="write all result rows here (JSON lines)")
     ap.add_argument("--only", default=None, help=argparse.SUPPRESS)   # internal: run one Python library in this process
@@ -147,6 +150,8 @@ def main():
     for lib in args.libs.split(","):
         if lib == "facet":
             rows[lib] = run_facet(args)
+        elif lib in ("facet-int8", "facet-fp16"):
+            rows[lib] = run_facet(args, "int8" if lib == "facet-int8" else "float16")
         else:
             cmd = [sys.executable, __file__, "--only", lib] + [a for a in sys.argv[1:]]
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -162,7 +167,8 @@ def main():
     ref = rows.get("hnswlib")
     threads = [int(x) for x in args.threads.split(",")]
     n, d = next(iter(rows.values()))[0]["n"], next(iter(rows.values()))[0]["dim"]
-    print(f"\n{n} x {d}, k={args.k}, target recall@{args.k} >= {args.target_recall}, M={args.m}, ef_construction={args.ef_construction}")
+    print(f"\n{n} x {d}, k={args.k}, target recall@{args.k} >= {args.target_recall}, M={args.m}, ef_construction={args.ef_construction}, "
+          f"build threads={args.build_threads}")
     head = f"| library | recall@{args.k} | ef | " + " | ".join(f"QPS {t}T" for t in threads) + " | build s | memory MB |"
     if ref:
         head += " QPS/hnswlib (1T) | build/hnswlib | memory/hnswlib |"

@@ -1,75 +1,7 @@
-/// A (distance, slot) pair in the search heaps.
-@usableFromInline
-struct Candidate {
-    @usableFromInline var distance: Float
-    @usableFromInline var id: UInt32
-    @inlinable init(distance: Float, id: UInt32) { self.distance = distance; self.id = id }
-}
+import CFacetKernels
 
-/// A binary heap on a caller-owned buffer, ordered closest-first (`isMax == false`) or farthest-first.
-///
-/// Hot-loop building block: no ARC, no bounds checks, grows by reallocation when full.
-@usableFromInline
-struct CandidateHeap {
-    @usableFromInline var buffer: UnsafeMutablePointer<Candidate>
-    @usableFromInline var capacity: Int
-    @usableFromInline var count: Int = 0
-    @usableFromInline let isMax: Bool
-
-    @inlinable init(buffer: UnsafeMutablePointer<Candidate>, capacity: Int, isMax: Bool) {
-        self.buffer = buffer; self.capacity = capacity; self.isMax = isMax
-    }
-
-    @inlinable @inline(__always)
-    func before(_ a: Candidate, _ b: Candidate) -> Bool {
-        isMax ? a.distance > b.distance : a.distance < b.distance
-    }
-
-    @inlinable var isEmpty: Bool { count == 0 }
-    @inlinable var top: Candidate { buffer[0] }
-
-    @inlinable @inline(__always)
-    mutating func push(_ c: Candidate) {
-        if count == capacity { grow() }
-        var i = count
-        count += 1
-        while i > 0 {
-            let parent = (i - 1) >> 1
-            if before(c, buffer[parent]) { buffer[i] = buffer[parent]; i = parent } else { break }
-        }
-        buffer[i] = c
-    }
-
-    @inlinable @inline(__always)
-    @discardableResult
-    mutating func pop() -> Candidate {
-        let result = buffer[0]
-        count -= 1
-        if count > 0 {
-            let last = buffer[count]
-            var i = 0
-            while true {
-                let l = 2 * i + 1
-                if l >= count { break }
-                var c = l
-                if l + 1 < count && before(buffer[l + 1], buffer[l]) { c = l + 1 }
-                if before(buffer[c], last) { buffer[i] = buffer[c]; i = c } else { break }
-            }
-            buffer[i] = last
-        }
-        return result
-    }
-
-    @usableFromInline
-    mutating func grow() {
-        let newCapacity = Swift.max(16, capacity * 2)
-        let fresh = UnsafeMutablePointer<Candidate>.allocate(capacity: newCapacity)
-        fresh.moveInitialize(from: buffer, count: count)
-        buffer.deallocate()
-        buffer = fresh
-        capacity = newCapacity
-    }
-}
+/// A (distance, slot) pair in the search heaps (the C type, so results pass to and from the C search loop as is).
+typealias Candidate = facet_candidate
 
 /// Keeps the `k` smallest distances seen (a bounded max-heap); used by exact search.
 public struct TopK {

@@ -42,8 +42,8 @@ extension HNSWIndex {
             if states[Int(s)] == .free {
                 if level != 0 || upper[Int(s)] != nil { fail("free slot \(s) keeps upper layers") }
                 if links(s, 0)[0] != 0 { fail("free slot \(s) keeps links") }
-                let v = vectorPointer(s)
-                for i in 0..<dim where v[i] != 0 { fail("free slot \(s) keeps vector data"); break }
+                let v = storedVector(s).assumingMemoryBound(to: UInt8.self)
+                for i in 0..<storedVectorBytes where v[i] != 0 { fail("free slot \(s) keeps vector data"); break }
                 continue
             }
             if (level > 0) != (upper[Int(s)] != nil) { fail("slot \(s) level \(level) but upper block \(upper[Int(s)] == nil ? "missing" : "present")") }

@@ -11,51 +11,72 @@ extension HNSWIndex {
     }
 
     /// Same as ``insert(_:id:)-(Array<Float>,_)`` for a buffer.
+    ///
+    /// Inserts may run concurrently with each other and with searches (as hnswlib's parallel `addItems`):
+    /// each claims its slot under the exclusive lock, finds its neighbourhoods under the *shared* lock and
+    /// takes the exclusive lock again only to write the links.
     public func insert(_ vector: UnsafeBufferPointer<Float>, id: VectorID) throws(IndexError) {
         try validate(vector, dimension: dim)
-        try writer.withLock { () throws(IndexError) in
-            // 1. exclusive: retire an older version, claim a slot, store the vector.
-            let (slot, level) = try lock.withWriteLock { () throws(IndexError) -> (UInt32, Int) in
-                if let old = idToSlot.removeValue(forKey: id.rawValue) {
-                    states[Int(old)] = .deleted
-                    tombstoneCount += 1
-                }
-                let slot: UInt32
-                if let reused = freeSlots.popLast() {
-                    slot = reused
-                } else {
-                    guard slotCount < Int(UInt32.max - 1) else { throw .capacityExceeded(limit: Int(UInt32.max - 1)) }
-                    grow(to: slotCount + 1)
-                    slot = UInt32(slotCount)
-                    slotCount += 1
-                }
-                let level = randomLevel()
-                let rec = record(slot)
-                rec.assumingMemoryBound(to: UInt32.self).pointee = 0
-                vectorPointer(slot).update(from: vector.baseAddress!, count: dim)
-                labels[Int(slot)] = id.rawValue
-                levels[Int(slot)] = UInt8(level)
-                if level > 0 {
-                    let block = UnsafeMutablePointer<UInt32>.allocate(capacity: level * upperStride)
-                    block.initialize(repeating: 0, count: level * upperStride)
-                    upper[Int(slot)] = block
-                }
-                states[Int(slot)] = .free   // not yet linked, not yet visible
-                return (slot, level)
+        // 1. exclusive: retire an older version, claim a slot, store the vector.
+        let (slot, level, epoch, newTop) = try lock.withWriteLock { () throws(IndexError) -> (UInt32, Int, UInt64, Bool) in
+            if let old = idToSlot.removeValue(forKey: id.rawValue) {
+                states[Int(old)] = .deleted
+                tombstoneCount += 1
             }
-            // 2. shared: find the neighbourhoods (the expensive part; searches run alongside).
-            let plan = lock.withReadLock { planLinks(for: slot, level: level) }
-            // 3. exclusive: link both ways and publish.
+            let slot: UInt32
+            if let reused = freeSlots.popLast() {
+                slot = reused
+            } else {
+                guard slotCount < Int(UInt32.max - 1) else { throw .capacityExceeded(limit: Int(UInt32.max - 1)) }
+                grow(to: slotCount + 1)
+                slot = UInt32(slotCount)
+                slotCount += 1
+            }
+            let level = randomLevel()
+            let rec = record(slot)
+            rec.assumingMemoryBound(to: UInt32.self).pointee = 0
+            storeVector(vector.baseAddress!, in: slot)
+            labels[Int(slot)] = id.rawValue
+            levels[Int(slot)] = UInt8(level)
+            if level > 0 {
+                let block = UnsafeMutablePointer<UInt32>.allocate(capacity: level * upperStride)
+                block.initialize(repeating: 0, count: level * upperStride)
+                upper[Int(slot)] = block
+            }
+            states[Int(slot)] = .free   // not yet linked, not yet visible
+            return (slot, level, purgeEpoch, entryPoint == HNSWIndex.none || level > maxLevel)
+        }
+        if newTop {
+            // A node above the current top layer (about log_M(n) times in all): plan and link under one exclusive
+            // lock, so its upper layers are complete before it becomes the entry point.
             lock.withWriteLock {
-                link(slot, plan: plan)
-                states[Int(slot)] = .live
-                idToSlot[id.rawValue] = slot
-                if entryPoint == HNSWIndex.none || level > maxLevel {
-                    entryPoint = slot
-                    maxLevel = level
-                }
+                link(slot, plan: planLinks(for: slot, level: level, query: vector.baseAddress!))
+                publish(slot, level: level, id: id)
             }
-            purgeIfNeeded()
+        } else {
+            // 2. shared: find the neighbourhoods (the expensive part; searches and other inserts run alongside).
+            let plan = lock.withReadLock { planLinks(for: slot, level: level, query: vector.baseAddress!) }
+            // 3. exclusive: link both ways and publish. A purge in between may have freed (and reused) slots
+            //    the plan names: plan again then.
+            lock.withWriteLock {
+                link(slot, plan: purgeEpoch == epoch ? plan : planLinks(for: slot, level: level, query: vector.baseAddress!))
+                publish(slot, level: level, id: id)
+            }
+        }
+        writer.withLock { purgeIfNeeded() }
+    }
+
+    /// Makes a linked slot visible. Caller holds the exclusive lock.
+    private func publish(_ slot: UInt32, level: Int, id: VectorID) {
+        states[Int(slot)] = .live
+        if let other = idToSlot.updateValue(slot, forKey: id.rawValue) {
+            // A concurrent insert of the same id published first: this one wins, that one is retired.
+            states[Int(other)] = .deleted
+            tombstoneCount += 1
+        }
+        if entryPoint == HNSWIndex.none || level > maxLevel {
+            entryPoint = slot
+            maxLevel = level
         }
     }
 
@@ -93,20 +114,15 @@ extension HNSWIndex {
 
     /// For each level the new node lives on (and the graph has), the neighbours chosen by the heuristic.
     /// Caller holds the shared lock.
-    func planLinks(for slot: UInt32, level: Int) -> [[Candidate]] {
+    func planLinks(for slot: UInt32, level: Int, query q: UnsafePointer<Float>) -> [[Candidate]] {
         guard entryPoint != HNSWIndex.none else { return [] }
-        let q = UnsafePointer(vectorPointer(slot))
         var current = entryPoint
         if level < maxLevel { current = greedyDescent(q, from: entryPoint, topLevel: maxLevel, downTo: level + 1) }
         let top = Swift.min(level, maxLevel)
         var plan = [[Candidate]](repeating: [], count: top + 1)
         contexts.withContext(capacity: capacity) { ctx in
             for lc in stride(from: top, through: 0, by: -1) {
-                var heap = searchLayer(q, entry: current, level: lc, ef: configuration.efConstruction, context: ctx, accept: nil)
-                var sorted = [Candidate](repeating: Candidate(distance: 0, id: 0), count: heap.count)
-                var i = heap.count - 1
-                while !heap.isEmpty { sorted[i] = heap.pop(); i -= 1 }
-                ctx.top = heap.buffer; ctx.topCapacity = heap.capacity
+                let sorted = searchLayerSorted(q, entry: current, level: lc, ef: configuration.efConstruction, context: ctx, accept: nil)
                 guard let closest = sorted.first else { continue }
                 plan[lc] = selectNeighbors(sorted, m: maxM)
                 current = closest.id
@@ -132,8 +148,9 @@ extension HNSWIndex {
                 } else {
                     var candidates = [Candidate(distance: c.distance, id: slot)]
                     candidates.reserveCapacity(n + 1)
-                    let base = vectorPointer(c.id)
-                    for j in 1...n { candidates.append(Candidate(distance: distance(base, other[j]), id: other[j])) }
+                    withVector(c.id) { base in
+                        for j in 1...n { candidates.append(Candidate(distance: distance(base, other[j]), id: other[j])) }
+                    }
                     candidates.sort { $0.distance < $1.distance }
                     setLinks(c.id, lc, selectNeighbors(candidates, m: limit))
                 }
@@ -154,12 +171,20 @@ extension HNSWIndex {
     /// Caller holds `writer` and the exclusive lock.
     func purgeTombstones() {
         guard tombstoneCount > 0 else { return }
+        purgeEpoch &+= 1
         let ctx = contexts.acquire(capacity: capacity)
         defer { contexts.release(ctx) }
         var stack: [UInt32] = []
         var candidates: [Candidate] = []
+        let decoded = UnsafeMutablePointer<Float>.allocate(capacity: dim)   // quantised storage: the node as floats
+        defer { decoded.deallocate() }
         for s in 0..<UInt32(slotCount) where states[Int(s)] == .live {
-            let base = vectorPointer(s)
+            var g = graph
+            let base: UnsafePointer<Float>
+            if storageKind == 0 { base = UnsafePointer(vectorPointer(s)) } else {
+                facet_hnsw_decode(&g, s, decoded)
+                base = UnsafePointer(decoded)
+            }
             for lc in 0...Int(levels[Int(s)]) {
                 let list = links(s, lc)
                 let n = Int(list[0])
@@ -191,12 +216,8 @@ extension HNSWIndex {
                 if candidates.count < Swift.min(limit, 4), entryPoint != HNSWIndex.none, maxLevel >= lc {
                     var known = Set(candidates.map(\.id))
                     let start = greedyDescent(base, from: entryPoint, topLevel: maxLevel, downTo: lc + 1)
-                    var heap = searchLayer(base, entry: start, level: lc, ef: configuration.efConstruction, context: ctx, accept: { $0 != s })
-                    while !heap.isEmpty {
-                        let c = heap.pop()
-                        if known.insert(c.id).inserted { candidates.append(c) }
-                    }
-                    ctx.top = heap.buffer; ctx.topCapacity = heap.capacity
+                    for c in searchLayerSorted(base, entry: start, level: lc, ef: configuration.efConstruction, context: ctx, accept: { $0 != s })
+                    where known.insert(c.id).inserted { candidates.append(c) }
                 }
                 candidates.sort { $0.distance < $1.distance }
                 setLinks(s, lc, selectNeighbors(candidates, m: limit))

@@ -16,27 +16,54 @@ extension HNSWIndex {
 
     public func search(_ query: UnsafeBufferPointer<Float>, k: Int, parameters: SearchParameters = SearchParameters(),
                        filter: ((VectorID) -> Bool)? = nil) throws(IndexError) -> [Neighbor] {
+        try search(query, k: k, parameters: parameters, filter: filter, fullVector: nil)
+    }
+
+    /// Search with re-ranking for quantised storage: the best `parameters.rerank` (default `max(ef, k)`)
+    /// candidates found on the quantised vectors are re-scored with exact distances on the full vectors that
+    /// `fullVector` writes into its buffer (returning false when it has none: the candidate keeps its
+    /// approximate distance). Full vectors thus live outside the index — a partition reads them from LMDB.
+    /// With `float32` storage, or without `fullVector`, this is the plain search.
+    public func search(_ query: UnsafeBufferPointer<Float>, k: Int, parameters: SearchParameters = SearchParameters(),
+                       filter: ((VectorID) -> Bool)? = nil,
+                       fullVector: ((VectorID, UnsafeMutableBufferPointer<Float>) -> Bool)?) throws(IndexError) -> [Neighbor] {
         try validate(query, dimension: dim)
         guard k > 0 else { return [] }
+        if let r = parameters.rerank, r < 1 { throw .invalidParameter(name: "rerank", value: r, reason: "must be positive") }
         let ef = Swift.max(parameters.ef, k)
+        let rerankSource = storageKind == 0 ? nil : fullVector
         return lock.withReadLock {
             guard entryPoint != HNSWIndex.none else { return [] }
             return contexts.withContext(capacity: capacity) { ctx in
                 let q = query.baseAddress!
                 let start = greedyDescent(q, from: entryPoint, topLevel: maxLevel, downTo: 1)
                 let labels = self.labels
-                let accept: ((UInt32) -> Bool)? = filter.map { f in { f(VectorID(rawValue: labels[Int($0)])) } }
-                var top = searchLayer(q, entry: start, level: 0, ef: ef, context: ctx, accept: accept)
-                while top.count > k { top.pop() }
-                var out = [Neighbor](repeating: Neighbor(id: VectorID(0), distance: 0), count: top.count)
-                var i = top.count - 1
-                while !top.isEmpty {
-                    let c = top.pop()
-                    out[i] = Neighbor(id: VectorID(rawValue: labels[Int(c.id)]), distance: c.distance)
-                    i -= 1
+                let found: Int
+                if let filter {
+                    found = searchLayer(q, entry: start, level: 0, ef: ef, context: ctx) { filter(VectorID(rawValue: labels[Int($0)])) }
+                } else {
+                    found = searchLayer(q, entry: start, level: 0, ef: ef, context: ctx, accept: nil)
                 }
-                ctx.top = top.buffer; ctx.topCapacity = top.capacity
-                return out
+                let results = ctx.results
+                guard let rerankSource else {
+                    return (0..<Swift.min(k, found)).map { i in
+                        Neighbor(id: VectorID(rawValue: labels[Int(results[i].id)]), distance: results[i].distance)
+                    }
+                }
+                let depth = Swift.min(found, Swift.max(k, parameters.rerank ?? ef))
+                let full = ctx.queryBuffer(dim)
+                var rescored = [Neighbor]()
+                rescored.reserveCapacity(depth)
+                for i in 0..<depth {
+                    let id = VectorID(rawValue: labels[Int(results[i].id)])
+                    var d = results[i].distance
+                    if rerankSource(id, UnsafeMutableBufferPointer(start: full, count: dim)) {
+                        d = Distance.distance(configuration.metric, q, full, dimension: dim)
+                    }
+                    rescored.append(Neighbor(id: id, distance: d))
+                }
+                rescored.sort { $0.distance < $1.distance || ($0.distance == $1.distance && $0.id < $1.id) }
+                return Array(rescored.prefix(k))
             }
         }
     }
@@ -45,87 +72,37 @@ extension HNSWIndex {
     /// Caller holds a lock.
     @inline(__always)
     func greedyDescent(_ q: UnsafePointer<Float>, from entry: UInt32, topLevel: Int, downTo bottom: Int) -> UInt32 {
-        var current = entry
-        var currentDistance = distance(q, current)
-        var level = topLevel
-        while level >= bottom {
-            var changed = true
-            while changed {
-                changed = false
-                let list = links(current, level)
-                let n = Int(list[0])
-                var j = 1
-                while j <= n {
-                    let candidate = list[j]
-                    let d = distance(q, candidate)
-                    if d < currentDistance { currentDistance = d; current = candidate; changed = true }
-                    j += 1
-                }
-            }
-            level -= 1
-        }
-        return current
+        var g = graph
+        return facet_hnsw_greedy(&g, q, entry, Int32(topLevel), Int32(bottom))
     }
 
-    /// Best-first search of one layer with a dynamic list of size `ef` (`searchBaseLayerST`).
+    /// Best-first search of one layer with a dynamic list of size `ef` (`searchBaseLayerST`, in C: `hnsw.c`).
     ///
-    /// Every reachable node is traversed; only live nodes that `accept` admits enter the result heap.
-    /// Returns a farthest-first heap (whose buffer belongs to `context`). Caller holds a lock.
+    /// Every reachable node is traversed; only live nodes that `accept` admits enter the result.
+    /// Returns how many results `context.results` holds, closest first. Caller holds a lock.
     @inline(__always)
     func searchLayer(_ q: UnsafePointer<Float>, entry: UInt32, level: Int, ef: Int, context ctx: SearchContext,
-                     accept: ((UInt32) -> Bool)?) -> CandidateHeap {
-        let tag = ctx.nextTag(slots: slotCount)
-        let visited = ctx.visited
-        let states = self.states
-        let pending = ctx.pending
-        let prefetchBytes = Swift.min(dim * 4, 512)
-        var candidates = CandidateHeap(buffer: ctx.candidates, capacity: ctx.candidatesCapacity, isMax: false)
-        var top = CandidateHeap(buffer: ctx.top, capacity: ctx.topCapacity, isMax: true)
-        let d0 = distance(q, entry)
-        visited[Int(entry)] = tag
-        var lowerBound = Float.infinity
-        if states[Int(entry)] == .live && (accept?(entry) ?? true) {
-            top.push(Candidate(distance: d0, id: entry)); lowerBound = d0
+                     accept: ((UInt32) -> Bool)?) -> Int {
+        _ = ctx.nextTag(slots: slotCount)
+        var g = graph
+        guard let accept else {
+            return facet_hnsw_search_layer(&g, q, entry, Int32(level), ef, &ctx.scratch, nil, nil)
         }
-        candidates.push(Candidate(distance: d0, id: entry))
-        while !candidates.isEmpty {
-            let current = candidates.top
-            if current.distance > lowerBound && top.count >= ef { break }
-            candidates.pop()
-            let list = links(current.id, level)
-            let n = Int(list[0])
-            // Pass 1: pick the unvisited neighbours and start fetching all their vectors at once, so the
-            // memory latencies overlap (hnswlib prefetches one neighbour ahead).
-            var m = 0
-            var j = 1
-            while j <= n {
-                let neighbor = list[j]
-                j += 1
-                if visited[Int(neighbor)] == tag { continue }
-                visited[Int(neighbor)] = tag
-                facet_prefetch_span(vectorPointer(neighbor), prefetchBytes)
-                pending[m] = neighbor
-                m += 1
-            }
-            // Pass 2: distances and heap updates.
-            var i = 0
-            while i < m {
-                let neighbor = pending[i]
-                i += 1
-                let d = distance(q, neighbor)
-                if top.count < ef || d < lowerBound {
-                    candidates.push(Candidate(distance: d, id: neighbor))
-                    if states[Int(neighbor)] == .live && (accept?(neighbor) ?? true) {
-                        top.push(Candidate(distance: d, id: neighbor))
-                        if top.count > ef { top.pop() }
-                    }
-                    if !top.isEmpty { lowerBound = top.top.distance }
-                }
+        return withoutActuallyEscaping(accept) { accept in
+            var box = accept
+            return withUnsafeMutablePointer(to: &box) { p in
+                facet_hnsw_search_layer(&g, q, entry, Int32(level), ef, &ctx.scratch, { context, slot in
+                    context!.assumingMemoryBound(to: ((UInt32) -> Bool).self).pointee(slot) ? 1 : 0
+                }, p)
             }
         }
-        ctx.candidates = candidates.buffer; ctx.candidatesCapacity = candidates.capacity
-        ctx.top = top.buffer; ctx.topCapacity = top.capacity
-        return top
+    }
+
+    /// The layer search's result as an array, closest first.
+    func searchLayerSorted(_ q: UnsafePointer<Float>, entry: UInt32, level: Int, ef: Int, context ctx: SearchContext,
+                           accept: ((UInt32) -> Bool)?) -> [Candidate] {
+        let n = searchLayer(q, entry: entry, level: level, ef: ef, context: ctx, accept: accept)
+        return Array(UnsafeBufferPointer(start: ctx.results, count: n))
     }
 
     /// hnswlib's `getNeighborsByHeuristic2`: walk candidates closest first and keep one only if it is
@@ -133,15 +110,9 @@ extension HNSWIndex {
     /// `candidates` must be sorted closest first.
     func selectNeighbors(_ candidates: [Candidate], m: Int) -> [Candidate] {
         if candidates.count <= m { return candidates }
-        var kept: [Candidate] = []
-        kept.reserveCapacity(m)
-        for c in candidates {
-            if kept.count >= m { break }
-            var good = true
-            let v = vectorPointer(c.id)
-            for r in kept where distance(v, r.id) < c.distance { good = false; break }
-            if good { kept.append(c) }
+        var g = graph
+        return [Candidate](unsafeUninitializedCapacity: m) { out, count in
+            count = candidates.withUnsafeBufferPointer { c in facet_hnsw_select(&g, c.baseAddress, c.count, m, out.baseAddress) }
         }
-        return kept
     }
 }

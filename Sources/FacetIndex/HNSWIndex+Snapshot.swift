@@ -11,7 +11,7 @@ import Darwin
 /// checksum over everything before it. Loading rebuilds the id map and the free list from the states.
 extension HNSWIndex {
     static let snapshotMagic: UInt64 = 0x534E_4857_5445_4341   // "ACETHWNS" little-endian bytes of "FACETHNS"-ish tag
-    static let snapshotVersion: UInt32 = 1
+    static let snapshotVersion: UInt32 = 2   // 2: vector storage kind (+ int8 ranges) after the configuration
 
     /// Writes the index to `path` atomically (temporary file, `fsync`, `rename`, `fsync` of the directory),
     /// with `metadata` stored alongside (a store records its log sequence number there).
@@ -38,6 +38,10 @@ extension HNSWIndex {
                 try writer.put(UInt64(maxM)); try writer.put(UInt64(configuration.efConstruction))
                 try writer.put(configuration.seed); try writer.put(configuration.purgeFraction.bitPattern)
                 try writer.put(UInt64(configuration.purgeMinimum))
+                try writer.put(UInt64(storageKind))
+                if case .int8(let q) = configuration.storage {
+                    for x in q.lower + q.upper { try writer.put(UInt64(x.bitPattern)) }
+                }
                 try writer.put(UInt64(slotCount)); try writer.put(UInt64(entryPoint)); try writer.put(UInt64(bitPattern: Int64(maxLevel)))
                 try writer.put(rng.state)
                 try writer.put(UInt64(metadata.count))
@@ -89,9 +93,23 @@ extension HNSWIndex {
             guard lseek(fd, 0, SEEK_SET) == 0 else { throw .io(path: path, errno: errno, operation: "lseek") }
         }
         guard try reader.get() == snapshotMagic else { throw .malformedFile(path: path, reason: "not an HNSW snapshot") }
-        guard try reader.get() == UInt64(snapshotVersion) else { throw .malformedFile(path: path, reason: "unsupported version") }
+        let version = try reader.get()
+        guard version == 1 || version == UInt64(snapshotVersion) else { throw .malformedFile(path: path, reason: "unsupported version") }
         let dim = Int(try reader.get()), metricCode = try reader.get(), m = Int(try reader.get()), efc = Int(try reader.get())
         let seed = try reader.get(), purgeFraction = Double(bitPattern: try reader.get()), purgeMinimum = Int(try reader.get())
+        var storage = VectorStorage.float32
+        if version >= 2 {
+            switch try reader.get() {
+            case 0: storage = .float32
+            case 1: storage = .float16
+            case 2:
+                guard dim > 0 && dim <= 65_536 else { throw .malformedFile(path: path, reason: "implausible header") }
+                var ranges = [Float]()
+                for _ in 0..<(2 * dim) { ranges.append(Float(bitPattern: UInt32(truncatingIfNeeded: try reader.get()))) }
+                storage = .int8(ScalarQuantizer(lower: Array(ranges[..<dim]), upper: Array(ranges[dim...])))
+            default: throw .malformedFile(path: path, reason: "unknown vector storage")
+            }
+        }
         let slotCount = Int(try reader.get()), entry = try reader.get(), maxLevel = Int(Int64(bitPattern: try reader.get()))
         let rngState = try reader.get()
         let metadataCount = Int(try reader.get())
@@ -100,7 +118,7 @@ extension HNSWIndex {
         }
         let configuration = HNSWConfiguration(dimension: dim, metric: metricCode == 0 ? .l2Squared : .innerProduct, m: m,
                                               efConstruction: efc, initialCapacity: Swift.max(16, slotCount), seed: seed,
-                                              purgeFraction: purgeFraction, purgeMinimum: purgeMinimum)
+                                              purgeFraction: purgeFraction, purgeMinimum: purgeMinimum, storage: storage)
         let index: HNSWIndex
         do throws(IndexError) { index = try HNSWIndex(configuration: configuration) } catch { throw .malformedFile(path: path, reason: "bad configuration: \(error)") }
         var metadata = [UInt8](repeating: 0, count: metadataCount)
@@ -309,7 +327,7 @@ extension HNSWIndex {
     /// Takes over the storage of `other` (which must have the same layout), leaving `other` empty.
     /// Used to adopt a loaded snapshot in place.
     public func replaceContents(with other: HNSWIndex) {
-        precondition(other.dim == dim && other.maxM == maxM, "snapshot layout differs")
+        precondition(other.dim == dim && other.maxM == maxM && other.configuration.storage == configuration.storage, "snapshot layout differs")
         writer.withLock { lock.withWriteLock { other.writer.withLock { other.lock.withWriteLock {
             swap(&capacity, &other.capacity); swap(&slotCount, &other.slotCount)
             swap(&level0, &other.level0); swap(&levels, &other.levels); swap(&upper, &other.upper)

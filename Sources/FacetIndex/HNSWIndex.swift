@@ -21,19 +21,74 @@ public struct HNSWConfiguration: Sendable, Hashable, Codable {
     /// fraction of the live vectors (and at least `purgeMinimum`). `compact()` does it on demand.
     public var purgeFraction: Double
     public var purgeMinimum: Int
+    /// How vectors are held in the graph: full `float32`, or scalar-quantised (`float16`, `int8`) to cut memory,
+    /// with re-ranking on full vectors at search time (see ``HNSWIndex/search(_:k:parameters:filter:fullVector:)``).
+    public var storage: VectorStorage
 
     public init(dimension: Int, metric: Metric = .l2Squared, m: Int = 16, efConstruction: Int = 200,
-                initialCapacity: Int = 1024, seed: UInt64 = 100, purgeFraction: Double = 0.1, purgeMinimum: Int = 256) {
+                initialCapacity: Int = 1024, seed: UInt64 = 100, purgeFraction: Double = 0.1, purgeMinimum: Int = 256,
+                storage: VectorStorage = .float32) {
         self.dimension = dimension; self.metric = metric; self.m = m; self.efConstruction = efConstruction
         self.initialCapacity = initialCapacity; self.seed = seed
         self.purgeFraction = purgeFraction; self.purgeMinimum = purgeMinimum
+        self.storage = storage
     }
 
     func validated() throws(IndexError) -> HNSWConfiguration {
         guard dimension > 0 && dimension <= 65_536 else { throw .invalidParameter(name: "dimension", value: dimension, reason: "must be 1...65536") }
         guard m >= 2 && m <= 256 else { throw .invalidParameter(name: "m", value: m, reason: "must be 2...256") }
         guard efConstruction >= 1 else { throw .invalidParameter(name: "efConstruction", value: efConstruction, reason: "must be positive") }
+        if case .int8(let q) = storage {
+            guard q.lower.count == dimension && q.upper.count == dimension else {
+                throw .invalidParameter(name: "storage.int8", value: q.lower.count, reason: "needs one range per dimension (\(dimension))")
+            }
+            for i in 0..<dimension where !(q.lower[i].isFinite && q.upper[i].isFinite && q.lower[i] <= q.upper[i]) {
+                throw .invalidParameter(name: "storage.int8", value: i, reason: "range of dimension \(i) is not a finite lower ≤ upper")
+            }
+        }
         return self
+    }
+}
+
+/// How an ``HNSWIndex`` holds its vectors.
+public enum VectorStorage: Sendable, Hashable, Codable {
+    /// Full precision (4 bytes per component).
+    case float32
+    /// IEEE half precision (2 bytes per component; ~3 significant digits).
+    case float16
+    /// One byte per component: `value ≈ lower + (upper − lower) / 255 · code`, per dimension (see ``ScalarQuantizer``).
+    case int8(ScalarQuantizer)
+
+    var kind: Int32 { switch self { case .float32: 0; case .float16: 1; case .int8: 2 } }
+    func bytes(dimension: Int) -> Int { switch self { case .float32: 4 * dimension; case .float16: 2 * dimension; case .int8: dimension } }
+}
+
+/// Per-dimension ranges for 8-bit scalar quantisation; components outside a range are clamped.
+public struct ScalarQuantizer: Sendable, Hashable, Codable {
+    public let lower: [Float]
+    public let upper: [Float]
+    public init(lower: [Float], upper: [Float]) { self.lower = lower; self.upper = upper }
+
+    /// Ranges from a sample (`count × dimension` row-major): each dimension's min…max, widened by `margin`
+    /// of its span on both sides so later vectors slightly outside still fit.
+    public static func fit(sample: UnsafeBufferPointer<Float>, dimension: Int, margin: Float = 0.02) -> ScalarQuantizer {
+        precondition(dimension > 0 && sample.count >= dimension && sample.count % dimension == 0, "sample must hold whole rows")
+        var lo = [Float](repeating: .infinity, count: dimension), hi = [Float](repeating: -.infinity, count: dimension)
+        for r in 0..<(sample.count / dimension) {
+            for j in 0..<dimension {
+                let x = sample[r * dimension + j]
+                if x.isFinite { lo[j] = Swift.min(lo[j], x); hi[j] = Swift.max(hi[j], x) }
+            }
+        }
+        for j in 0..<dimension {
+            if !(lo[j] <= hi[j]) { lo[j] = 0; hi[j] = 0 }
+            let pad = (hi[j] - lo[j]) * margin
+            lo[j] -= pad; hi[j] += pad
+        }
+        return ScalarQuantizer(lower: lo, upper: hi)
+    }
+    public static func fit(sample: [Float], dimension: Int, margin: Float = 0.02) -> ScalarQuantizer {
+        sample.withUnsafeBufferPointer { fit(sample: $0, dimension: dimension, margin: margin) }
     }
 }
 
@@ -64,6 +119,9 @@ public final class HNSWIndex: VectorIndex, @unchecked Sendable {   // state guar
     let vectorOffset: Int  // bytes from record start to the vector
     let upperStride: Int   // UInt32s per upper level block: 1 + maxM
     let levelMultiplier: Double
+    let storageKind: Int32         // 0 float32, 1 float16, 2 int8 (`VectorStorage.kind`)
+    let sqScale: UnsafeMutablePointer<Float>?    // int8: per-dimension step
+    let sqOffset: UnsafeMutablePointer<Float>?   // int8: per-dimension lower bound
 
     // MARK: storage (guarded by `lock`)
     var capacity: Int
@@ -76,6 +134,8 @@ public final class HNSWIndex: VectorIndex, @unchecked Sendable {   // state guar
     var idToSlot: [UInt64: UInt32] = [:]
     var freeSlots: [UInt32] = []
     var tombstoneCount = 0
+    /// Bumped by every purge (slots freed): an insert planned before a purge plans again.
+    var purgeEpoch: UInt64 = 0
     var entryPoint: UInt32 = HNSWIndex.none
     var maxLevel: Int = -1
     var rng: SplitMix64
@@ -98,11 +158,19 @@ public final class HNSWIndex: VectorIndex, @unchecked Sendable {   // state guar
         maxM = c.m
         maxM0 = 2 * c.m
         vectorOffset = (1 + maxM0) * 4
-        recordStride = vectorOffset + dim * 4
+        recordStride = vectorOffset + (c.storage.bytes(dimension: dim) + 3) / 4 * 4   // links stay 4-byte aligned
+        storageKind = c.storage.kind
+        if case .int8(let q) = c.storage {
+            let scale = UnsafeMutablePointer<Float>.allocate(capacity: dim), offset = UnsafeMutablePointer<Float>.allocate(capacity: dim)
+            for i in 0..<dim { offset[i] = q.lower[i]; scale[i] = (q.upper[i] - q.lower[i]) / 255 }
+            sqScale = scale; sqOffset = offset
+        } else {
+            sqScale = nil; sqOffset = nil
+        }
         upperStride = 1 + maxM
         levelMultiplier = 1 / log(Double(c.m))
         capacity = Swift.max(16, c.initialCapacity)
-        level0 = .allocate(byteCount: capacity * recordStride, alignment: 64)
+        level0 = facet_alloc_large(capacity * recordStride)!   // zeroed, huge pages requested
         levels = .allocate(capacity: capacity)
         upper = .allocate(capacity: capacity)
         labels = .allocate(capacity: capacity)
@@ -114,7 +182,8 @@ public final class HNSWIndex: VectorIndex, @unchecked Sendable {   // state guar
 
     deinit {
         for s in 0..<slotCount { upper[s]?.deallocate() }
-        level0.deallocate(); levels.deallocate(); upper.deallocate(); labels.deallocate(); states.deallocate()
+        sqScale?.deallocate(); sqOffset?.deallocate()
+        facet_free_large(level0, capacity * recordStride); levels.deallocate(); upper.deallocate(); labels.deallocate(); states.deallocate()
     }
 
     // MARK: counts
@@ -139,7 +208,7 @@ public final class HNSWIndex: VectorIndex, @unchecked Sendable {   // state guar
     public func vector(for id: VectorID) -> [Float]? {
         lock.withReadLock {
             guard let s = idToSlot[id.rawValue] else { return nil }
-            return Array(UnsafeBufferPointer(start: vectorPointer(s), count: dim))
+            return decodedVector(s)
         }
     }
 
@@ -149,21 +218,47 @@ public final class HNSWIndex: VectorIndex, @unchecked Sendable {   // state guar
     // MARK: record access
 
     @inline(__always) func record(_ slot: UInt32) -> UnsafeMutableRawPointer { level0 + Int(slot) &* recordStride }
+    /// The stored vector of `slot`; floats only with `float32` storage (use ``withVector(_:_:)`` otherwise).
     @inline(__always) func vectorPointer(_ slot: UInt32) -> UnsafeMutablePointer<Float> {
         (level0 + Int(slot) &* recordStride + vectorOffset).assumingMemoryBound(to: Float.self)
+    }
+    /// Raw bytes of the stored vector of `slot`.
+    @inline(__always) func storedVector(_ slot: UInt32) -> UnsafeMutableRawPointer { level0 + Int(slot) &* recordStride + vectorOffset }
+    /// Bytes of one stored vector.
+    var storedVectorBytes: Int { configuration.storage.bytes(dimension: dim) }
+    /// The vector of `slot` as floats (decoded from quantised storage).
+    func decodedVector(_ slot: UInt32) -> [Float] {
+        var g = graph
+        return [Float](unsafeUninitializedCapacity: dim) { b, n in facet_hnsw_decode(&g, slot, b.baseAddress); n = dim }
+    }
+    /// Calls `body` with the vector of `slot` as floats: in place for `float32`, decoded otherwise.
+    @inline(__always) func withVector<R>(_ slot: UInt32, _ body: (UnsafePointer<Float>) -> R) -> R {
+        if storageKind == 0 { return body(vectorPointer(slot)) }
+        return decodedVector(slot).withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+    /// Stores `vector` (already validated) into `slot`, encoding it for the storage kind.
+    @inline(__always) func storeVector(_ vector: UnsafePointer<Float>, in slot: UInt32) {
+        var g = graph
+        facet_hnsw_encode(&g, vector, storedVector(slot))
     }
     /// Link list at `level`: element 0 is the count, then the neighbour slots.
     @inline(__always) func links(_ slot: UInt32, _ level: Int) -> UnsafeMutablePointer<UInt32> {
         if level == 0 { return (level0 + Int(slot) &* recordStride).assumingMemoryBound(to: UInt32.self) }
         return upper[Int(slot)].unsafelyUnwrapped + (level - 1) * upperStride
     }
-    @inline(__always) func distance(_ q: UnsafePointer<Float>, _ slot: UInt32) -> Float {
-        switch configuration.metric {
-        case .l2Squared: facet_l2sq_f32(q, vectorPointer(slot), dim)
-        case .innerProduct: 1 - facet_dot_f32(q, vectorPointer(slot), dim)
-        }
+    /// The C view of the storage for the search loops (`hnsw.c`). Caller holds a lock.
+    @inline(__always) var graph: facet_hnsw_graph {
+        facet_hnsw_graph(level0: UnsafePointer(level0.assumingMemoryBound(to: UInt8.self)), stride: recordStride,
+                         vector_offset: vectorOffset, upper: UnsafePointer(upper), upper_stride: upperStride, dim: dim,
+                         metric: configuration.metric == .l2Squared ? 0 : 1, vector_kind: storageKind,
+                         states: UnsafeRawPointer(states).assumingMemoryBound(to: UInt8.self),
+                         sq_scale: UnsafePointer(sqScale), sq_offset: UnsafePointer(sqOffset))
     }
-    @inline(__always) func distance(_ a: UInt32, _ b: UInt32) -> Float { distance(vectorPointer(a), b) }
+    @inline(__always) func distance(_ q: UnsafePointer<Float>, _ slot: UInt32) -> Float {
+        var g = graph
+        return facet_hnsw_distance(&g, q, slot)
+    }
+    @inline(__always) func distance(_ a: UInt32, _ b: UInt32) -> Float { withVector(a) { distance($0, b) } }
     @inline(__always) func maxLinks(_ level: Int) -> Int { level == 0 ? maxM0 : maxM }
 
     // MARK: capacity
@@ -173,9 +268,9 @@ public final class HNSWIndex: VectorIndex, @unchecked Sendable {   // state guar
         guard needed > capacity else { return }
         var newCapacity = capacity
         while newCapacity < needed { newCapacity *= 2 }
-        let newLevel0 = UnsafeMutableRawPointer.allocate(byteCount: newCapacity * recordStride, alignment: 64)
+        let newLevel0 = facet_alloc_large(newCapacity * recordStride)!
         newLevel0.copyMemory(from: level0, byteCount: slotCount * recordStride)
-        level0.deallocate(); level0 = newLevel0
+        facet_free_large(level0, capacity * recordStride); level0 = newLevel0
         func regrow<T>(_ p: inout UnsafeMutablePointer<T>, fill: T) {
             let n = UnsafeMutablePointer<T>.allocate(capacity: newCapacity)
             n.moveInitialize(from: p, count: capacity)

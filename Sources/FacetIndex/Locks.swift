@@ -1,3 +1,4 @@
+import CFacetKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -39,46 +40,57 @@ final class PlainMutex: @unchecked Sendable {   // pthread_mutex_t is thread-saf
     }
 }
 
-/// Per-search scratch space: a generation-tagged visited list (as hnswlib's `VisitedList`) and the two heaps.
+/// Per-search scratch space: a generation-tagged visited list (as hnswlib's `VisitedList`), the two heaps
+/// and the pending-neighbour buffer, in the C layout the search loop uses (`facet_hnsw_scratch`).
 final class SearchContext {
-    var visited: UnsafeMutablePointer<UInt16>
+    var scratch = facet_hnsw_scratch()
     var visitedCapacity: Int
-    var tag: UInt16 = 0
-    var candidates: UnsafeMutablePointer<Candidate>
-    var candidatesCapacity: Int
-    var top: UnsafeMutablePointer<Candidate>
-    var topCapacity: Int
-    /// Unvisited neighbours of the node being expanded (at most 2·M ≤ 512).
-    let pending: UnsafeMutablePointer<UInt32>
+    /// Room for a decoded / prepared query vector.
+    var queryCapacity = 0
 
     init(capacity: Int) {
-        pending = .allocate(capacity: 512)
         visitedCapacity = Swift.max(capacity, 1)
-        visited = .allocate(capacity: visitedCapacity)
-        visited.initialize(repeating: 0, count: visitedCapacity)
-        candidatesCapacity = 256
-        candidates = .allocate(capacity: candidatesCapacity)
-        topCapacity = 256
-        top = .allocate(capacity: topCapacity)
+        scratch.visited = facet_alloc_large(visitedCapacity * 2)!.assumingMemoryBound(to: UInt16.self)
+        scratch.pending = malloc(512 * 4)!.assumingMemoryBound(to: UInt32.self)
+        scratch.candidates_capacity = 256
+        scratch.candidates = malloc(256 * MemoryLayout<Candidate>.stride)!.assumingMemoryBound(to: Candidate.self)
+        scratch.top_capacity = 256
+        scratch.top = malloc(256 * MemoryLayout<Candidate>.stride)!.assumingMemoryBound(to: Candidate.self)
     }
-    deinit { visited.deallocate(); candidates.deallocate(); top.deallocate(); pending.deallocate() }
+    deinit {
+        facet_free_large(scratch.visited, visitedCapacity * 2)
+        free(scratch.candidates); free(scratch.top); free(scratch.pending); free(scratch.query_buffer)
+    }
+
+    var visited: UnsafeMutablePointer<UInt16> { scratch.visited }
+    /// The result of the last layer search, closest first.
+    var results: UnsafeMutablePointer<Candidate> { scratch.top }
+
+    /// A query buffer of at least `count` floats.
+    func queryBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > queryCapacity {
+            free(scratch.query_buffer)
+            scratch.query_buffer = malloc(count * 4)!.assumingMemoryBound(to: Float.self)
+            queryCapacity = count
+        }
+        return scratch.query_buffer
+    }
 
     /// A fresh tag: every slot whose mark differs counts as unvisited. Clears only on wrap-around.
     @inline(__always)
     func nextTag(slots: Int) -> UInt16 {
         if slots > visitedCapacity {
-            visited.deallocate()
+            facet_free_large(scratch.visited, visitedCapacity * 2)
             visitedCapacity = Swift.max(slots, visitedCapacity * 2)
-            visited = .allocate(capacity: visitedCapacity)
-            visited.initialize(repeating: 0, count: visitedCapacity)
-            tag = 0
+            scratch.visited = facet_alloc_large(visitedCapacity * 2)!.assumingMemoryBound(to: UInt16.self)   // zeroed
+            scratch.tag = 0
         }
-        tag &+= 1
-        if tag == 0 {
-            visited.update(repeating: 0, count: visitedCapacity)
-            tag = 1
+        scratch.tag &+= 1
+        if scratch.tag == 0 {
+            scratch.visited.update(repeating: 0, count: visitedCapacity)
+            scratch.tag = 1
         }
-        return tag
+        return scratch.tag
     }
 }
 

@@ -30,6 +30,9 @@ struct BenchIndex: ParsableCommand {
     @Option(help: "Links per node (M).") var m: Int = 16
     @Option(help: "Candidate list size while building.") var efConstruction: Int = 200
     @Option(help: "Search threads for the QPS measurement; a comma-separated list gives one result per value.") var threads: String = "1"
+    @Option(help: "Threads inserting concurrently while building (the other libraries get the same number).") var buildThreads: Int = 1
+    @Option(help: "Vector storage in the graph: float32, float16 or int8 (quantised storage re-ranks on the full vectors).") var storage: String = "float32"
+    @Option(help: "With quantised storage: candidates re-ranked on full vectors (default: ef).") var rerank: Int?
     @Option(help: "Use only the first N base vectors.") var limit: Int?
     @Option(help: "Use only the first N queries.") var queryLimit: Int?
     @Flag(help: "Print the result as one JSON object per thread count.") var json = false
@@ -41,6 +44,9 @@ struct BenchIndex: ParsableCommand {
         if let n = synthetic, n < 10 { throw ValidationError("--synthetic needs at least 10 vectors") }
         if k < 1 { throw ValidationError("--k must be positive") }
         if !(0...1).contains(targetRecall) { throw ValidationError("--target-recall is a fraction in 0...1") }
+        if !["float32", "float16", "int8"].contains(storage) { throw ValidationError("--storage is float32, float16 or int8") }
+        if let r = rerank, r < 1 { throw ValidationError("--rerank must be positive") }
+        if buildThreads < 1 { throw ValidationError("--build-threads must be positive") }
         if threadCounts.isEmpty || threadCounts.contains(where: { $0 < 1 }) { throw ValidationError("--threads takes positive integers, e.g. 1 or 1,2") }
     }
 
@@ -97,21 +103,44 @@ struct BenchIndex: ParsableCommand {
 
         // 3. build
         let rssBefore = residentBytes()
+        let vectorStorage: VectorStorage
+        switch storage {
+        case "float16": vectorStorage = .float16
+        case "int8":   // ranges from (at most) the first 10,000 base vectors
+            vectorStorage = .int8(ScalarQuantizer.fit(sample: Array(baseValues.prefix(Swift.min(n, 10_000) * dimension)), dimension: dimension))
+        default: vectorStorage = .float32
+        }
         let index = try HNSWIndex(configuration: HNSWConfiguration(dimension: dimension, m: m, efConstruction: efConstruction,
-                                                                    initialCapacity: n))
+                                                                    initialCapacity: n, storage: vectorStorage))
+        // Re-ranking reads full vectors from outside the index (here the loaded base set; in a partition, LMDB).
+        let fullVector: ((VectorID, UnsafeMutableBufferPointer<Float>) -> Bool)? = storage == "float32" ? nil : { id, out in
+            let row = Int(id.rawValue)
+            guard row < n else { return false }
+            baseValues.withUnsafeBufferPointer { b in _ = out.update(fromContentsOf: b[row * dimension..<(row + 1) * dimension]) }
+            return true
+        }
         let t0 = now()
-        var nextReport = n / 20
-        try baseValues.withUnsafeBufferPointer { b in
-            for i in 0..<n {
-                try index.insert(UnsafeBufferPointer(rebasing: b[i * dimension..<(i + 1) * dimension]), id: VectorID(UInt64(i)))
-                if i >= nextReport && n >= 20_000 {
-                    let elapsed = now() - t0
-                    progress.say(String(format: "built %d/%d (%.0f%%) in %.1f s, ~%.0f s left", i + 1, n, 100 * Double(i + 1) / Double(n),
-                                        elapsed, elapsed / Double(i + 1) * Double(n - i - 1)))
-                    nextReport += n / 20
+        let reportEvery = Swift.max(n / 20, 1)
+        let built = Counter()
+        let failures = ErrorBox()
+        baseValues.withUnsafeBufferPointer { b in
+            DispatchQueue.concurrentPerform(iterations: buildThreads) { worker in
+                var i = worker
+                while i < n {
+                    do {
+                        try index.insert(UnsafeBufferPointer(rebasing: b[i * dimension..<(i + 1) * dimension]), id: VectorID(UInt64(i)))
+                    } catch { failures.set(error); return }
+                    let done = built.increment()
+                    if done % reportEvery == 0 && n >= 20_000 {
+                        let elapsed = now() - t0
+                        progress.say(String(format: "built %d/%d (%.0f%%) in %.1f s, ~%.0f s left", done, n, 100 * Double(done) / Double(n),
+                                            elapsed, elapsed / Double(done) * Double(n - done)))
+                    }
+                    i += buildThreads
                 }
             }
         }
+        if let e = failures.error { throw e }
         let buildSeconds = now() - t0
         let rssDelta = residentBytes() - rssBefore
         let memory = index.memoryBytes
@@ -123,7 +152,8 @@ struct BenchIndex: ParsableCommand {
             try queryValues.withUnsafeBufferPointer { q in
                 for i in 0..<nq {
                     answers[i] = try index.search(UnsafeBufferPointer(rebasing: q[i * dimension..<(i + 1) * dimension]), k: k,
-                                                  parameters: SearchParameters(ef: ef)).map(\.id)
+                                                  parameters: SearchParameters(ef: ef, rerank: rerank), filter: nil,
+                                                  fullVector: fullVector).map(\.id)
                 }
             }
             return Recall.atK(k, approximate: answers, truth: truthIDs)
@@ -155,14 +185,15 @@ struct BenchIndex: ParsableCommand {
             var best = 0.0
             for _ in 0..<2 {
                 let start = now()
-                try runQueries(index: index, queries: queryValues, dimension: dimension, k: k, ef: chosen, threads: t)
+                try runQueries(index: index, queries: queryValues, dimension: dimension, k: k,
+                               parameters: SearchParameters(ef: chosen, rerank: rerank), fullVector: fullVector, threads: t)
                 best = Swift.max(best, Double(nq) / (now() - start))
             }
             progress.say(String(format: "threads %d: %.0f queries/s at ef %d", t, best, chosen))
             if json {
                 print("{\"n\": \(n), \"dim\": \(dimension), \"k\": \(k), \"recall\": \(String(format: "%.4f", chosenRecall)), \"ef\": \(chosen), "
                       + "\"qps\": \(String(format: "%.1f", best)), \"build_seconds\": \(String(format: "%.3f", buildSeconds)), "
-                      + "\"memory_bytes\": \(memory), \"threads\": \(t)}")
+                      + "\"memory_bytes\": \(memory), \"threads\": \(t), \"build_threads\": \(buildThreads), \"storage\": \"\(storage)\"}")
             } else {
                 print(String(format: "n=%d dim=%d k=%d recall@%d=%.4f ef=%d qps=%.1f build=%.2fs memory=%.1fMB threads=%d",
                              n, dimension, k, k, chosenRecall, chosen, best, buildSeconds, Double(memory) / 1e6, t))
@@ -201,7 +232,8 @@ struct BenchIndex: ParsableCommand {
         }
     }
 
-    private func runQueries(index: HNSWIndex, queries: [Float], dimension: Int, k: Int, ef: Int, threads: Int) throws {
+    private func runQueries(index: HNSWIndex, queries: [Float], dimension: Int, k: Int, parameters: SearchParameters,
+                            fullVector: ((VectorID, UnsafeMutableBufferPointer<Float>) -> Bool)?, threads: Int) throws {
         let nq = queries.count / dimension
         let failures = ErrorBox()
         queries.withUnsafeBufferPointer { q in
@@ -211,7 +243,7 @@ struct BenchIndex: ParsableCommand {
                 while i < nq {
                     do {
                         sink &+= try index.search(UnsafeBufferPointer(rebasing: q[i * dimension..<(i + 1) * dimension]), k: k,
-                                                  parameters: SearchParameters(ef: ef)).count
+                                                  parameters: parameters, filter: nil, fullVector: fullVector).count
                     } catch { failures.set(error) }
                     i += threads
                 }
@@ -220,6 +252,12 @@ struct BenchIndex: ParsableCommand {
         }
         if let e = failures.error { throw e }
     }
+}
+
+private final class Counter: @unchecked Sendable {   // guarded by `lock`
+    private let lock = NSLock()
+    private var value = 0
+    func increment() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value }
 }
 
 private final class ErrorBox: @unchecked Sendable {   // guarded by `lock`

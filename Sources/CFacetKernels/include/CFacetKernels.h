@@ -37,6 +37,62 @@ static inline void facet_prefetch_span(const void *p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
 }
 
+
+// MARK: HNSW hot paths (hnsw.c)
+
+/// A (distance, slot) pair; Swift's `Candidate` is this type.
+typedef struct facet_candidate { float distance; uint32_t id; } facet_candidate;
+
+/// Read-only view of an HNSW graph's storage (see HNSWIndex.swift for the layout).
+typedef struct facet_hnsw_graph {
+    const uint8_t *level0;        ///< slot records: [uint32 count | max_m0 uint32 links | vector]
+    size_t stride;                ///< bytes per record
+    size_t vector_offset;         ///< bytes from record start to the vector
+    uint32_t *const *upper;       ///< per-slot upper-layer blocks (NULL for level-0-only slots)
+    size_t upper_stride;          ///< uint32s per upper-layer list: 1 + max_m
+    size_t dim;
+    int metric;                   ///< 0: squared L2, 1: 1 - inner product
+    int vector_kind;              ///< 0: float32, 1: fp16, 2: int8 codes (see `scale`/`offset`)
+    const uint8_t *states;        ///< 1 = live (searchable), 0 = free, 2 = deleted
+    const float *sq_scale;        ///< int8 codes: per-dimension scale (value = offset + scale * code)
+    const float *sq_offset;       ///< int8 codes: per-dimension offset
+} facet_hnsw_graph;
+
+/// Per-search scratch (owned by a Swift SearchContext). Heap buffers are malloc'd and may be realloc'd here.
+typedef struct facet_hnsw_scratch {
+    uint16_t *visited;
+    uint16_t tag;
+    facet_candidate *candidates; size_t candidates_capacity;
+    facet_candidate *top; size_t top_capacity;
+    uint32_t *pending;            ///< at least max_m0 entries
+    float *query_buffer;          ///< at least dim floats (the query prepared for the storage kind)
+} facet_hnsw_scratch;
+
+/// Optional result filter: return nonzero to admit `slot`.
+typedef int (*facet_accept_fn)(void *context, uint32_t slot);
+
+/// Distance from query `q` (prepared for the storage kind) to the vector in `slot`.
+float facet_hnsw_distance(const facet_hnsw_graph *g, const float *q, uint32_t slot);
+/// Greedy 1-NN descent from `entry` through layers top_level ... bottom_level (inclusive).
+uint32_t facet_hnsw_greedy(const facet_hnsw_graph *g, const float *q, uint32_t entry, int top_level, int bottom_level);
+/// Best-first search of one layer with a dynamic candidate list of size `ef`. Every reachable node is
+/// traversed; only live slots that `accept` admits (all when NULL) enter the result. The result is left in
+/// `s->top`, sorted closest first; returns its length. `s->tag` must be fresh for this call.
+size_t facet_hnsw_search_layer(const facet_hnsw_graph *g, const float *q, uint32_t entry, int level, size_t ef,
+                               facet_hnsw_scratch *s, facet_accept_fn accept, void *accept_context);
+/// hnswlib's getNeighborsByHeuristic2 over `sorted` (closest first): keep a candidate only if it is closer to
+/// the base point than to every one already kept, up to `m`. Writes to `out`, returns how many.
+size_t facet_hnsw_select(const facet_hnsw_graph *g, const facet_candidate *sorted, size_t n, size_t m, facet_candidate *out);
+/// The stored vector of `slot` as floats (decoded for fp16 / int8 storage).
+void facet_hnsw_decode(const facet_hnsw_graph *g, uint32_t slot, float *out);
+/// Encodes a float vector into the storage kind's representation at `dst`.
+void facet_hnsw_encode(const facet_hnsw_graph *g, const float *src, void *dst);
+
+/// Large zeroed allocation backed by anonymous mmap, with transparent huge pages requested
+/// (fewer TLB misses on random vector access). Free with facet_free_large and the same size.
+void *facet_alloc_large(size_t bytes);
+void facet_free_large(void *p, size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif
