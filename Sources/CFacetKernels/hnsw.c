@@ -255,7 +255,8 @@ static int heap_reserve(facet_candidate **buf, size_t *cap, size_t need) {
             if (visited[nb] == tag) continue;                                                                     \
             visited[nb] = tag;                                                                                    \
             const char *p = (const char *)vec_of(g, nb);                                                          \
-            for (size_t off = 0; off < vbytes; off += 64) __builtin_prefetch(p + off, 0, 3);                      \
+            const size_t span = vbytes + ((uintptr_t)p & 63); /* every line the vector touches */               \
+            for (size_t off = 0; off < span; off += 64) __builtin_prefetch(p + off, 0, 3);                        \
             pending[m++] = nb;                                                                                    \
         }                                                                                                         \
         if (nc + m > s->candidates_capacity && !heap_reserve(&s->candidates, &s->candidates_capacity, nc + m)) break; \
