@@ -946,6 +946,24 @@ public nonisolated struct WireEnvelope: @unchecked Sendable {
     set {_uniqueStorage()._body = .jobProgress(newValue)}
   }
 
+  /// switch queries to another embedding model version
+  public var setActiveModelRequest: WireSetActiveModelRequest {
+    get {
+      if case .setActiveModelRequest(let v)? = _storage._body {return v}
+      return WireSetActiveModelRequest()
+    }
+    set {_uniqueStorage()._body = .setActiveModelRequest(newValue)}
+  }
+
+  /// reply to set_active_model_request
+  public var activeModel: WireActiveModel {
+    get {
+      if case .activeModel(let v)? = _storage._body {return v}
+      return WireActiveModel()
+    }
+    set {_uniqueStorage()._body = .activeModel(newValue)}
+  }
+
   /// Shard-map administration (`facet shards add|remove|rebalance`).
   public var shardChangeRequest: WireShardChangeRequest {
     get {
@@ -1014,6 +1032,10 @@ public nonisolated struct WireEnvelope: @unchecked Sendable {
     case job(WireJob)
     /// progress report (worker -> coordinator, or pushed to a watcher)
     case jobProgress(WireJobProgress)
+    /// switch queries to another embedding model version
+    case setActiveModelRequest(WireSetActiveModelRequest)
+    /// reply to set_active_model_request
+    case activeModel(WireActiveModel)
     /// Shard-map administration (`facet shards add|remove|rebalance`).
     case shardChangeRequest(WireShardChangeRequest)
     case shardChangeReply(WireShardChangeReply)
@@ -1210,6 +1232,9 @@ public nonisolated struct WireEmbedRequest: Sendable {
   /// detection, landmarks and mask score only
   public var skipEmbedding: Bool = false
 
+  /// coordinator: route to an embedder serving this model version; empty = the active one
+  public var modelVersion: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1270,6 +1295,9 @@ public nonisolated struct WireEnrolRequest: Sendable {
   public var jitter: UInt32 = 0
 
   public var writePolicy: WireWritePolicy = .unspecified
+
+  /// embedding model version the templates are made with and stored under (images go
+  public var modelVersion: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1473,6 +1501,15 @@ public nonisolated struct WireClassifierDecision: Sendable {
 
   /// best few classes, best first
   public var top: [WireClassScore] = []
+
+  /// Platt-calibrated P(subject_id | query) of the one-vs-rest problem; 0 if uncalibrated
+  public var probability: Float = 0
+
+  /// probability is set (accepted = probability >= threshold, else decision_value > 0)
+  public var calibrated: Bool = false
+
+  /// acceptance threshold applied (probability, or decision value 0)
+  public var threshold: Float = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2663,6 +2700,39 @@ public nonisolated struct WireCancelJobRequest: Sendable {
   public init() {}
 }
 
+/// Makes `model_version` the embedding model that identify and verify use (templates of other versions stay
+/// stored side by side until deleted). Refused with FAILED_PRECONDITION when no live embedder serves it, unless
+/// force is set.
+public nonisolated struct WireSetActiveModelRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var modelVersion: String = String()
+
+  public var force: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireActiveModel: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var modelVersion: String = String()
+
+  public var previousVersion: String = String()
+
+  public var updatedUnixMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "facet.v1"
@@ -2705,7 +2775,7 @@ nonisolated extension WireJobState: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{3}deadline_unix_ms\0\u{3}client_id\0\u{3}sent_unix_ms\0\u{2}\u{a}error\0\u{3}embed_request\0\u{3}embed_reply\0\u{3}enrol_request\0\u{3}enrol_reply\0\u{3}identify_request\0\u{3}identify_reply\0\u{3}verify_request\0\u{3}verify_reply\0\u{3}delete_subject_request\0\u{3}delete_subject_reply\0\u{3}list_subjects_request\0\u{3}list_subjects_reply\0\u{3}status_request\0\u{3}status_reply\0\u{3}shard_map_request\0\u{3}shard_map\0\u{4}E\u{1}worker_register\0\u{3}worker_registered\0\u{3}worker_ready\0\u{1}heartbeat\0\u{3}worker_disconnect\0\u{4}`\u{1}partition_insert_request\0\u{3}partition_insert_reply\0\u{3}partition_delete_request\0\u{3}partition_delete_reply\0\u{3}partition_search_request\0\u{3}partition_search_reply\0\u{3}stream_records_request\0\u{3}record_batch\0\u{3}load_partition_request\0\u{3}load_partition_reply\0\u{3}drop_partition_request\0\u{3}drop_partition_reply\0\u{4}Y\u{1}start_retrain_request\0\u{3}start_reenrol_request\0\u{3}list_jobs_request\0\u{3}list_jobs_reply\0\u{3}get_job_request\0\u{3}cancel_job_request\0\u{1}job\0\u{3}job_progress\0\u{4}]\u{1}shard_change_request\0\u{3}shard_change_reply\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{3}deadline_unix_ms\0\u{3}client_id\0\u{3}sent_unix_ms\0\u{2}\u{a}error\0\u{3}embed_request\0\u{3}embed_reply\0\u{3}enrol_request\0\u{3}enrol_reply\0\u{3}identify_request\0\u{3}identify_reply\0\u{3}verify_request\0\u{3}verify_reply\0\u{3}delete_subject_request\0\u{3}delete_subject_reply\0\u{3}list_subjects_request\0\u{3}list_subjects_reply\0\u{3}status_request\0\u{3}status_reply\0\u{3}shard_map_request\0\u{3}shard_map\0\u{4}E\u{1}worker_register\0\u{3}worker_registered\0\u{3}worker_ready\0\u{1}heartbeat\0\u{3}worker_disconnect\0\u{4}`\u{1}partition_insert_request\0\u{3}partition_insert_reply\0\u{3}partition_delete_request\0\u{3}partition_delete_reply\0\u{3}partition_search_request\0\u{3}partition_search_reply\0\u{3}stream_records_request\0\u{3}record_batch\0\u{3}load_partition_request\0\u{3}load_partition_reply\0\u{3}drop_partition_request\0\u{3}drop_partition_reply\0\u{4}Y\u{1}start_retrain_request\0\u{3}start_reenrol_request\0\u{3}list_jobs_request\0\u{3}list_jobs_reply\0\u{3}get_job_request\0\u{3}cancel_job_request\0\u{1}job\0\u{3}job_progress\0\u{3}set_active_model_request\0\u{3}active_model\0\u{4}[\u{1}shard_change_request\0\u{3}shard_change_reply\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -3299,6 +3369,32 @@ nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._Messag
             _storage._body = .jobProgress(v)
           }
         }()
+        case 308: try {
+          var v: WireSetActiveModelRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .setActiveModelRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .setActiveModelRequest(v)
+          }
+        }()
+        case 309: try {
+          var v: WireActiveModel?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .activeModel(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .activeModel(v)
+          }
+        }()
         case 400: try {
           var v: WireShardChangeRequest?
           var hadOneofValue = false
@@ -3520,6 +3616,14 @@ nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case .jobProgress?: try {
         guard case .jobProgress(let v)? = _storage._body else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 307)
+      }()
+      case .setActiveModelRequest?: try {
+        guard case .setActiveModelRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 308)
+      }()
+      case .activeModel?: try {
+        guard case .activeModel(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 309)
       }()
       case .shardChangeRequest?: try {
         guard case .shardChangeRequest(let v)? = _storage._body else { preconditionFailure() }
@@ -3871,7 +3975,7 @@ nonisolated extension WireFace: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
 
 nonisolated extension WireEmbedRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".EmbedRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}image\0\u{1}upsample\0\u{1}jitter\0\u{3}max_faces\0\u{3}skip_embedding\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}image\0\u{1}upsample\0\u{1}jitter\0\u{3}max_faces\0\u{3}skip_embedding\0\u{3}model_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3884,6 +3988,7 @@ nonisolated extension WireEmbedRequest: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.jitter) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.maxFaces) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.skipEmbedding) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.modelVersion) }()
       default: break
       }
     }
@@ -3909,6 +4014,9 @@ nonisolated extension WireEmbedRequest: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.skipEmbedding != false {
       try visitor.visitSingularBoolField(value: self.skipEmbedding, fieldNumber: 5)
     }
+    if !self.modelVersion.isEmpty {
+      try visitor.visitSingularStringField(value: self.modelVersion, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3918,6 +4026,7 @@ nonisolated extension WireEmbedRequest: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.jitter != rhs.jitter {return false}
     if lhs.maxFaces != rhs.maxFaces {return false}
     if lhs.skipEmbedding != rhs.skipEmbedding {return false}
+    if lhs.modelVersion != rhs.modelVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3974,7 +4083,7 @@ nonisolated extension WireEmbedReply: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension WireEnrolRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".EnrolRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subject_id\0\u{1}collection\0\u{1}images\0\u{1}embeddings\0\u{1}metadata\0\u{1}upsample\0\u{1}jitter\0\u{3}write_policy\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subject_id\0\u{1}collection\0\u{1}images\0\u{1}embeddings\0\u{1}metadata\0\u{1}upsample\0\u{1}jitter\0\u{3}write_policy\0\u{3}model_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3990,6 +4099,7 @@ nonisolated extension WireEnrolRequest: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self.upsample) }()
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.jitter) }()
       case 8: try { try decoder.decodeSingularEnumField(value: &self.writePolicy) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.modelVersion) }()
       default: break
       }
     }
@@ -4020,6 +4130,9 @@ nonisolated extension WireEnrolRequest: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.writePolicy != .unspecified {
       try visitor.visitSingularEnumField(value: self.writePolicy, fieldNumber: 8)
     }
+    if !self.modelVersion.isEmpty {
+      try visitor.visitSingularStringField(value: self.modelVersion, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4032,6 +4145,7 @@ nonisolated extension WireEnrolRequest: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.upsample != rhs.upsample {return false}
     if lhs.jitter != rhs.jitter {return false}
     if lhs.writePolicy != rhs.writePolicy {return false}
+    if lhs.modelVersion != rhs.modelVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4400,7 +4514,7 @@ nonisolated extension WireClassScore: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension WireClassifierDecision: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClassifierDecision"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subject_id\0\u{3}decision_value\0\u{1}accepted\0\u{3}classifier_version\0\u{1}top\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subject_id\0\u{3}decision_value\0\u{1}accepted\0\u{3}classifier_version\0\u{1}top\0\u{1}probability\0\u{1}calibrated\0\u{1}threshold\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4413,6 +4527,9 @@ nonisolated extension WireClassifierDecision: SwiftProtobuf.Message, SwiftProtob
       case 3: try { try decoder.decodeSingularBoolField(value: &self.accepted) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.classifierVersion) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.top) }()
+      case 6: try { try decoder.decodeSingularFloatField(value: &self.probability) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.calibrated) }()
+      case 8: try { try decoder.decodeSingularFloatField(value: &self.threshold) }()
       default: break
       }
     }
@@ -4434,6 +4551,15 @@ nonisolated extension WireClassifierDecision: SwiftProtobuf.Message, SwiftProtob
     if !self.top.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.top, fieldNumber: 5)
     }
+    if self.probability.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.probability, fieldNumber: 6)
+    }
+    if self.calibrated != false {
+      try visitor.visitSingularBoolField(value: self.calibrated, fieldNumber: 7)
+    }
+    if self.threshold.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.threshold, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4443,6 +4569,9 @@ nonisolated extension WireClassifierDecision: SwiftProtobuf.Message, SwiftProtob
     if lhs.accepted != rhs.accepted {return false}
     if lhs.classifierVersion != rhs.classifierVersion {return false}
     if lhs.top != rhs.top {return false}
+    if lhs.probability != rhs.probability {return false}
+    if lhs.calibrated != rhs.calibrated {return false}
+    if lhs.threshold != rhs.threshold {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6813,6 +6942,81 @@ nonisolated extension WireCancelJobRequest: SwiftProtobuf.Message, SwiftProtobuf
 
   public static func ==(lhs: WireCancelJobRequest, rhs: WireCancelJobRequest) -> Bool {
     if lhs.jobID != rhs.jobID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireSetActiveModelRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetActiveModelRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}model_version\0\u{1}force\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.modelVersion) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.force) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.modelVersion.isEmpty {
+      try visitor.visitSingularStringField(value: self.modelVersion, fieldNumber: 1)
+    }
+    if self.force != false {
+      try visitor.visitSingularBoolField(value: self.force, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireSetActiveModelRequest, rhs: WireSetActiveModelRequest) -> Bool {
+    if lhs.modelVersion != rhs.modelVersion {return false}
+    if lhs.force != rhs.force {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireActiveModel: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ActiveModel"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}model_version\0\u{3}previous_version\0\u{3}updated_unix_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.modelVersion) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.previousVersion) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.updatedUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.modelVersion.isEmpty {
+      try visitor.visitSingularStringField(value: self.modelVersion, fieldNumber: 1)
+    }
+    if !self.previousVersion.isEmpty {
+      try visitor.visitSingularStringField(value: self.previousVersion, fieldNumber: 2)
+    }
+    if self.updatedUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.updatedUnixMs, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireActiveModel, rhs: WireActiveModel) -> Bool {
+    if lhs.modelVersion != rhs.modelVersion {return false}
+    if lhs.previousVersion != rhs.previousVersion {return false}
+    if lhs.updatedUnixMs != rhs.updatedUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -2911,7 +2911,97 @@ void   facet__v1__cancel_job_request__free_unpacked
   assert(message->base.descriptor == &facet__v1__cancel_job_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor facet__v1__envelope__field_descriptors[49] =
+void   facet__v1__set_active_model_request__init
+                     (Facet__V1__SetActiveModelRequest         *message)
+{
+  static const Facet__V1__SetActiveModelRequest init_value = FACET__V1__SET_ACTIVE_MODEL_REQUEST__INIT;
+  *message = init_value;
+}
+size_t facet__v1__set_active_model_request__get_packed_size
+                     (const Facet__V1__SetActiveModelRequest *message)
+{
+  assert(message->base.descriptor == &facet__v1__set_active_model_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t facet__v1__set_active_model_request__pack
+                     (const Facet__V1__SetActiveModelRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &facet__v1__set_active_model_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t facet__v1__set_active_model_request__pack_to_buffer
+                     (const Facet__V1__SetActiveModelRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &facet__v1__set_active_model_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Facet__V1__SetActiveModelRequest *
+       facet__v1__set_active_model_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Facet__V1__SetActiveModelRequest *)
+     protobuf_c_message_unpack (&facet__v1__set_active_model_request__descriptor,
+                                allocator, len, data);
+}
+void   facet__v1__set_active_model_request__free_unpacked
+                     (Facet__V1__SetActiveModelRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &facet__v1__set_active_model_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   facet__v1__active_model__init
+                     (Facet__V1__ActiveModel         *message)
+{
+  static const Facet__V1__ActiveModel init_value = FACET__V1__ACTIVE_MODEL__INIT;
+  *message = init_value;
+}
+size_t facet__v1__active_model__get_packed_size
+                     (const Facet__V1__ActiveModel *message)
+{
+  assert(message->base.descriptor == &facet__v1__active_model__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t facet__v1__active_model__pack
+                     (const Facet__V1__ActiveModel *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &facet__v1__active_model__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t facet__v1__active_model__pack_to_buffer
+                     (const Facet__V1__ActiveModel *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &facet__v1__active_model__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Facet__V1__ActiveModel *
+       facet__v1__active_model__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Facet__V1__ActiveModel *)
+     protobuf_c_message_unpack (&facet__v1__active_model__descriptor,
+                                allocator, len, data);
+}
+void   facet__v1__active_model__free_unpacked
+                     (Facet__V1__ActiveModel *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &facet__v1__active_model__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+static const ProtobufCFieldDescriptor facet__v1__envelope__field_descriptors[51] =
 {
   {
     "protocol_version",
@@ -3478,6 +3568,30 @@ static const ProtobufCFieldDescriptor facet__v1__envelope__field_descriptors[49]
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "set_active_model_request",
+    308,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__Envelope, body_case),
+    offsetof(Facet__V1__Envelope, set_active_model_request),
+    &facet__v1__set_active_model_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "active_model",
+    309,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__Envelope, body_case),
+    offsetof(Facet__V1__Envelope, active_model),
+    &facet__v1__active_model__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "shard_change_request",
     400,
     PROTOBUF_C_LABEL_NONE,
@@ -3503,6 +3617,7 @@ static const ProtobufCFieldDescriptor facet__v1__envelope__field_descriptors[49]
   },
 };
 static const unsigned facet__v1__envelope__field_indices_by_name[] = {
+  48,   /* field[48] = active_model */
   44,   /* field[44] = cancel_job_request */
   3,   /* field[3] = client_id */
   2,   /* field[2] = deadline_unix_ms */
@@ -3537,8 +3652,9 @@ static const unsigned facet__v1__envelope__field_indices_by_name[] = {
   34,   /* field[34] = record_batch */
   1,   /* field[1] = request_id */
   4,   /* field[4] = sent_unix_ms */
-  48,   /* field[48] = shard_change_reply */
-  47,   /* field[47] = shard_change_request */
+  47,   /* field[47] = set_active_model_request */
+  50,   /* field[50] = shard_change_reply */
+  49,   /* field[49] = shard_change_request */
   21,   /* field[21] = shard_map */
   20,   /* field[20] = shard_map_request */
   40,   /* field[40] = start_reenrol_request */
@@ -3560,8 +3676,8 @@ static const ProtobufCIntRange facet__v1__envelope__number_ranges[6 + 1] =
   { 100, 22 },
   { 200, 27 },
   { 300, 39 },
-  { 400, 47 },
-  { 0, 49 }
+  { 400, 49 },
+  { 0, 51 }
 };
 const ProtobufCMessageDescriptor facet__v1__envelope__descriptor =
 {
@@ -3571,7 +3687,7 @@ const ProtobufCMessageDescriptor facet__v1__envelope__descriptor =
   "Facet__V1__Envelope",
   "facet.v1",
   sizeof(Facet__V1__Envelope),
-  49,
+  51,
   facet__v1__envelope__field_descriptors,
   facet__v1__envelope__field_indices_by_name,
   6,  facet__v1__envelope__number_ranges,
@@ -4104,7 +4220,7 @@ const ProtobufCMessageDescriptor facet__v1__face__descriptor =
   (ProtobufCMessageInit) facet__v1__face__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__embed_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor facet__v1__embed_request__field_descriptors[6] =
 {
   {
     "image",
@@ -4166,18 +4282,31 @@ static const ProtobufCFieldDescriptor facet__v1__embed_request__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "model_version",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__EmbedRequest, model_version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__embed_request__field_indices_by_name[] = {
   0,   /* field[0] = image */
   2,   /* field[2] = jitter */
   3,   /* field[3] = max_faces */
+  5,   /* field[5] = model_version */
   4,   /* field[4] = skip_embedding */
   1,   /* field[1] = upsample */
 };
 static const ProtobufCIntRange facet__v1__embed_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor facet__v1__embed_request__descriptor =
 {
@@ -4187,7 +4316,7 @@ const ProtobufCMessageDescriptor facet__v1__embed_request__descriptor =
   "Facet__V1__EmbedRequest",
   "facet.v1",
   sizeof(Facet__V1__EmbedRequest),
-  5,
+  6,
   facet__v1__embed_request__field_descriptors,
   facet__v1__embed_request__field_indices_by_name,
   1,  facet__v1__embed_request__number_ranges,
@@ -4322,7 +4451,7 @@ const ProtobufCMessageDescriptor facet__v1__enrol_request__metadata_entry__descr
   (ProtobufCMessageInit) facet__v1__enrol_request__metadata_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__enrol_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor facet__v1__enrol_request__field_descriptors[9] =
 {
   {
     "subject_id",
@@ -4420,6 +4549,18 @@ static const ProtobufCFieldDescriptor facet__v1__enrol_request__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "model_version",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__EnrolRequest, model_version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__enrol_request__field_indices_by_name[] = {
   1,   /* field[1] = collection */
@@ -4427,6 +4568,7 @@ static const unsigned facet__v1__enrol_request__field_indices_by_name[] = {
   2,   /* field[2] = images */
   6,   /* field[6] = jitter */
   4,   /* field[4] = metadata */
+  8,   /* field[8] = model_version */
   0,   /* field[0] = subject_id */
   5,   /* field[5] = upsample */
   7,   /* field[7] = write_policy */
@@ -4434,7 +4576,7 @@ static const unsigned facet__v1__enrol_request__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__enrol_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor facet__v1__enrol_request__descriptor =
 {
@@ -4444,7 +4586,7 @@ const ProtobufCMessageDescriptor facet__v1__enrol_request__descriptor =
   "Facet__V1__EnrolRequest",
   "facet.v1",
   sizeof(Facet__V1__EnrolRequest),
-  8,
+  9,
   facet__v1__enrol_request__field_descriptors,
   facet__v1__enrol_request__field_indices_by_name,
   1,  facet__v1__enrol_request__number_ranges,
@@ -5056,7 +5198,7 @@ const ProtobufCMessageDescriptor facet__v1__class_score__descriptor =
   (ProtobufCMessageInit) facet__v1__class_score__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__classifier_decision__field_descriptors[5] =
+static const ProtobufCFieldDescriptor facet__v1__classifier_decision__field_descriptors[8] =
 {
   {
     "subject_id",
@@ -5118,18 +5260,57 @@ static const ProtobufCFieldDescriptor facet__v1__classifier_decision__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "probability",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__ClassifierDecision, probability),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "calibrated",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__ClassifierDecision, calibrated),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "threshold",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__ClassifierDecision, threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__classifier_decision__field_indices_by_name[] = {
   2,   /* field[2] = accepted */
+  6,   /* field[6] = calibrated */
   3,   /* field[3] = classifier_version */
   1,   /* field[1] = decision_value */
+  5,   /* field[5] = probability */
   0,   /* field[0] = subject_id */
+  7,   /* field[7] = threshold */
   4,   /* field[4] = top */
 };
 static const ProtobufCIntRange facet__v1__classifier_decision__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor facet__v1__classifier_decision__descriptor =
 {
@@ -5139,7 +5320,7 @@ const ProtobufCMessageDescriptor facet__v1__classifier_decision__descriptor =
   "Facet__V1__ClassifierDecision",
   "facet.v1",
   sizeof(Facet__V1__ClassifierDecision),
-  5,
+  8,
   facet__v1__classifier_decision__field_descriptors,
   facet__v1__classifier_decision__field_indices_by_name,
   1,  facet__v1__classifier_decision__number_ranges,
@@ -9222,6 +9403,121 @@ const ProtobufCMessageDescriptor facet__v1__cancel_job_request__descriptor =
   facet__v1__cancel_job_request__field_indices_by_name,
   1,  facet__v1__cancel_job_request__number_ranges,
   (ProtobufCMessageInit) facet__v1__cancel_job_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor facet__v1__set_active_model_request__field_descriptors[2] =
+{
+  {
+    "model_version",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__SetActiveModelRequest, model_version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "force",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__SetActiveModelRequest, force),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned facet__v1__set_active_model_request__field_indices_by_name[] = {
+  1,   /* field[1] = force */
+  0,   /* field[0] = model_version */
+};
+static const ProtobufCIntRange facet__v1__set_active_model_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor facet__v1__set_active_model_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "facet.v1.SetActiveModelRequest",
+  "SetActiveModelRequest",
+  "Facet__V1__SetActiveModelRequest",
+  "facet.v1",
+  sizeof(Facet__V1__SetActiveModelRequest),
+  2,
+  facet__v1__set_active_model_request__field_descriptors,
+  facet__v1__set_active_model_request__field_indices_by_name,
+  1,  facet__v1__set_active_model_request__number_ranges,
+  (ProtobufCMessageInit) facet__v1__set_active_model_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor facet__v1__active_model__field_descriptors[3] =
+{
+  {
+    "model_version",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__ActiveModel, model_version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "previous_version",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__ActiveModel, previous_version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "updated_unix_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__ActiveModel, updated_unix_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned facet__v1__active_model__field_indices_by_name[] = {
+  0,   /* field[0] = model_version */
+  1,   /* field[1] = previous_version */
+  2,   /* field[2] = updated_unix_ms */
+};
+static const ProtobufCIntRange facet__v1__active_model__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor facet__v1__active_model__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "facet.v1.ActiveModel",
+  "ActiveModel",
+  "Facet__V1__ActiveModel",
+  "facet.v1",
+  sizeof(Facet__V1__ActiveModel),
+  3,
+  facet__v1__active_model__field_descriptors,
+  facet__v1__active_model__field_indices_by_name,
+  1,  facet__v1__active_model__number_ranges,
+  (ProtobufCMessageInit) facet__v1__active_model__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue facet__v1__protocol_version__enum_values_by_number[2] =

@@ -83,6 +83,8 @@ typedef struct Facet__V1__ListJobsRequest Facet__V1__ListJobsRequest;
 typedef struct Facet__V1__ListJobsReply Facet__V1__ListJobsReply;
 typedef struct Facet__V1__GetJobRequest Facet__V1__GetJobRequest;
 typedef struct Facet__V1__CancelJobRequest Facet__V1__CancelJobRequest;
+typedef struct Facet__V1__SetActiveModelRequest Facet__V1__SetActiveModelRequest;
+typedef struct Facet__V1__ActiveModel Facet__V1__ActiveModel;
 
 
 /* --- enums --- */
@@ -319,6 +321,8 @@ typedef enum {
   FACET__V1__ENVELOPE__BODY_CANCEL_JOB_REQUEST = 305,
   FACET__V1__ENVELOPE__BODY_JOB = 306,
   FACET__V1__ENVELOPE__BODY_JOB_PROGRESS = 307,
+  FACET__V1__ENVELOPE__BODY_SET_ACTIVE_MODEL_REQUEST = 308,
+  FACET__V1__ENVELOPE__BODY_ACTIVE_MODEL = 309,
   FACET__V1__ENVELOPE__BODY_SHARD_CHANGE_REQUEST = 400,
   FACET__V1__ENVELOPE__BODY_SHARD_CHANGE_REPLY = 401
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FACET__V1__ENVELOPE__BODY__CASE)
@@ -412,6 +416,14 @@ struct  Facet__V1__Envelope
      * progress report (worker -> coordinator, or pushed to a watcher)
      */
     Facet__V1__JobProgress *job_progress;
+    /*
+     * switch queries to another embedding model version
+     */
+    Facet__V1__SetActiveModelRequest *set_active_model_request;
+    /*
+     * reply to set_active_model_request
+     */
+    Facet__V1__ActiveModel *active_model;
     /*
      * Shard-map administration (`facet shards add|remove|rebalance`).
      */
@@ -588,10 +600,14 @@ struct  Facet__V1__EmbedRequest
    * detection, landmarks and mask score only
    */
   protobuf_c_boolean skip_embedding;
+  /*
+   * coordinator: route to an embedder serving this model version; empty = the active one
+   */
+  char *model_version;
 };
 #define FACET__V1__EMBED_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__embed_request__descriptor) \
-    , NULL, 0, 0, 0, 0 }
+    , NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Facet__V1__EmbedReply
@@ -651,10 +667,14 @@ struct  Facet__V1__EnrolRequest
   uint32_t upsample;
   uint32_t jitter;
   Facet__V1__WritePolicy write_policy;
+  /*
+   * embedding model version the templates are made with and stored under (images go
+   */
+  char *model_version;
 };
 #define FACET__V1__ENROL_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__enrol_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, FACET__V1__WRITE_POLICY__WRITE_POLICY_UNSPECIFIED }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, FACET__V1__WRITE_POLICY__WRITE_POLICY_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -814,10 +834,22 @@ struct  Facet__V1__ClassifierDecision
    */
   size_t n_top;
   Facet__V1__ClassScore **top;
+  /*
+   * Platt-calibrated P(subject_id | query) of the one-vs-rest problem; 0 if uncalibrated
+   */
+  float probability;
+  /*
+   * probability is set (accepted = probability >= threshold, else decision_value > 0)
+   */
+  protobuf_c_boolean calibrated;
+  /*
+   * acceptance threshold applied (probability, or decision value 0)
+   */
+  float threshold;
 };
 #define FACET__V1__CLASSIFIER_DECISION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__classifier_decision__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0 }
 
 
 struct  Facet__V1__IdentifyReply
@@ -1765,6 +1797,34 @@ struct  Facet__V1__CancelJobRequest
 #define FACET__V1__CANCEL_JOB_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__cancel_job_request__descriptor) \
     , (char *)protobuf_c_empty_string }
+
+
+/*
+ * Makes `model_version` the embedding model that identify and verify use (templates of other versions stay
+ * stored side by side until deleted). Refused with FAILED_PRECONDITION when no live embedder serves it, unless
+ * force is set.
+ */
+struct  Facet__V1__SetActiveModelRequest
+{
+  ProtobufCMessage base;
+  char *model_version;
+  protobuf_c_boolean force;
+};
+#define FACET__V1__SET_ACTIVE_MODEL_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&facet__v1__set_active_model_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Facet__V1__ActiveModel
+{
+  ProtobufCMessage base;
+  char *model_version;
+  char *previous_version;
+  int64_t updated_unix_ms;
+};
+#define FACET__V1__ACTIVE_MODEL__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&facet__v1__active_model__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 /* Facet__V1__Envelope methods */
@@ -2995,6 +3055,44 @@ Facet__V1__CancelJobRequest *
 void   facet__v1__cancel_job_request__free_unpacked
                      (Facet__V1__CancelJobRequest *message,
                       ProtobufCAllocator *allocator);
+/* Facet__V1__SetActiveModelRequest methods */
+void   facet__v1__set_active_model_request__init
+                     (Facet__V1__SetActiveModelRequest         *message);
+size_t facet__v1__set_active_model_request__get_packed_size
+                     (const Facet__V1__SetActiveModelRequest   *message);
+size_t facet__v1__set_active_model_request__pack
+                     (const Facet__V1__SetActiveModelRequest   *message,
+                      uint8_t             *out);
+size_t facet__v1__set_active_model_request__pack_to_buffer
+                     (const Facet__V1__SetActiveModelRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Facet__V1__SetActiveModelRequest *
+       facet__v1__set_active_model_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   facet__v1__set_active_model_request__free_unpacked
+                     (Facet__V1__SetActiveModelRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Facet__V1__ActiveModel methods */
+void   facet__v1__active_model__init
+                     (Facet__V1__ActiveModel         *message);
+size_t facet__v1__active_model__get_packed_size
+                     (const Facet__V1__ActiveModel   *message);
+size_t facet__v1__active_model__pack
+                     (const Facet__V1__ActiveModel   *message,
+                      uint8_t             *out);
+size_t facet__v1__active_model__pack_to_buffer
+                     (const Facet__V1__ActiveModel   *message,
+                      ProtobufCBuffer     *buffer);
+Facet__V1__ActiveModel *
+       facet__v1__active_model__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   facet__v1__active_model__free_unpacked
+                     (Facet__V1__ActiveModel *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Facet__V1__Envelope_Closure)
@@ -3201,6 +3299,12 @@ typedef void (*Facet__V1__GetJobRequest_Closure)
 typedef void (*Facet__V1__CancelJobRequest_Closure)
                  (const Facet__V1__CancelJobRequest *message,
                   void *closure_data);
+typedef void (*Facet__V1__SetActiveModelRequest_Closure)
+                 (const Facet__V1__SetActiveModelRequest *message,
+                  void *closure_data);
+typedef void (*Facet__V1__ActiveModel_Closure)
+                 (const Facet__V1__ActiveModel *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -3285,6 +3389,8 @@ extern const ProtobufCMessageDescriptor facet__v1__list_jobs_request__descriptor
 extern const ProtobufCMessageDescriptor facet__v1__list_jobs_reply__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__get_job_request__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__cancel_job_request__descriptor;
+extern const ProtobufCMessageDescriptor facet__v1__set_active_model_request__descriptor;
+extern const ProtobufCMessageDescriptor facet__v1__active_model__descriptor;
 
 PROTOBUF_C__END_DECLS
 
