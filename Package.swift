@@ -65,7 +65,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .target(name: "FacetClient", dependencies: ["FacetWire", "FacetTransport"]),
+        .target(name: "FacetClient", dependencies: ["FacetWire", "FacetTransport", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "FacetTestSupport", dependencies: ["FacetIndex", "FacetStore", "FacetImaging", "COpenBLAS"], path: "Sources/FacetTestSupport",
                 resources: [.copy("Resources")], swiftSettings: optimisedInDebug),
 
@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(name: "FacetWireTests", dependencies: ["FacetWire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetTransportTests", dependencies: ["FacetTransport", "FacetWire"]),
         .testTarget(name: "FacetClientTests", dependencies: ["FacetClient", "FacetTransport", "FacetWire"]),
-        .testTarget(name: "FacetClusterTests", dependencies: ["FacetCluster", "FacetClient", "FacetWire", "FacetTransport", "FacetIndex", "FacetStore", "FacetTestSupport", "facet"]),
+        .testTarget(name: "FacetClusterTests", dependencies: ["FacetCluster", "FacetClient", "FacetClassify", "FacetWire", "FacetTransport", "FacetIndex", "FacetStore", "FacetTestSupport", "facet"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -18,8 +18,9 @@ extension Coordinator {
         var tried = Set<String>()
         var lastError = FacetError.unavailable("no embedder is live")
         while !ctx.expired {
+            let version = r.modelVersion.isEmpty ? activeModelVersion : r.modelVersion
             let candidates = state.withLock { $0.liveWorkers(role: .embedder) }
-                .filter { !tried.contains($0.nodeID) }.sorted { $0.inFlight < $1.inFlight }
+                .filter { !tried.contains($0.nodeID) && $0.model.version == version }.sorted { $0.inFlight < $1.inFlight }
             guard let node = candidates.first?.nodeID else { break }
             tried.insert(node)
             switch await call(node, .embedRequest(r), timeout: ctx.within(embedTimeout), parent: ctx.id) {
@@ -34,10 +35,11 @@ extension Coordinator {
     }
 
     /// The embedding of the largest face in `image`.
-    func embedding(of image: WireImage, upsample: UInt32, _ ctx: RequestContext) async throws(FacetError) -> (WireFace, [Float]) {
+    func embedding(of image: WireImage, upsample: UInt32, modelVersion: String = "", _ ctx: RequestContext) async throws(FacetError) -> (WireFace, [Float]) {
         var req = WireEmbedRequest()
         req.image = image
         req.upsample = upsample
+        req.modelVersion = modelVersion
         let reply = try await embed(req, ctx)
         guard let face = reply.faces.first else {
             throw FacetError(.noFace, "no face found in \(image.name.isEmpty ? "the image" : image.name)", field: "image")
@@ -111,15 +113,16 @@ extension Coordinator {
             throw FacetError(.invalidArgument, "at most 256 templates per enrolment", field: "images", limit: 256)
         }
         let collection = r.collection.isEmpty ? "default" : r.collection
+        let version = r.modelVersion.isEmpty ? activeModelVersion : r.modelVersion
         var records: [WireTemplateRecord] = []
         var infos: [WireTemplateInfo] = []
         func add(_ values: [Float], digest: [UInt8], masked: Bool) {
             var rec = WireTemplateRecord()
-            rec.templateID = TemplateIdentity.templateID(subject: subject, collection: collection, sourceDigest: digest)
+            rec.templateID = TemplateIdentity.templateID(subject: subject, collection: collection, sourceDigest: digest, modelVersion: version)
             guard !records.contains(where: { $0.templateID == rec.templateID }) else { return }
             rec.subjectID = subject
             rec.collection = collection
-            rec.embedding = WireEmbedding(values: values, modelVersion: "1")
+            rec.embedding = WireEmbedding(values: values, modelVersion: version)
             rec.masked = masked
             rec.sourceSha256 = Data(digest)
             rec.enrolledUnixMs = nowMilliseconds()
@@ -131,11 +134,14 @@ extension Coordinator {
             infos.append(info)
         }
         for e in r.embeddings {
+            guard e.modelVersion.isEmpty || e.modelVersion == version else {
+                throw FacetError(.modelMismatch, "embedding of model \(e.modelVersion) enrolled as model \(version)", field: "embeddings")
+            }
             let values = try checked(e)
             add(values, digest: TemplateIdentity.sourceDigest(WireEmbedding(values: values, modelVersion: "").littleEndianBytes), masked: false)
         }
         for image in r.images {
-            let (face, values) = try await embedding(of: image, upsample: r.upsample, ctx)
+            let (face, values) = try await embedding(of: image, upsample: r.upsample, modelVersion: version, ctx)
             add(values, digest: TemplateIdentity.sourceDigest(Array(image.data)), masked: face.masked)
         }
         let p = layout.partition(of: subject)
@@ -146,6 +152,7 @@ extension Coordinator {
                                                         deletedSubject: nil, policy: r.writePolicy, ctx)
         let alreadyAll = replies.allSatisfy { if case .partitionInsertReply(let x) = $0 { return x.inserted == 0 } else { return false } }
         if alreadyAll { for i in infos.indices { infos[i].alreadyPresent = true } }
+        noteTemplatesChanged(replies.map { if case .partitionInsertReply(let x) = $0 { return Int(x.inserted) } else { return 0 } }.max() ?? 0)
         var reply = WireEnrolReply()
         reply.subjectID = subject
         reply.collection = collection
@@ -224,8 +231,11 @@ extension Coordinator {
         guard k <= 1000 else { throw FacetError(.invalidArgument, "k must be at most 1000", field: "k", limit: 1000) }
         var reply = WireIdentifyReply()
         let query: [Float]
+        var version = activeModelVersion
         switch r.query {
-        case .embedding(let e)?: query = try checked(e)
+        case .embedding(let e)?:
+            query = try checked(e)
+            if !e.modelVersion.isEmpty { version = e.modelVersion }
         case .image(let image)?:
             let (face, values) = try await embedding(of: image, upsample: r.upsample, ctx)
             var f = face
@@ -235,7 +245,7 @@ extension Coordinator {
         case nil: throw FacetError(.invalidArgument, "give an image or an embedding", field: "query")
         }
         var req = WirePartitionSearchRequest()
-        req.query = WireEmbedding(values: query, modelVersion: "1")
+        req.query = WireEmbedding(values: query, modelVersion: version)
         req.k = UInt32(k)
         req.ef = r.ef
         req.collections = r.collections
@@ -254,6 +264,7 @@ extension Coordinator {
         reply.threshold = r.maxDistance > 0 ? r.maxDistance : threshold
         reply.comparison = reply.face.masked ? .maskedUnmasked : .unmaskedUnmasked
         reply.model = model
+        if r.withClassifier, let decision = classifierDecision(query, modelVersion: version) { reply.decision = decision }
         if reply.partial { ctx.logger.warning("partial identify", metadata: ["missing": "\(missing)"]) }
         return reply
     }
@@ -273,6 +284,7 @@ extension Coordinator {
                 req.partition = p
                 req.afterSequence = after
                 req.maxRecords = 2048
+                req.modelVersion = activeModelVersion
                 guard case .success(.recordBatch(let b)) = await call(node, .streamRecordsRequest(req), timeout: ctx.within(replicaTimeout * 4),
                                                                       parent: ctx.id) else { ok = false; break }
                 out += b.records.filter { $0.subjectID == subject && (collection.isEmpty || $0.collection == collection) }
@@ -322,10 +334,11 @@ extension Coordinator {
     // MARK: status
 
     var model: WireEmbeddingModel {
-        if let m = state.withLock({ $0.liveWorkers(role: .embedder).first?.model }), !m.name.isEmpty { return m }
+        let version = activeModelVersion
+        if let m = state.withLock({ $0.liveWorkers(role: .embedder).first { $0.model.version == version }?.model }), !m.name.isEmpty { return m }
         var m = WireEmbeddingModel()
         m.name = "dlib_face_recognition_resnet_model_v1"
-        m.version = "1"
+        m.version = version
         m.dimension = UInt32(Self.dimension)
         return m
     }
@@ -401,6 +414,7 @@ extension Coordinator {
         reply.protocolVersion = WireProtocol.version
         reply.shardMapEpoch = 1
         reply.model = model
+        reply.classifierVersion = jobs.models.activeClassifier?.metadata.version ?? ""
         reply.healthy = healthy
         reply.partitionCount = layout.partitionCount
         reply.replicationFactor = UInt32(layout.replicationFactor)

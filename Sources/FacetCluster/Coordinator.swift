@@ -35,6 +35,8 @@ public final class Coordinator: Sendable {
     let counter = LockedValue<UInt64>(0)
     let inFlightRequests = LockedValue(0)
     let started = nowMilliseconds()
+    /// Jobs (retraining), the durable models and the retraining triggers (`Coordinator+Jobs.swift`).
+    let jobs: CoordinatorJobs
 
     struct PendingCall {
         let node: String
@@ -59,6 +61,7 @@ public final class Coordinator: Sendable {
             layout = try ShardLayout(partitionCount: configuration.partitionCount ?? 32,
                                      replicationFactor: configuration.replicationFactor ?? min(2, matchers.count), matchers: matchers)
         } catch { throw ClusterError.configuration("\(error)") }
+        jobs = try CoordinatorJobs(nodeID: nodeID, configuration: configuration)
         var options = SocketOptions()
         options.maxFrameBytes = configuration.frameLimit
         options.routerMandatory = false
@@ -90,6 +93,7 @@ public final class Coordinator: Sendable {
             group.addTask { await self.backLoop() }
             group.addTask { await self.frontLoop() }
             group.addTask { await self.tickLoop() }
+            group.addTask { await self.jobsLoop() }
             await group.waitForAll()
         }
         let calls = pending.withLock { p -> [PendingCall] in defer { p = [:] }; return Array(p.values) }
@@ -445,6 +449,9 @@ public final class Coordinator: Sendable {
         case .embedRequest(let r)?: return .embedReply(try await embed(r, ctx))
         case .statusRequest(let r)?: return .statusReply(status(r))
         case .shardMapRequest?: return .shardMap(shardMap())
+        case .startRetrainRequest?, .getJobRequest?, .cancelJobRequest?, .listJobsRequest?, .setActiveModelRequest?,
+             .startReenrolRequest?:
+            return try await serveJobs(env.body!, ctx)
         default:
             throw FacetError(.invalidArgument, "the coordinator does not serve \(env.bodyKind) in this build", field: "body")
         }

@@ -206,7 +206,8 @@ public final class MatcherNode: Sendable {
                 // Every partition assigned to this node is created on first write; one not on disk is empty here.
                 guard let part = held[p] else { reply.searchedPartitions.append(p); continue }
                 do {
-                    let matches = try part.search(query, k: k, parameters: SearchParameters(ef: max(ef, k)), filter: filter)
+                    let matches = try part.search(query, k: k, parameters: SearchParameters(ef: max(ef, k)),
+                                                  filter: Self.versionFilter(filter, version: r.query.modelVersion, held: part.modelVersions))
                     lists.append(matches.map { m in
                         var c = WireCandidate()
                         c.subjectID = m.subject.rawValue

@@ -36,6 +36,18 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
     public var maxInFlight: Int?
     /// CURVE keys, allow-lists, at-rest and audit keys, retention (``SecurityConfiguration``, docs/security.md).
     public var security: SecurityConfiguration?
+    /// Coordinator: directory of its durable models (classifier versions, active embedding model version);
+    /// several coordinators may share it (docs/jobs.md). Nil = in memory only.
+    public var stateDirectory: String?
+    /// Coordinator: start a classifier retraining after this many templates were enrolled or deleted (0 = never).
+    public var retrainAfterChanges: Int?
+    /// Coordinator: Platt probability at which the classifier accepts its best subject (default 0.5).
+    public var classifierThreshold: Float?
+    /// Coordinator: how long a job waits for a partition without a ready replica before it fails.
+    public var jobWaitMilliseconds: Int?
+    /// Embedders: the model version they announce and stamp on embeddings (default: the model's own, "1"); the same
+    /// network under another tag stands in for a second model when re-enrolment is exercised.
+    public var modelVersionTag: String?
 
     public init() {}
 
@@ -71,6 +83,11 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
         if let v = other.verifyThreshold { c.verifyThreshold = v }
         if let v = other.maxInFlight { c.maxInFlight = v }
         if let v = other.security { c.security = (c.security ?? SecurityConfiguration()).overridden(by: v) }
+        if let v = other.stateDirectory { c.stateDirectory = v }
+        if let v = other.retrainAfterChanges { c.retrainAfterChanges = v }
+        if let v = other.classifierThreshold { c.classifierThreshold = v }
+        if let v = other.jobWaitMilliseconds { c.jobWaitMilliseconds = v }
+        if let v = other.modelVersionTag { c.modelVersionTag = v }
         return c
     }
 

@@ -38,7 +38,11 @@ public struct TemplateFilter: Sendable, Hashable {
     public var subjects: Set<SubjectID>?
     public var collections: Set<String>?
     public var masked: Bool?
-    public init(subjects: Set<SubjectID>? = nil, collections: Set<String>? = nil, masked: Bool? = nil) {
+    /// Only templates made by these embedding model versions (re-enrolment keeps versions side by side).
+    public var modelVersions: Set<String>?
+    public init(subjects: Set<SubjectID>? = nil, collections: Set<String>? = nil, masked: Bool? = nil,
+                modelVersions: Set<String>? = nil) {
+        self.modelVersions = modelVersions
         self.subjects = subjects; self.collections = collections; self.masked = masked
     }
 }
@@ -89,10 +93,11 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
     private var sequence: UInt64 = 0
 
     // In-memory template facts for filters and results (guarded by `infoLock`).
-    struct Info { var subject: UInt32; var collection: UInt32; var masked: Bool }
+    struct Info { var subject: UInt32; var collection: UInt32; var masked: Bool; var model: UInt32 = 0 }
     private var info: [UInt64: Info] = [:]
     private var subjectCodes: [String: UInt32] = [:], subjectNames: [String] = []
     private var collectionCodes: [String: UInt32] = [:], collectionNames: [String] = []
+    private var modelCodes: [String: UInt32] = [:], modelNames: [String] = []
     private var subjectTemplates: [UInt32: Set<UInt64>] = [:]
 
     var snapshotPath: String { directory + "/index.snapshot" }
@@ -454,6 +459,9 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
         if let failure { throw failure }
     }
 
+    /// Embedding model versions of the templates held (those ever seen since the partition was opened).
+    public var modelVersions: Set<String> { infoLock.withReadLock { Set(modelNames) } }
+
     /// All subjects with at least one template.
     public func subjectIDs() -> [SubjectID] {
         infoLock.withReadLock { subjectTemplates.filter { !$0.value.isEmpty }.keys.map { SubjectID(subjectNames[Int($0)]) }.sorted() }
@@ -502,12 +510,14 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
         let subjectSet: Set<UInt32>? = f.subjects.map { Set($0.compactMap { subjectCodes[$0.rawValue] }) }
         let collectionSet: Set<UInt32>? = f.collections.map { Set($0.compactMap { collectionCodes[$0] }) }
         let masked = f.masked
+        let modelSet: Set<UInt32>? = f.modelVersions.map { Set($0.compactMap { modelCodes[$0] }) }
         let info = self.info
         return { id in
             guard let i = info[id.rawValue] else { return false }
             if let subjectSet, !subjectSet.contains(i.subject) { return false }
             if let collectionSet, !collectionSet.contains(i.collection) { return false }
             if let masked, i.masked != masked { return false }
+            if let modelSet, !modelSet.contains(i.model) { return false }
             return true
         }
     }
@@ -547,7 +557,11 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
         if let x = collectionCodes[r.collection] { c = x } else {
             c = UInt32(collectionNames.count); collectionCodes[r.collection] = c; collectionNames.append(r.collection)
         }
-        info[r.id.rawValue] = Info(subject: s, collection: c, masked: r.masked)
+        let m: UInt32
+        if let x = modelCodes[r.modelVersion] { m = x } else {
+            m = UInt32(modelNames.count); modelCodes[r.modelVersion] = m; modelNames.append(r.modelVersion)
+        }
+        info[r.id.rawValue] = Info(subject: s, collection: c, masked: r.masked, model: m)
         subjectTemplates[s, default: []].insert(r.id.rawValue)
     }
 

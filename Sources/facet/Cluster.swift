@@ -58,6 +58,7 @@ struct Cluster: AsyncParsableCommand {
             c.partitionCount = partitions
             c.replicationFactor = replicas
             c.matchers = matcherIDs
+            c.stateDirectory = dir + "/coordinator"
             nodes.append(("coordinator", "coordinator", c))
             for id in matcherIDs {
                 var m = base

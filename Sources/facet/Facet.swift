@@ -24,6 +24,10 @@ struct Facet: AsyncParsableCommand {
             Status.self,
             Keys.self,
             Audit.self,
+            Jobs.self,
+            Retrain.self,
+            EnrollBatch.self,
+            SwitchModel.self,
         ]
     )
 }

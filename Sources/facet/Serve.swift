@@ -25,6 +25,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Coordinator: replicas per partition.") var replicas: Int?
     @Option(help: "Coordinator: comma-separated matcher node ids.") var matchers: String?
     @Option(name: .customLong("heartbeat-ms"), help: "Heartbeat interval in milliseconds.") var heartbeatMilliseconds: Int?
+    @Option(help: "Coordinator: directory of its durable models (classifier versions, active embedding model).") var state: String?
+    @Option(name: .customLong("retrain-after"), help: "Coordinator: retrain the classifier after this many template changes (0 = never).")
+    var retrainAfter: Int?
+    @Option(name: .customLong("model-version"), help: "Embedder: announce the model under this version tag.") var modelVersion: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "info"
     @Flag(name: .customLong("insecure-plaintext"), help: "Development only: no CURVE on the sockets and no encryption at rest (security.insecurePlaintext).")
     var insecurePlaintext = false
@@ -47,6 +51,9 @@ struct Serve: AsyncParsableCommand {
             security.insecurePlaintext = true
             flags.security = security
         }
+        flags.stateDirectory = state
+        flags.retrainAfterChanges = retrainAfter
+        flags.modelVersionTag = modelVersion
         return base.overridden(by: flags)
     }
 
@@ -73,7 +80,8 @@ struct Serve: AsyncParsableCommand {
             service = NodeService(name: "matcher") { await node.run() }
         case .embedder:
             let locator = FaceModelLocator(directory: configuration.modelsDirectory)
-            let embedder = try DlibFaceEmbedder(locator: locator)
+            let dlib = try DlibFaceEmbedder(locator: locator)
+            let embedder: any Embedder = configuration.modelVersionTag.map { VersionTaggedEmbedder(dlib, version: $0) } ?? dlib
             let node = try EmbedderNode(configuration: configuration, embedder: embedder, context: context, logger: logger)
             service = NodeService(name: "embedder") { await node.run() }
         }

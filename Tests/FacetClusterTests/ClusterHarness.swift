@@ -37,6 +37,8 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
     let partitions: UInt32
     let replicas: Int
     private var processes: [String: Process] = [:]
+    /// Extra command-line arguments per node name (e.g. "coordinator": ["--retrain-after", "10"]).
+    var extraArguments: [String: [String]] = [:]
 
     init(matchers: Int = 3, replicas: Int = 2, partitions: UInt32 = 8) throws {
         binary = try facetBinaryPath()
@@ -56,12 +58,13 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
         let common = ["--backend", backend, "--heartbeat-ms", "100", "--node-id", name, "--log-level", "info", "--insecure-plaintext"]
         if name == "coordinator" {
             args = ["serve", "coordinator", "--endpoint", frontend, "--matchers", matchers.joined(separator: ","),
-                    "--partitions", "\(partitions)", "--replicas", "\(replicas)"] + common
+                    "--partitions", "\(partitions)", "--replicas", "\(replicas)", "--state", directory + "/coordinator-state"] + common
         } else if name.hasPrefix("matcher") {
             args = ["serve", "matcher", "--data", directory + "/" + name] + common
         } else {
             args = ["serve", "embedder"] + common
         }
+        args += extraArguments[name] ?? []
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args

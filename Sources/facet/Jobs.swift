@@ -1,0 +1,202 @@
+import ArgumentParser
+import Foundation
+import FacetClient
+import FacetWire
+
+/// `facet jobs [list|show ID|cancel ID|start svm] [--json]`
+struct Jobs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jobs", abstract: "List, inspect, start and cancel the coordinator's jobs (classifier retraining).",
+        subcommands: [List.self, Show.self, Cancel.self, Start.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Jobs, newest first.")
+        @OptionGroup var client: ClientOptions
+        @Flag(help: "Print JSON.") var json = false
+        @Option(help: "Only jobs in this state: pending, running, succeeded, failed, cancelled.") var state: String?
+
+        func run() async throws {
+            let wanted: WireJobState
+            switch state {
+            case nil: wanted = .unspecified
+            case let s?:
+                guard let st = jobState(named: s) else { throw ValidationError("unknown state \(s)") }
+                wanted = st
+            }
+            let c = try client.connect()
+            defer { Task { await c.close() } }
+            do {
+                var jobs: [WireJob] = []
+                var token = ""
+                repeat {
+                    let page = try await c.listJobs(state: wanted, pageToken: token)
+                    jobs += page.jobs
+                    token = page.nextPageToken
+                } while !token.isEmpty
+                if json { printJSON(["jobs": jobs.map(jobJSON)]) } else {
+                    if jobs.isEmpty { print("no jobs") }
+                    for j in jobs { print(jobLine(j)) }
+                }
+            } catch { fail(error) }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "One job's state and progress.")
+        @OptionGroup var client: ClientOptions
+        @Flag(help: "Print JSON.") var json = false
+        @Argument(help: "Job id.") var id: String
+
+        func run() async throws {
+            let c = try client.connect()
+            defer { Task { await c.close() } }
+            do {
+                let j = try await c.job(id: id)
+                if json { printJSON(jobJSON(j)) } else { printJob(j) }
+            } catch { fail(error) }
+        }
+    }
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a pending or running job.")
+        @OptionGroup var client: ClientOptions
+        @Flag(help: "Print JSON.") var json = false
+        @Argument(help: "Job id.") var id: String
+
+        func run() async throws {
+            let c = try client.connect()
+            defer { Task { await c.close() } }
+            do {
+                let j = try await c.cancelJob(id: id)
+                if json { printJSON(jobJSON(j)) } else { print(jobLine(j)) }
+            } catch { fail(error) }
+        }
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a job: svm (classifier retraining).")
+        enum Kind: String, ExpressibleByArgument { case svm }
+        @Argument(help: "Job kind: svm.") var kind: Kind
+        @OptionGroup var retrain: RetrainOptions
+
+        func run() async throws { try await retrain.start() }
+    }
+}
+
+/// `facet retrain`: the same as `facet jobs start svm`.
+struct Retrain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "retrain", abstract: "Retrain the identity classifier (one-vs-rest linear SVMs) on the enrolled templates.")
+    @OptionGroup var retrain: RetrainOptions
+    func run() async throws { try await retrain.start() }
+}
+
+struct RetrainOptions: ParsableArguments {
+    @OptionGroup var client: ClientOptions
+    @Option(help: "LIBLINEAR C (default 1).") var cost: Float = 0
+    @Flag(help: "Weight classes inversely to their template counts.") var balance = false
+    @Option(help: "Only templates of these collections (repeatable).") var collection: [String] = []
+    @Flag(name: .customLong("no-activate"), help: "Publish the new version without making it the active one.") var noActivate = false
+    @Flag(help: "Wait until the job finishes, with a progress bar on stderr.") var wait = false
+    @Flag(help: "Print JSON.") var json = false
+
+    func start() async throws {
+        let c = try client.connect()
+        defer { Task { await c.close() } }
+        do {
+            var r = WireStartRetrainRequest()
+            r.cost = cost
+            r.balanceClasses = balance
+            r.collections = collection
+            r.activate = !noActivate
+            r.reason = "facet retrain"
+            var job = try await c.startRetrain(r)
+            if wait {
+                let bar = ProgressBar(label: "retrain")
+                job = try await c.waitForJob(id: job.jobID, timeout: .milliseconds(client.timeoutMilliseconds)) { j in
+                    bar.update(done: Int(j.progress.done), total: Int(j.progress.total), note: j.progress.phase)
+                }
+                bar.finish()
+            }
+            if json { printJSON(jobJSON(job)) } else { printJob(job) }
+            if wait && job.state != .succeeded { throw ExitCode(1) }
+        } catch let e as ExitCode { throw e } catch { fail(error) }
+    }
+}
+
+func jobState(named s: String) -> WireJobState? {
+    ["pending": .pending, "running": .running, "succeeded": .succeeded, "failed": .failed, "cancelled": .cancelled][s.lowercased()]
+}
+
+func jobStateName(_ s: WireJobState) -> String {
+    switch s {
+    case .pending: return "pending"
+    case .running: return "running"
+    case .succeeded: return "succeeded"
+    case .failed: return "failed"
+    case .cancelled: return "cancelled"
+    default: return "unknown"
+    }
+}
+
+func jobKindName(_ k: WireJobKind) -> String {
+    switch k {
+    case .retrain: return "retrain"
+    case .reenrol: return "reenrol"
+    case .rebalance: return "rebalance"
+    case .retention: return "retention"
+    default: return "unknown"
+    }
+}
+
+func jobJSON(_ j: WireJob) -> [String: Any] {
+    ["id": j.jobID, "kind": jobKindName(j.kind), "state": jobStateName(j.state), "phase": j.progress.phase,
+     "done": Int(j.progress.done), "total": Int(j.progress.total), "failed": Int(j.progress.failed),
+     "created_unix_ms": Int(j.createdUnixMs), "started_unix_ms": Int(j.startedUnixMs), "finished_unix_ms": Int(j.finishedUnixMs),
+     "result": j.result, "error": j.error, "parameters": j.parameters]
+}
+
+func jobLine(_ j: WireJob) -> String {
+    let progress = j.progress.total > 0 ? "\(j.progress.done)/\(j.progress.total)" : "-"
+    var line = "\(j.jobID)  \(jobKindName(j.kind))  \(jobStateName(j.state))  \(j.progress.phase)  \(progress)"
+    if !j.result.isEmpty { line += "  → \(j.result)" }
+    if !j.error.isEmpty { line += "  error: \(j.error)" }
+    return line
+}
+
+func printJob(_ j: WireJob) {
+    print(jobLine(j))
+    for (k, v) in j.parameters.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
+    if j.finishedUnixMs > 0, j.startedUnixMs > 0 { print("  took \(j.finishedUnixMs - j.startedUnixMs) ms") }
+}
+
+/// A one-line progress bar on stderr (redrawn in place on a terminal, one line per 10% otherwise).
+final class ProgressBar: @unchecked Sendable {   // used from one task
+    let label: String
+    let terminal = isatty(2) != 0
+    var lastDecile = -1
+    var lastLine = ""
+
+    init(label: String) { self.label = label }
+
+    func update(done: Int, total: Int, note: String = "") {
+        let width = 30
+        let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 0
+        let filled = Int(fraction * Double(width))
+        let line = "\(label) [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(done)/\(total) \(note)"
+        if terminal {
+            guard line != lastLine else { return }
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8))
+        } else {
+            let decile = Int(fraction * 10)
+            guard decile != lastDecile || line.count != lastLine.count && done == total else { return }
+            lastDecile = decile
+            FileHandle.standardError.write(Data("\(line)\n".utf8))
+        }
+        lastLine = line
+    }
+
+    func finish() {
+        if terminal && !lastLine.isEmpty { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
