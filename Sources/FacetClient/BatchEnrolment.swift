@@ -16,6 +16,7 @@ public struct ManifestError: Error, Sendable, CustomStringConvertible, Equatable
     public var origin: String
     public var reason: String
     public var description: String { "\(origin): \(reason)" }
+    public init(origin: String, reason: String) { self.origin = origin; self.reason = reason }
 }
 
 /// A gallery to enrol: a folder per subject (`DIR/SUBJECT/*.jpg|jpeg|png`, subjects and files in name order),

@@ -183,7 +183,7 @@ struct JobsProcessTests {
 func runFacet(_ arguments: [String], seconds: Double = 300) async throws -> (status: Int32, output: String) {
     let outputPath = NSTemporaryDirectory() + "facet-run-\(UInt32.random(in: 0...UInt32.max)).out"
     defer { try? FileManager.default.removeItem(atPath: outputPath) }
-    FileManager.default.createFile(atPath: outputPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
     let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
     let p = Process()
     p.executableURL = URL(fileURLWithPath: try facetBinaryPath())

@@ -141,25 +141,25 @@ struct JobsStateTests {
         let fm = FileManager.default
         for (s, files) in [("bob", ["2.jpg", "1.PNG", "notes.txt"]), ("ann", ["a.jpeg"])] {
             try fm.createDirectory(atPath: "\(dir)/g/\(s)", withIntermediateDirectories: true)
-            for f in files { fm.createFile(atPath: "\(dir)/g/\(s)/\(f)", contents: Data([1])) }
+            for f in files { _ = fm.createFile(atPath: "\(dir)/g/\(s)/\(f)", contents: Data([1])) }
         }
-        fm.createFile(atPath: "\(dir)/g/stray.jpg", contents: Data([1]))
+        _ = fm.createFile(atPath: "\(dir)/g/stray.jpg", contents: Data([1]))
         let folder = try BatchManifest.load("\(dir)/g")
         #expect(folder.map(\.subject) == ["ann", "bob", "bob"])
         #expect(folder.map { ($0.path as NSString).lastPathComponent } == ["a.jpeg", "1.PNG", "2.jpg"])
 
         let csv = "subject,image\n# comment\n\nann, g/ann/a.jpeg\n\"b, ob\",\"/abs/x.jpg\"\n"
-        fm.createFile(atPath: "\(dir)/m.csv", contents: Data(csv.utf8))
+        _ = fm.createFile(atPath: "\(dir)/m.csv", contents: Data(csv.utf8))
         let items = try BatchManifest.load("\(dir)/m.csv")
         #expect(items.map(\.subject) == ["ann", "b, ob"])
         #expect(items.map(\.path) == ["\(dir)/g/ann/a.jpeg", "/abs/x.jpg"])
         #expect(items[0].origin == "\(dir)/m.csv:4")
 
-        fm.createFile(atPath: "\(dir)/bad.csv", contents: Data("ann,a.jpg\nbob\n".utf8))
+        _ = fm.createFile(atPath: "\(dir)/bad.csv", contents: Data("ann,a.jpg\nbob\n".utf8))
         #expect(throws: ManifestError(origin: "\(dir)/bad.csv:2", reason: "expected 2 fields (subject,image), found 1")) {
             _ = try BatchManifest.load("\(dir)/bad.csv")
         }
-        fm.createFile(atPath: "\(dir)/quote.csv", contents: Data("\"ann,a.jpg\n".utf8))
+        _ = fm.createFile(atPath: "\(dir)/quote.csv", contents: Data("\"ann,a.jpg\n".utf8))
         #expect(throws: ManifestError.self) { _ = try BatchManifest.load("\(dir)/quote.csv") }
         #expect(throws: ManifestError.self) { _ = try BatchManifest.load("\(dir)/missing") }
         try fm.createDirectory(atPath: "\(dir)/empty", withIntermediateDirectories: true)
