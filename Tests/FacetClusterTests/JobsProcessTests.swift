@@ -233,7 +233,7 @@ struct EnrollBatchProcessTests {
                 })
             }
             let v1 = try expectedIDs(version: "1")
-            let common = ["--endpoint", harness.frontend, "--timeout-ms", "60000"]
+            let common = ["--endpoint", harness.frontend, "--timeout-ms", "60000", "--insecure-plaintext"]
 
             // Run 1, killed (SIGKILL) once the first photos are journalled.
             let journal = harness.directory + "/gallery.journal"
