@@ -93,6 +93,9 @@ let package = Package(
         .testTarget(name: "FacetWireTests", dependencies: ["FacetWire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetTransportTests", dependencies: ["FacetTransport", "FacetWire"]),
         .testTarget(name: "FacetClientTests", dependencies: ["FacetClient", "FacetTransport", "FacetWire"]),
+        .testTarget(name: "FacetFuzzTests", dependencies: ["FacetImaging", "FacetNN", "FacetFace", "FacetWire", "FacetTransport", "FacetCluster",
+                                                   .product(name: "Logging", package: "swift-log")], exclude: ["Corpus"]),
+        .testTarget(name: "FacetFaultTests", dependencies: ["FacetCluster", "FacetClient", "FacetWire", "FacetTransport", "FacetTestSupport", "facet"]),
         .testTarget(name: "FacetClusterTests", dependencies: ["FacetCluster", "FacetClient", "FacetClassify", "FacetWire", "FacetTransport", "FacetIndex", "FacetStore", "FacetTestSupport", "facet"]),
     ],
     swiftLanguageModes: [.v5]

@@ -74,13 +74,16 @@ extension Coordinator {
             return out
         }
         var durable: [String] = [], replies: [WireEnvelope.OneOf_Body] = [], failures: [String] = []
+        var storageFull = false
         for (node, result) in results {
             switch result {
             case .success(let b):
                 if case .partitionInsertReply(let r) = b, !r.durable { failures.append("\(node): not durable"); continue }
                 durable.append(node)
                 replies.append(b)
-            case .failure(let e): failures.append("\(node): \(e)")
+            case .failure(let e):
+                failures.append("\(node): \(e)")
+                storageFull = storageFull || e.code == .resourceExhausted
             }
         }
         let stillLive = state.withLock { s in targets.filter { s.isAlive($0) } }
@@ -92,7 +95,8 @@ extension Coordinator {
         d.replicasAcknowledged = UInt32(durable.count)
         d.durableOn = durable.sorted()
         guard durable.count >= required else {
-            throw FacetError(.notDurable, "partition \(p): \(durable.count) of \(required) replicas committed (\(failures.joined(separator: "; ")))",
+            // A replica out of storage will not recover by retrying: say so rather than NOT_DURABLE (retryable).
+            throw FacetError(storageFull ? .resourceExhausted : .notDurable, "partition \(p): \(durable.count) of \(required) replicas committed (\(failures.joined(separator: "; ")))",
                              retryAfterMilliseconds: 200)
         }
         if !failures.isEmpty {

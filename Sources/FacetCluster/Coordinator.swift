@@ -34,6 +34,7 @@ public final class Coordinator: Sendable {
     let pending = LockedValue<[String: PendingCall]>([:])
     let counter = LockedValue<UInt64>(0)
     let inFlightRequests = LockedValue(0)
+    let rateLimiter: LockedValue<RateLimiter>?
     let started = nowMilliseconds()
     /// Jobs (retraining), the durable models and the retraining triggers (`Coordinator+Jobs.swift`).
     let jobs: CoordinatorJobs
@@ -62,6 +63,11 @@ public final class Coordinator: Sendable {
                                      replicationFactor: configuration.replicationFactor ?? min(2, matchers.count), matchers: matchers)
         } catch { throw ClusterError.configuration("\(error)") }
         jobs = try CoordinatorJobs(nodeID: nodeID, configuration: configuration)
+        if let rate = configuration.rateLimitPerSecond, rate > 0 {
+            rateLimiter = LockedValue(RateLimiter(ratePerSecond: rate, burst: configuration.rateLimitBurst))
+        } else {
+            rateLimiter = nil
+        }
         var options = SocketOptions()
         options.maxFrameBytes = configuration.frameLimit
         options.routerMandatory = false
@@ -408,6 +414,18 @@ public final class Coordinator: Sendable {
             if env.isExpired() {
                 reply(WireEnvelope.errorReply(to: env, FacetError(.deadlineExceeded, "deadline passed before the request was read", nodeID: nodeID), senderID: nodeID))
                 continue
+            }
+            // Data-plane requests are rate limited per client; status and the shard map (operators' view) are not.
+            if let limiter = rateLimiter, RateLimiter.applies(to: env.body) {
+                let key = RateLimiter.clientKey(userID: message.userID, clientID: env.clientID, routing: routing.first ?? [])
+                let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+                if case .limited(let retry) = limiter.withLock({ $0.admit(key, now: now) }) {
+                    let rate = configuration.rateLimitPerSecond ?? 0
+                    reply(WireEnvelope.errorReply(to: env, FacetError(.rateLimited, "over \(rate) requests per second for this client",
+                                                                      retryAfterMilliseconds: UInt64(retry), limit: UInt64(rate.rounded(.up)),
+                                                                      nodeID: nodeID), senderID: nodeID))
+                    continue
+                }
             }
             let admitted = inFlightRequests.withLock { n -> Bool in
                 guard n < limit else { return false }

@@ -69,6 +69,7 @@ public final class MatcherNode: Sendable {
 
     /// Runs until cancelled (graceful shutdown cancels it), then checkpoints the indexes.
     public func run() async {
+        ignoreFileSizeSignal()
         let link = WorkerLink(
             context: context, endpoint: configuration.backend, nodeID: nodeID, interval: configuration.heartbeatInterval,
             liveness: configuration.livenessCount, maxFrameBytes: configuration.frameLimit, logger: logger,
@@ -130,7 +131,7 @@ public final class MatcherNode: Sendable {
             let part = try Partition.open(at: dataDirectory + "/" + Self.directoryName(p), configuration: partitionConfiguration)
             return partitions.withLock { $0[p] = $0[p] ?? part; return $0[p]! }
         } catch {
-            throw FacetError(.internalError, "cannot open partition \(p): \(error)", nodeID: nodeID)
+            throw storageFailure(error, "opening partition \(p)", node: nodeID, directory: dataDirectory)
         }
     }
 
@@ -153,7 +154,7 @@ public final class MatcherNode: Sendable {
                                                 masked: w.masked, modelVersion: w.embedding.modelVersion,
                                                 createdAtMilliseconds: w.enrolledUnixMs))
                 }
-                do { try part.insert(fresh) } catch { throw FacetError(.internalError, "insert failed: \(error)", nodeID: node) }
+                do { try part.insert(fresh) } catch { throw storageFailure(error, "insert", node: node, directory: dataDirectory) }
                 var reply = WirePartitionInsertReply()
                 reply.partition = r.partition
                 reply.inserted = UInt32(fresh.count)

@@ -48,6 +48,11 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
     /// Embedders: the model version they announce and stamp on embeddings (default: the model's own, "1"); the same
     /// network under another tag stands in for a second model when re-enrolment is exercised.
     public var modelVersionTag: String?
+    /// Coordinator: requests per second each client may send (token bucket keyed by CURVE key, else client id);
+    /// absent or 0 = no limit. Over it: RATE_LIMITED with a retry hint.
+    public var rateLimitPerSecond: Double?
+    /// Coordinator: requests a client may send at once before the rate applies (default max(1, rate)).
+    public var rateLimitBurst: Double?
 
     public init() {}
 
@@ -88,6 +93,8 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
         if let v = other.classifierThreshold { c.classifierThreshold = v }
         if let v = other.jobWaitMilliseconds { c.jobWaitMilliseconds = v }
         if let v = other.modelVersionTag { c.modelVersionTag = v }
+        if let v = other.rateLimitPerSecond { c.rateLimitPerSecond = v }
+        if let v = other.rateLimitBurst { c.rateLimitBurst = v }
         return c
     }
 
