@@ -368,7 +368,7 @@ final class LocalCluster: @unchecked Sendable {  // used from the benchmark's ta
             try config.write(path: path)
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
-            p.arguments = ["serve", role, "--config", path, "--log-level", "warning"]
+            p.arguments = ["serve", role, "--config", path, "--log-level", "warning", "--insecure-plaintext"]  // loopback only
             let log = "\(directory)/\(name).log"
             FileManager.default.createFile(atPath: log, contents: nil)
             let h = FileHandle(forWritingAtPath: log)!

@@ -80,12 +80,16 @@ struct FuzzTests {
         var mc = NodeConfiguration()
         mc.nodeID = "matcher-0"
         mc.dataDirectory = dir
+        var plaintext = SecurityConfiguration()
+        plaintext.insecurePlaintext = true
+        mc.security = plaintext
         let matcher = try MatcherNode(configuration: mc, context: context, logger: logger)
         var cc = NodeConfiguration()
         cc.nodeID = "coordinator"
         cc.matchers = ["matcher-0"]
         cc.partitionCount = 4
         cc.replicationFactor = 1
+        cc.security = plaintext
         cc.frontendEndpoint = "inproc://fuzz-front-\(UInt32.random(in: 0...UInt32.max))"
         cc.backendEndpoint = "inproc://fuzz-back-\(UInt32.random(in: 0...UInt32.max))"
         let coordinator = try Coordinator(configuration: cc, context: context, logger: logger)
