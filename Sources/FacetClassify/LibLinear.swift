@@ -7,7 +7,8 @@ import Foundation
 /// `rand()`, which orders the dual coordinate descent. Every call into `train` therefore runs under one
 /// process-wide lock, with printing silenced and `srand(seed)` set first, so training is thread-safe and
 /// reproducible. (Other code that calls `rand()` concurrently cannot disturb a training run in progress
-/// only if it, too, avoids libc `rand()`; Facet does not use it elsewhere.)
+/// only if it, too, avoids libc `rand()`; Facet does not, but libzmq draws routing ids with it, so in a
+/// process with live sockets two runs agree to the solver's tolerance rather than bit for bit.)
 enum LibLinear {
     private static let lock = NSLock()
 
