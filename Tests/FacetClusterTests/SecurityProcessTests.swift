@@ -11,7 +11,9 @@ import Glibc
 
 /// The client CURVE settings `facet cluster up` writes under DATA/keys (waits, bounded, for them to appear).
 func clusterUpClientCurve(keys: String) async throws -> FacetClient.Curve {
-    for _ in 0..<600 where !FileManager.default.fileExists(atPath: keys + "/coordinator.key") {
+    // cluster up writes each pair secret first, public second, node by node: wait for both public files.
+    let ready = { ["/coordinator.key", "/client.key"].allSatisfy { FileManager.default.fileExists(atPath: keys + $0) } }
+    for _ in 0..<600 where !ready() {
         try await Task.sleep(for: .milliseconds(50))
     }
     return FacetClient.Curve(clientKeys: try CurveKeyFiles.readKeyPair(secretKeyAt: keys + "/client.key_secret"),
