@@ -28,8 +28,6 @@ struct Facet: AsyncParsableCommand {
             Retrain.self,
             EnrollBatch.self,
             SwitchModel.self,
-            Shards.self,
-            Subjects.self,
         ]
     )
 }
