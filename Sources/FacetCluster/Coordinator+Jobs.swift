@@ -235,7 +235,7 @@ extension Coordinator {
             var done = false
             while !done {
                 if registry.isCancelled(id) { throw FacetError(.cancelled, "cancelled") }
-                let replicas = state.withLock { $0.readyReplicas(of: p, layout: layout) }
+                let replicas = state.withLock { $0.readyReplicas(of: p) }
                 guard !replicas.isEmpty else {
                     if ContinuousClock.now >= waitUntil {
                         throw FacetError(.unavailable, "partition \(p) had no ready replica for \(jobs.jobWait)")

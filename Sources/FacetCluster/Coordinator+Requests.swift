@@ -55,12 +55,34 @@ extension Coordinator {
 
     /// Writes to every live replica of `p` (ready or being filled); succeeds when the policy's number of replicas
     /// committed. A replica that dies during the write no longer counts towards "every live replica".
+    /// A matcher that refuses the write as STALE_SHARD_MAP (the map changed) makes it start again under the newer map.
     func replicate(_ p: UInt32, _ body: WireEnvelope.OneOf_Body, insertedIDs: [UInt64], deletedSubject: String?,
                    policy: WireWritePolicy, _ ctx: RequestContext) async throws(FacetError) -> (WireDurability, [WireEnvelope.OneOf_Body]) {
-        let (writeID, targets) = state.withLock { s in
-            (s.beginWrite(p, inserted: insertedIDs, deletedSubject: deletedSubject), s.writeTargets(of: p, layout: layout))
+        var attempt = 0
+        while true {
+            attempt += 1
+            do throws(FacetError) {
+                return try await replicateOnce(p, body, insertedIDs: insertedIDs, deletedSubject: deletedSubject, policy: policy, ctx)
+            } catch {
+                guard error.code == .staleShardMap, attempt < 5, !ctx.expired else { throw error }
+                ctx.logger.info("write refused under an old shard map; retrying", metadata: ["partition": "\(p)", "error": "\(error)"])
+                if !error.nodeID.isEmpty { await refreshMap(from: error.nodeID) }
+            }
+        }
+    }
+
+    private func replicateOnce(_ p: UInt32, _ body: WireEnvelope.OneOf_Body, insertedIDs: [UInt64], deletedSubject: String?,
+                               policy: WireWritePolicy, _ ctx: RequestContext) async throws(FacetError) -> (WireDurability, [WireEnvelope.OneOf_Body]) {
+        let (writeID, targets, epoch, replicationFactor) = state.withLock { s in
+            (s.beginWrite(p, inserted: insertedIDs, deletedSubject: deletedSubject), s.writeTargets(of: p), s.map.epoch, s.map.replicationFactor)
         }
         defer { state.withLock { $0.endWrite(p, writeID) } }
+        var body = body
+        switch body {
+        case .partitionInsertRequest(var r): r.shardMapEpoch = epoch; body = .partitionInsertRequest(r)
+        case .partitionDeleteRequest(var r): r.shardMapEpoch = epoch; body = .partitionDeleteRequest(r)
+        default: break
+        }
         guard !targets.isEmpty else {
             throw FacetError(.notDurable, "no live replica holds partition \(p)", retryAfterMilliseconds: 500)
         }
@@ -75,6 +97,7 @@ extension Coordinator {
         }
         var durable: [String] = [], replies: [WireEnvelope.OneOf_Body] = [], failures: [String] = []
         var storageFull = false
+        var stale: FacetError?
         for (node, result) in results {
             switch result {
             case .success(let b):
@@ -82,18 +105,22 @@ extension Coordinator {
                 durable.append(node)
                 replies.append(b)
             case .failure(let e):
+                if e.code == .staleShardMap { stale = e; stale!.nodeID = node }
                 failures.append("\(node): \(e)")
                 storageFull = storageFull || e.code == .resourceExhausted
             }
         }
+        // The map changed under this write: the replicas that took it keep it (idempotent); retry under the new map.
+        if let stale { throw stale }
         let stillLive = state.withLock { s in targets.filter { s.isAlive($0) } }
-        let required = WriteQuorum.required(policy: policy, replicationFactor: layout.replicationFactor,
+        let required = WriteQuorum.required(policy: policy, replicationFactor: replicationFactor,
                                             liveTargets: Set(stillLive).union(durable).count)
         var d = WireDurability()
         d.policy = policy == .unspecified ? .all : policy
         d.replicasRequired = UInt32(required)
         d.replicasAcknowledged = UInt32(durable.count)
         d.durableOn = durable.sorted()
+        d.shardMapEpoch = epoch
         guard durable.count >= required else {
             // A replica out of storage will not recover by retrying: say so rather than NOT_DURABLE (retryable).
             throw FacetError(storageFull ? .resourceExhausted : .notDurable, "partition \(p): \(durable.count) of \(required) replicas committed (\(failures.joined(separator: "; ")))",
@@ -148,7 +175,7 @@ extension Coordinator {
             let (face, values) = try await embedding(of: image, upsample: r.upsample, modelVersion: version, ctx)
             add(values, digest: TemplateIdentity.sourceDigest(Array(image.data)), masked: face.masked)
         }
-        let p = layout.partition(of: subject)
+        let p = currentMap.partition(of: subject)
         var ins = WirePartitionInsertRequest()
         ins.partition = p
         ins.records = records
@@ -172,7 +199,7 @@ extension Coordinator {
 
     func deleteSubject(_ r: WireDeleteSubjectRequest, _ ctx: RequestContext) async throws(FacetError) -> WireDeleteSubjectReply {
         guard !r.subjectID.isEmpty else { throw FacetError(.invalidArgument, "subject_id is required", field: "subject_id") }
-        let p = layout.partition(of: r.subjectID)
+        let p = currentMap.partition(of: r.subjectID)
         var del = WirePartitionDeleteRequest()
         del.partition = p
         del.subjectID = r.subjectID
@@ -190,44 +217,59 @@ extension Coordinator {
 
     // MARK: reads
 
-    /// Scatter-gather over `partitions` with fail-over; returns the per-node replies and the partitions missing.
-    func scatterSearch(_ base: WirePartitionSearchRequest, partitions: [UInt32], _ ctx: RequestContext)
-        async -> (lists: [[WireCandidate]], missing: [UInt32])
-    {
+    /// Scatter-gather over `partitions` with fail-over: `request` builds the call for one matcher's share of the
+    /// partitions, `answer` takes a reply and returns the partitions it covered (nil: not an answer). Returns the
+    /// partitions that no replica answered for by the deadline.
+    func scatter(partitions: [UInt32], _ ctx: RequestContext, request: ([UInt32]) -> WireEnvelope.OneOf_Body,
+                 answer: (WireEnvelope.OneOf_Body) -> [UInt32]?) async -> [UInt32] {
         let rotation = state.withLock { $0.rotation += 1; return $0.rotation }
         var plan = ScatterPlan(partitions: partitions, rotation: rotation)
-        var lists: [[WireCandidate]] = []
         typealias Outcome = (node: String, asked: [UInt32], result: Result<WireEnvelope.OneOf_Body, FacetError>)
         await withTaskGroup(of: Outcome.self) { group in
             var inFlight = Set<UInt32>()
             var running = 0
             while true {
                 if !ctx.expired {
-                    let groups = plan.nextRound(ready: { p in self.state.withLock { $0.readyReplicas(of: p, layout: self.layout) } },
-                                                inFlight: inFlight)
-                    for (node, ps) in groups {
-                        var req = base
-                        req.partitions = ps
+                    let groups = plan.nextRound(ready: { p in self.state.withLock { $0.readyReplicas(of: p) } }, inFlight: inFlight)
+                    for (node, ps) in groups.sorted(by: { $0.key < $1.key }) {
+                        let body = request(ps)
                         inFlight.formUnion(ps)
                         running += 1
                         let timeout = ctx.within(replicaTimeout)
-                        group.addTask { (node, ps, await self.call(node, .partitionSearchRequest(req), timeout: timeout, parent: ctx.id)) }
+                        group.addTask { (node, ps, await self.call(node, body, timeout: timeout, parent: ctx.id)) }
                     }
                 }
                 guard running > 0, let outcome = await group.next() else { break }
                 running -= 1
                 inFlight.subtract(outcome.asked)
-                switch outcome.result {
-                case .success(.partitionSearchReply(let reply)):
-                    plan.succeeded(reply.searchedPartitions.filter { outcome.asked.contains($0) })
-                    lists.append(reply.candidates)
-                case .success, .failure:
+                if case .success(let body) = outcome.result, let covered = answer(body) {
+                    plan.succeeded(covered.filter { outcome.asked.contains($0) })
+                } else {
                     ctx.logger.debug("replica failed; failing over", metadata: ["node.id": "\(outcome.node)"])
                 }
                 if plan.isComplete { break }
             }
         }
-        return (lists, plan.missing)
+        return plan.missing
+    }
+
+    /// Scatter-gather search over `partitions`; returns the per-node candidate lists and the partitions missing.
+    func scatterSearch(_ base: WirePartitionSearchRequest, partitions: [UInt32], _ ctx: RequestContext)
+        async -> (lists: [[WireCandidate]], missing: [UInt32])
+    {
+        var lists: [[WireCandidate]] = []
+        var base = base
+        base.shardMapEpoch = currentMap.epoch
+        let missing = await scatter(partitions: partitions, ctx, request: { ps in
+            var req = base
+            req.partitions = ps
+            return .partitionSearchRequest(req)
+        }, answer: { body in
+            guard case .partitionSearchReply(let reply) = body else { return nil }
+            lists.append(reply.candidates)
+            return reply.searchedPartitions
+        })
+        return (lists, missing)
     }
 
     func identify(_ r: WireIdentifyRequest, _ ctx: RequestContext) async throws(FacetError) -> WireIdentifyReply {
@@ -254,7 +296,7 @@ extension Coordinator {
         req.ef = r.ef
         req.collections = r.collections
         req.maxDistance = r.maxDistance
-        let (lists, missing) = await scatterSearch(req, partitions: layout.allPartitions, ctx)
+        let (lists, missing) = await scatterSearch(req, partitions: currentMap.allPartitions, ctx)
         let threshold = configuration.verifyThreshold ?? Coordinator.defaultThreshold
         reply.candidates = TopKMerge.merge(lists, k: k, maxDistance: r.maxDistance > 0 ? r.maxDistance : nil).map { c in
             var c = c
@@ -264,7 +306,8 @@ extension Coordinator {
         }
         reply.partial = !missing.isEmpty
         reply.missingPartitions = missing
-        reply.partitionCount = layout.partitionCount
+        reply.partitionCount = currentMap.partitionCount
+        reply.shardMapEpoch = currentMap.epoch
         reply.threshold = r.maxDistance > 0 ? r.maxDistance : threshold
         reply.comparison = reply.face.masked ? .maskedUnmasked : .unmaskedUnmasked
         reply.model = model
@@ -273,30 +316,18 @@ extension Coordinator {
         return reply
     }
 
-    /// Every template of `subject` (exact: streams the subject's partition from a ready replica, with fail-over).
-    func templates(of subject: String, collection: String, _ ctx: RequestContext) async throws(FacetError) -> [WireTemplateRecord] {
-        let p = layout.partition(of: subject)
-        var tried = Set<String>()
-        while !ctx.expired {
-            guard let node = state.withLock({ $0.readyReplicas(of: p, layout: layout) }).first(where: { !tried.contains($0) }) else { break }
-            tried.insert(node)
-            var out: [WireTemplateRecord] = []
-            var after: UInt64 = 0
-            var ok = true
-            while ok {
-                var req = WireStreamRecordsRequest()
-                req.partition = p
-                req.afterSequence = after
-                req.maxRecords = 2048
-                req.modelVersion = activeModelVersion
-                guard case .success(.recordBatch(let b)) = await call(node, .streamRecordsRequest(req), timeout: ctx.within(replicaTimeout * 4),
-                                                                      parent: ctx.id) else { ok = false; break }
-                out += b.records.filter { $0.subjectID == subject && (collection.isEmpty || $0.collection == collection) }
-                if b.end || b.records.isEmpty { return out }
-                after = b.nextAfterSequence
-            }
-        }
-        throw FacetError(.unavailable, "no replica of partition \(p) answered", retryAfterMilliseconds: 200)
+    /// The template of `subject` nearest to `probe`: one exact search (subject filter) in the subject's partition on a
+    /// ready replica, with fail-over.
+    func nearestTemplate(of subject: String, collection: String, to probe: [Float], _ ctx: RequestContext) async throws(FacetError) -> WireCandidate? {
+        var req = WirePartitionSearchRequest()
+        req.query = WireEmbedding(values: probe, modelVersion: activeModelVersion)   // templates of the active model only
+        req.k = 1
+        req.subjectIds = [subject]
+        if !collection.isEmpty { req.collections = [collection] }
+        let p = currentMap.partition(of: subject)
+        let (lists, missing) = await scatterSearch(req, partitions: [p], ctx)
+        guard missing.isEmpty else { throw FacetError(.unavailable, "no replica of partition \(p) answered", retryAfterMilliseconds: 200) }
+        return TopKMerge.merge(lists, k: 1, maxDistance: nil).first
     }
 
     func verify(_ r: WireVerifyRequest, _ ctx: RequestContext) async throws(FacetError) -> WireVerifyReply {
@@ -318,13 +349,12 @@ extension Coordinator {
             reply.referenceMasked = face.masked
             reply.distance = euclideanDistance(probe, values)
         case .subjectID(let subject)?:
-            let records = try await templates(of: subject, collection: r.collection, ctx)
-            guard let best = records.min(by: {
-                euclideanDistance(probe, $0.embedding.values) < euclideanDistance(probe, $1.embedding.values)
-            }) else { throw FacetError(.notFound, "the subject has no templates", field: "subject_id") }   // no subject id: errors are logged
-            reply.distance = euclideanDistance(probe, best.embedding.values)
+            guard let best = try await nearestTemplate(of: subject, collection: r.collection, to: probe, ctx) else {
+                throw FacetError(.notFound, "the subject has no templates", field: "subject_id")
+            }
+            reply.distance = best.distance
             reply.templateID = best.templateID
-            reply.referenceMasked = best.masked
+            reply.referenceMasked = best.templateMasked
         case nil: throw FacetError(.invalidArgument, "give a reference image, embedding or subject", field: "reference")
         }
         reply.threshold = r.threshold > 0 ? r.threshold : (configuration.verifyThreshold ?? Coordinator.defaultThreshold)
@@ -347,24 +377,11 @@ extension Coordinator {
         return m
     }
 
-    func shardMap() -> WireShardMap {
-        var map = WireShardMap()
-        map.epoch = 1
-        map.partitionCount = layout.partitionCount
-        map.replicationFactor = UInt32(layout.replicationFactor)
-        map.assignments = layout.allPartitions.map { p in
-            var a = WirePartitionAssignment()
-            a.partition = p
-            a.replicas = layout.replicas(of: p)
-            return a
-        }
-        map.matchers = layout.matchers.map { var m = WireMatcherEndpoint(); m.nodeID = $0; return m }
-        map.updatedUnixMs = started
-        return map
-    }
+    func shardMap() -> WireShardMap { currentMap.wire }
 
     func status(_ r: WireStatusRequest) -> WireStatusReply {
         let s = state.withLock { $0 }
+        let layout = s.map
         var reply = WireStatusReply()
         var coordinator = WireNodeStatus()
         coordinator.nodeID = nodeID
@@ -374,7 +391,7 @@ extension Coordinator {
         coordinator.softwareVersion = FacetCluster.softwareVersion
         coordinator.startedUnixMs = started
         reply.nodes.append(coordinator)
-        let known = Set(s.workers.keys).union(layout.matchers)
+        let known = Set(s.workers.keys).union(layout.matchers).union(layout.allPartitions.flatMap { layout.incoming(of: $0) })
         for id in known.sorted() {
             var n = WireNodeStatus()
             n.nodeID = id
@@ -387,7 +404,7 @@ extension Coordinator {
             }
             n.role = w.role
             let assigned = w.role == .matcher ? layout.partitions(of: id) : []
-            n.state = !w.alive ? .dead : (assigned.allSatisfy { s.ready.contains(ReplicaKey(id, $0)) } ? .ready : .joining)
+            n.state = !w.alive ? .dead : (layout.assigned(to: id).allSatisfy { s.isReady(ReplicaKey(id, $0)) } ? .ready : .joining)
             n.lastHeartbeatUnixMs = w.lastHeardUnixMs
             n.partitions = assigned
             n.templates = w.holdings.values.reduce(0, +)
@@ -400,7 +417,7 @@ extension Coordinator {
         var healthy = true
         var templates: UInt64 = 0
         for p in layout.allPartitions {
-            let ready = s.readyReplicas(of: p, layout: layout)
+            let ready = s.readyReplicas(of: p)
             if ready.isEmpty { healthy = false }
             let count = layout.replicas(of: p).compactMap { s.workers[$0]?.holdings[p] }.max() ?? 0
             templates += count
@@ -416,7 +433,7 @@ extension Coordinator {
         reply.templates = templates
         reply.softwareVersion = FacetCluster.softwareVersion
         reply.protocolVersion = WireProtocol.version
-        reply.shardMapEpoch = 1
+        reply.shardMapEpoch = layout.epoch
         reply.model = model
         reply.classifierVersion = jobs.models.activeClassifier?.metadata.version ?? ""
         reply.healthy = healthy

@@ -15,10 +15,13 @@ import FacetWire
 ///   its calls fail at once (so requests fail over), and its replicas stop serving reads. A matcher that
 ///   (re)registers is filled from a ready replica of each of its partitions before it serves reads again.
 ///
-/// The only state that must survive is the shard layout, which comes from the configuration; everything else is
-/// rebuilt from worker registrations, so the coordinator can restart (workers reconnect and re-register).
+/// The only state that must survive is the shard map (``ClusterShardMap``): the first one comes from the configuration,
+/// newer ones are stored by the matchers (and in the optional `shardMapFile`) and adopted from their registrations and
+/// heartbeats; everything else is rebuilt from worker registrations, so the coordinator can restart and several
+/// coordinators can serve the same workers (see Coordinator+Shards.swift).
 public final class Coordinator: Sendable {
     public let nodeID: String
+    /// The configured layout: the first shard map (epoch 1) when no newer one is stored anywhere.
     public let layout: ShardLayout
     let configuration: NodeConfiguration
     let logger: Logger
@@ -30,7 +33,10 @@ public final class Coordinator: Sendable {
     let audit: AuditLog?
     /// Called after a subject is erased from every replica (the SVM retraining seam).
     public let erasureHooks = ErasureHooks()
-    let state = LockedValue(CoordinatorState())
+    let state: LockedValue<CoordinatorState>
+    /// Shard changes, map pushes and fetches in progress (Coordinator+Shards.swift).
+    let shardWork = LockedValue(ShardWork())
+    let metrics: NodeMetrics
     let pending = LockedValue<[String: PendingCall]>([:])
     let counter = LockedValue<UInt64>(0)
     let inFlightRequests = LockedValue(0)
@@ -68,6 +74,15 @@ public final class Coordinator: Sendable {
         } else {
             rateLimiter = nil
         }
+        var initial = ClusterShardMap(layout: layout)
+        if let file = configuration.shardMapFile, let stored = try Self.loadShardMap(file) {
+            guard stored.partitionCount == layout.partitionCount else {
+                throw ClusterError.configuration("\(file) has \(stored.partitionCount) partitions, the configuration \(layout.partitionCount)")
+            }
+            if stored.isNewer(than: initial) { initial = stored }
+        }
+        state = LockedValue(CoordinatorState(map: initial))
+        metrics = NodeMetrics(role: "coordinator")
         var options = SocketOptions()
         options.maxFrameBytes = configuration.frameLimit
         options.routerMandatory = false
@@ -92,9 +107,10 @@ public final class Coordinator: Sendable {
 
     /// Serves until cancelled (graceful shutdown), then closes both sockets.
     public func run() async {
+        let map = currentMap
         logger.info("coordinator listening", metadata: [
-            "frontend": "\(frontendEndpoint)", "backend": "\(backendEndpoint)",
-            "partitions": "\(layout.partitionCount)", "replicas": "\(layout.replicationFactor)", "matchers": "\(layout.matchers)"])
+            "frontend": "\(frontendEndpoint)", "backend": "\(backendEndpoint)", "epoch": "\(map.epoch)",
+            "partitions": "\(map.partitionCount)", "replicas": "\(map.replicationFactor)", "matchers": "\(map.matchers)"])
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.backLoop() }
             group.addTask { await self.frontLoop() }
@@ -196,8 +212,9 @@ public final class Coordinator: Sendable {
                 }
                 state.withLock { s in
                     s.workers[node]!.inFlight = max(s.workers[node]!.inFlight, 0)
-                    s.workers[node]!.holdings = Dictionary(h.holdings.map { ($0.partition, $0.templates) }, uniquingKeysWith: { a, _ in a })
+                    if s.workers[node]!.role == .matcher { s.updateHoldings(node, h.holdings) }
                 }
+                if state.withLock({ $0.workers[node]?.role == .matcher }) { compareEpoch(node, h.shardMapEpoch) }
             default:
                 guard known != nil, let b = env.body else { continue }
                 if case .error(let e) = b {
@@ -227,31 +244,36 @@ public final class Coordinator: Sendable {
             if let old { s.routingToNode.removeValue(forKey: old.routing) }
             var w = WorkerInfo(nodeID: r.nodeID, role: r.role, routing: routing, lastHeard: now, lastHeardUnixMs: nowMilliseconds(),
                                alive: true, generation: (old?.generation ?? 0) + 1)
-            w.holdings = Dictionary(r.holdings.map { ($0.partition, $0.templates) }, uniquingKeysWith: { a, _ in a })
             w.model = r.model
             w.startedUnixMs = r.startedUnixMs
             w.softwareVersion = r.softwareVersion
             s.workers[r.nodeID] = w
             s.routingToNode[routing] = r.nodeID
-            // A re-registering matcher may have missed writes: it serves no reads until filled again.
-            s.ready = s.ready.filter { $0.node != r.nodeID }
             s.windows = s.windows.filter { $0.key.node != r.nodeID }
+            if r.role == .matcher {
+                s.updateHoldings(r.nodeID, r.holdings)
+                // A matcher that re-registers with this coordinator may have missed its writes (it was dead here, or
+                // its link was): it serves no reads until filled again, whatever it reports.
+                if old != nil {
+                    for p in s.map.assigned(to: r.nodeID) { s.mustFill.insert(ReplicaKey(r.nodeID, p)) }
+                }
+            }
             return (w.generation, old != nil)
         }
+        if r.role == .matcher { adoptReported(r.shardMap, from: r.nodeID) }
         if replaced { failCalls(to: r.nodeID, .unavailable("node \(r.nodeID) re-registered", node: r.nodeID)) }
         var reply = WireWorkerRegistered()
         reply.heartbeatIntervalMs = UInt64(interval.wireMilliseconds)
         reply.liveness = UInt32(configuration.livenessCount)
         reply.coordinatorID = nodeID
-        reply.shardMap = shardMap()
+        reply.shardMap = currentMap.wire
         postBack(routing, WireEnvelope.reply(to: request, .workerRegistered(reply), senderID: nodeID))
         logger.info("worker registered", metadata: ["node.id": "\(r.nodeID)", "role": "\(r.role)", "generation": "\(generation)",
                                                     "holdings": "\(r.holdings.count)"])
         if r.role == .matcher {
-            if layout.matchers.contains(r.nodeID) {
-                Task { await self.fill(r.nodeID, generation: generation) }
-            } else {
-                logger.warning("matcher is not in the shard map; it holds no partitions", metadata: ["node.id": "\(r.nodeID)"])
+            compareEpoch(r.nodeID, r.shardMap.epoch)
+            if !currentMap.matchers.contains(r.nodeID) {
+                logger.info("matcher is not in the shard map (yet); it holds no partitions", metadata: ["node.id": "\(r.nodeID)"])
             }
         }
     }
@@ -279,113 +301,12 @@ public final class Coordinator: Sendable {
             var hb = WireHeartbeat()
             hb.nodeID = nodeID
             hb.state = .ready
+            hb.shardMapEpoch = currentMap.epoch
+            reconcile()
             for (_, routing) in live {
                 postBack(routing, WireEnvelope.request(.heartbeat(hb), id: "\(nodeID)-hb-\(beat)", clientID: nodeID))
             }
         }
-    }
-
-    // MARK: filling a replica
-
-    /// Brings every partition of `node` up to date from a ready replica, then lets it serve reads.
-    private func fill(_ node: String, generation: Int) async {
-        func current() -> Bool { state.withLock { $0.workers[node]?.generation == generation && $0.workers[node]?.alive == true } }
-        for p in layout.partitions(of: node) {
-            let key = ReplicaKey(node, p)
-            var attempt = 0
-            while current() {
-                let sources = state.withLock { $0.readyReplicas(of: p, layout: layout) }.filter { $0 != node }
-                if sources.isEmpty {
-                    // Nobody has a complete copy to offer (a cluster starting, or every replica was down): this one's
-                    // committed data is the partition.
-                    state.withLock { _ = $0.ready.insert(key) }
-                    break
-                }
-                let source = sources[attempt % sources.count]
-                attempt += 1
-                state.withLock { $0.openWindow(key) }
-                switch await copy(p, from: source, to: node) {
-                case .success(let n):
-                    let became = state.withLock { s -> Bool in
-                        guard s.workers[node]?.generation == generation, s.workers[node]?.alive == true else { return false }
-                        s.windows.removeValue(forKey: key)
-                        s.ready.insert(key)
-                        return true
-                    }
-                    if became, n > 0 {
-                        logger.info("replica filled", metadata: ["node.id": "\(node)", "partition": "\(p)", "from": "\(source)", "copied": "\(n)"])
-                    }
-                case .failure(let e):
-                    state.withLock { _ = $0.windows.removeValue(forKey: key) }
-                    logger.warning("replica fill failed; retrying", metadata: ["node.id": "\(node)", "partition": "\(p)", "error": "\(e)"])
-                    try? await Task.sleep(for: .milliseconds(200))
-                    continue
-                }
-                break
-            }
-        }
-    }
-
-    /// Copies partition `p` from `source` to `target`: every source record the target lacks is inserted (idempotent),
-    /// records the target has but the source has not (deleted while the target was away) are deleted, except those
-    /// written during the copy; subject deletions made during the copy are applied again. Returns records copied.
-    private func copy(_ p: UInt32, from source: String, to target: String) async -> Result<Int, FacetError> {
-        let key = ReplicaKey(target, p)
-        func streamIDs(_ node: String, insertInto: String?, skip: Set<UInt64>) async -> Result<Set<UInt64>, FacetError> {
-            var after: UInt64 = 0
-            var ids = Set<UInt64>()
-            while true {
-                var req = WireStreamRecordsRequest()
-                req.partition = p
-                req.afterSequence = after
-                req.maxRecords = 512
-                guard case .success(let body) = await call(node, .streamRecordsRequest(req), timeout: .seconds(10)) else {
-                    return .failure(.unavailable("stream from \(node) failed", node: node))
-                }
-                guard case .recordBatch(let batch) = body else { return .failure(FacetError(.internalError, "unexpected reply")) }
-                ids.formUnion(batch.records.map(\.templateID))
-                if let target = insertInto {
-                    let missing = batch.records.filter { !skip.contains($0.templateID) }
-                    if !missing.isEmpty {
-                        var ins = WirePartitionInsertRequest()
-                        ins.partition = p
-                        ins.records = missing
-                        if case .failure(let e) = await call(target, .partitionInsertRequest(ins), timeout: .seconds(10)) { return .failure(e) }
-                    }
-                }
-                if batch.end || batch.records.isEmpty { return .success(ids) }
-                after = batch.nextAfterSequence
-            }
-        }
-        // Pass 1: everything the source holds now.
-        guard case .success(let first) = await streamIDs(source, insertInto: target, skip: []) else {
-            return .failure(.unavailable("source \(source) failed", node: source))
-        }
-        // Writes that started before the window opened may have skipped the target; wait for them, then pass 2.
-        for _ in 0..<500 where !state.withLock({ $0.earlierWritesDone(key) }) { try? await Task.sleep(for: .milliseconds(20)) }
-        guard case .success(let second) = await streamIDs(source, insertInto: target, skip: first) else {
-            return .failure(.unavailable("source \(source) failed", node: source))
-        }
-        let sourceIDs = first.union(second)
-        // Pass 3: what the target holds that the source does not.
-        guard case .success(let targetIDs) = await streamIDs(target, insertInto: nil, skip: []) else {
-            return .failure(.unavailable("target \(target) failed", node: target))
-        }
-        let window = state.withLock { $0.windows[key] } ?? SyncWindow()
-        let extra = targetIDs.subtracting(sourceIDs).subtracting(window.insertedIDs)
-        if !extra.isEmpty {
-            var del = WirePartitionDeleteRequest()
-            del.partition = p
-            del.templateIds = extra.sorted()
-            if case .failure(let e) = await call(target, .partitionDeleteRequest(del), timeout: .seconds(10)) { return .failure(e) }
-        }
-        for subject in window.deletedSubjects.sorted() {
-            var del = WirePartitionDeleteRequest()
-            del.partition = p
-            del.subjectID = subject
-            if case .failure(let e) = await call(target, .partitionDeleteRequest(del), timeout: .seconds(10)) { return .failure(e) }
-        }
-        return .success(sourceIDs.subtracting(targetIDs).count)
     }
 
     // MARK: front end
@@ -438,6 +359,7 @@ public final class Coordinator: Sendable {
                 continue
             }
             Task {
+                let began = ContinuousClock.now
                 defer { self.inFlightRequests.withLock { $0 -= 1 } }
                 let deadline = env.deadlineUnixMs != 0 ? env.deadlineUnixMs : nowMilliseconds() + self.defaultDeadline.wireMilliseconds
                 var log = self.logger
@@ -452,6 +374,9 @@ public final class Coordinator: Sendable {
                     body = .error(e.wire)
                 }
                 self.audit?.record(request: env, reply: body, authenticatedAs: message.userID)
+                let outcome: String
+                if case .error(let e) = body { outcome = "\(FacetError(e).code)" } else { outcome = "ok" }
+                self.metrics.request(env.bodyKind, outcome: outcome, duration: began.duration(to: .now))
                 reply(WireEnvelope.reply(to: env, body, senderID: self.nodeID))
             }
         }
@@ -470,6 +395,8 @@ public final class Coordinator: Sendable {
         case .startRetrainRequest?, .getJobRequest?, .cancelJobRequest?, .listJobsRequest?, .setActiveModelRequest?,
              .startReenrolRequest?:
             return try await serveJobs(env.body!, ctx)
+        case .listSubjectsRequest(let r)?: return .listSubjectsReply(try await listSubjects(r, ctx))
+        case .shardChangeRequest(let r)?: return .shardChangeReply(try await changeShards(r, ctx))
         default:
             throw FacetError(.invalidArgument, "the coordinator does not serve \(env.bodyKind) in this build", field: "body")
         }

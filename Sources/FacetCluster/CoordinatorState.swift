@@ -17,6 +17,9 @@ struct WorkerInfo: Sendable {
     var alive: Bool
     var generation: Int
     var holdings: [UInt32: UInt64] = [:]
+    /// Partitions the matcher reports neither synced nor being filled, since when (a fill is due after a short wait,
+    /// so that reports lagging behind another coordinator's fill do not start a second one).
+    var idleUnsynced: [UInt32: ContinuousClock.Instant] = [:]
     var inFlight = 0
     var model = WireEmbeddingModel()
     var startedUnixMs: Int64 = 0
@@ -37,8 +40,16 @@ struct SyncWindow: Sendable {
 struct CoordinatorState: Sendable {
     var workers: [String: WorkerInfo] = [:]
     var routingToNode: [[UInt8]: String] = [:]
-    /// Replicas that serve reads (their partition copy is complete).
+    /// The shard map in force (see ``ClusterShardMap``); replaced by newer maps from matchers or shard changes.
+    var map: ClusterShardMap
+    /// Replica copies that are complete (the matcher reports them synced, or this coordinator just filled them).
     var ready: Set<ReplicaKey> = []
+    /// Copies this coordinator is filling now (never read from meanwhile).
+    var filling: Set<ReplicaKey> = []
+    /// Matchers that re-registered with this coordinator (it may have skipped writes to them): filled before reads.
+    var mustFill: Set<ReplicaKey> = []
+    /// When this coordinator last completed a fill of a copy (a heartbeat sent just before it may still say unsynced).
+    var filledAt: [ReplicaKey: ContinuousClock.Instant] = [:]
     var windows: [ReplicaKey: SyncWindow] = [:]
     var writesInFlight: [UInt32: Set<UInt64>] = [:]
     var nextWriteID: UInt64 = 0
@@ -46,13 +57,34 @@ struct CoordinatorState: Sendable {
 
     func isAlive(_ node: String) -> Bool { workers[node]?.alive ?? false }
 
-    func readyReplicas(of p: UInt32, layout: ShardLayout) -> [String] {
-        layout.replicas(of: p).filter { isAlive($0) && ready.contains(ReplicaKey($0, p)) }
+    init(map: ClusterShardMap) { self.map = map }
+
+    func isReady(_ key: ReplicaKey) -> Bool {
+        isAlive(key.node) && ready.contains(key) && !filling.contains(key) && !mustFill.contains(key)
     }
 
-    /// Write targets: every live replica, ready or being filled.
-    func writeTargets(of p: UInt32, layout: ShardLayout) -> [String] {
-        layout.replicas(of: p).filter { isAlive($0) }
+    /// Live read replicas of `p` whose copy is complete, in map order.
+    func readyReplicas(of p: UInt32) -> [String] {
+        map.replicas(of: p).filter { isReady(ReplicaKey($0, p)) }
+    }
+
+    /// Write targets: every live replica and incoming replica, complete or being filled.
+    func writeTargets(of p: UInt32) -> [String] {
+        map.writeSet(of: p).filter { isAlive($0) }
+    }
+
+    /// Takes a matcher's report of which partitions it holds completely.
+    mutating func updateHoldings(_ node: String, _ holdings: [WirePartitionHolding]) {
+        workers[node]?.holdings = Dictionary(holdings.map { ($0.partition, $0.templates) }, uniquingKeysWith: { a, _ in a })
+        let now = ContinuousClock.now
+        if var w = workers[node] {
+            var idle: [UInt32: ContinuousClock.Instant] = [:]
+            for h in holdings where !h.synced && !h.filling { idle[h.partition] = w.idleUnsynced[h.partition] ?? now }
+            w.idleUnsynced = idle
+            workers[node] = w
+        }
+        ready = ready.filter { $0.node != node || (filledAt[$0].map { $0.duration(to: now) < .seconds(1) } ?? false) }
+        for h in holdings where h.synced { ready.insert(ReplicaKey(node, h.partition)) }
     }
 
     mutating func beginWrite(_ p: UInt32, inserted: [UInt64], deletedSubject: String?) -> UInt64 {
@@ -85,6 +117,7 @@ struct CoordinatorState: Sendable {
         workers[node] = w
         ready = ready.filter { $0.node != node }
         windows = windows.filter { $0.key.node != node }
+        mustFill = mustFill.filter { $0.node != node }
         return true
     }
 

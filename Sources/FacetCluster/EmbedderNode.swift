@@ -19,6 +19,7 @@ public final class EmbedderNode: Sendable {
     let inFlight = LockedValue(0)
     let work = DispatchQueue(label: "facet.embedder.work")
     let decoder = ImageDecoder()
+    public let metrics = NodeMetrics(role: "embedder")
     public static let maxFaces = 32
     /// CURVE client settings towards the coordinator's back end.
     let linkSecurity: SocketSecurity
@@ -41,8 +42,17 @@ public final class EmbedderNode: Sendable {
     }
 
     public func run() async {
-        let link = WorkerLink(
-            context: context, endpoint: configuration.backend, nodeID: nodeID, interval: configuration.heartbeatInterval,
+        logger.info("embedder running", metadata: ["node.id": "\(nodeID)", "model": "\(embedder.modelName)"])
+        await withTaskGroup(of: Void.self) { group in
+            for endpoint in configuration.backends { group.addTask { await self.link(to: endpoint).run() } }
+            await group.waitForAll()
+        }
+        logger.info("embedder stopped", metadata: ["node.id": "\(nodeID)"])
+    }
+
+    private func link(to endpoint: String) -> WorkerLink {
+        WorkerLink(
+            context: context, endpoint: endpoint, nodeID: nodeID, interval: configuration.heartbeatInterval,
             liveness: configuration.livenessCount, maxFrameBytes: configuration.frameLimit, logger: logger,
             makeRegister: { [self] in
                 var r = WireWorkerRegister()
@@ -62,9 +72,6 @@ public final class EmbedderNode: Sendable {
                 return h
             },
             handle: { [self] env in await handle(env) }, security: linkSecurity)
-        logger.info("embedder running", metadata: ["node.id": "\(nodeID)", "model": "\(embedder.modelName)"])
-        await link.run()
-        logger.info("embedder stopped", metadata: ["node.id": "\(nodeID)"])
     }
 
     func handle(_ env: WireEnvelope) async -> WireEnvelope.OneOf_Body {
@@ -75,6 +82,7 @@ public final class EmbedderNode: Sendable {
         defer { inFlight.withLock { $0 -= 1 } }
         let started = ContinuousClock.now
         let result = await offload(work) { [self] in embed(r) }
+        metrics.request("embedRequest", outcome: (try? result.get()) != nil ? "ok" : "error", duration: started.duration(to: .now))
         switch result {
         case .success(let reply):
             logger.debug("embedded", metadata: ["request.id": "\(env.requestID)", "faces": "\(reply.faces.count)",

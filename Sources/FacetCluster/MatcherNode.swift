@@ -27,6 +27,9 @@ public final class MatcherNode: Sendable {
     let linkSecurity: SocketSecurity
     /// This matcher's audit trail (retention deletions), when configured.
     let audit: AuditLog?
+    /// Stored shard map, synced partitions, fill windows (MatcherNode+Shards.swift).
+    let shards: MatcherShardState
+    public let metrics = NodeMetrics(role: "matcher")
 
     public init(configuration: NodeConfiguration, context: ZMQContext, logger: Logger) throws {
         guard let id = configuration.nodeID, !id.isEmpty else { throw ClusterError.configuration("a matcher needs a node id") }
@@ -47,6 +50,7 @@ public final class MatcherNode: Sendable {
         partitionConfiguration = pc
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         audit = try AuditLog.open(for: configuration, logger: logger)
+        shards = MatcherShardState(directory: dir, logger: logger)
         // Open every partition found on disk (recovers after kill -9: snapshot + log replay).
         for name in try FileManager.default.contentsOfDirectory(atPath: dir).sorted() where name.hasPrefix("p-") {
             guard let p = UInt32(name.dropFirst(2)) else { continue }
@@ -58,20 +62,30 @@ public final class MatcherNode: Sendable {
 
     static func directoryName(_ p: UInt32) -> String { String(format: "p-%05u", p) }
 
-    var holdings: [WirePartitionHolding] {
-        partitions.withLock { $0 }.sorted { $0.key < $1.key }.map { p, part in
-            var h = WirePartitionHolding()
-            h.partition = p
-            h.templates = UInt64(part.count)
-            return h
-        }
-    }
+    var holdings: [WirePartitionHolding] { shardHoldings }
 
-    /// Runs until cancelled (graceful shutdown cancels it), then checkpoints the indexes.
+    /// Runs until cancelled (graceful shutdown cancels it), then checkpoints the indexes. Connects to every
+    /// configured coordinator (one ``WorkerLink`` each).
     public func run() async {
         ignoreFileSizeSignal()
-        let link = WorkerLink(
-            context: context, endpoint: configuration.backend, nodeID: nodeID, interval: configuration.heartbeatInterval,
+        logger.info("matcher running", metadata: ["node.id": "\(nodeID)", "coordinators": "\(configuration.backends)",
+                                                  "partitions": "\(partitions.withLock { $0.count })"])
+        let retention = RetentionJob(matcher: self, settings: configuration.securitySettings)
+        await withTaskGroup(of: Void.self) { group in
+            for endpoint in configuration.backends {
+                group.addTask { await self.link(to: endpoint).run() }
+            }
+            group.addTask { await retention.run() }
+            await group.waitForAll()
+        }
+        audit?.close()
+        for (_, part) in partitions.withLock({ $0 }) { try? part.checkpoint() }
+        logger.info("matcher stopped", metadata: ["node.id": "\(nodeID)"])
+    }
+
+    private func link(to endpoint: String) -> WorkerLink {
+        WorkerLink(
+            context: context, endpoint: endpoint, nodeID: nodeID, interval: configuration.heartbeatInterval,
             liveness: configuration.livenessCount, maxFrameBytes: configuration.frameLimit, logger: logger,
             makeRegister: { [self] in
                 var r = WireWorkerRegister()
@@ -81,6 +95,7 @@ public final class MatcherNode: Sendable {
                 r.capacity = 4
                 r.softwareVersion = FacetCluster.softwareVersion
                 r.startedUnixMs = started
+                if let map = shards.map { r.shardMap = map.wire }
                 return r
             },
             makeHeartbeat: { [self] in
@@ -88,26 +103,29 @@ public final class MatcherNode: Sendable {
                 h.nodeID = nodeID
                 h.state = .ready
                 h.holdings = holdings
+                h.shardMapEpoch = shards.map?.epoch ?? 0
                 return h
             },
-            handle: { [self] env in await handle(env) }, security: linkSecurity)
-        logger.info("matcher running", metadata: ["node.id": "\(nodeID)", "coordinator": "\(configuration.backend)",
-                                                  "partitions": "\(partitions.withLock { $0.count })"])
-        let retention = RetentionJob(matcher: self, settings: configuration.securitySettings)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await link.run() }
-            group.addTask { await retention.run() }
-            await group.waitForAll()
-        }
-        audit?.close()
-        for (_, part) in partitions.withLock({ $0 }) { try? part.checkpoint() }
-        logger.info("matcher stopped", metadata: ["node.id": "\(nodeID)"])
+            handle: { [self] env in await handle(env) }, security: linkSecurity,
+            observe: { [self] env in noteCoordinator(endpoint, env) })
     }
 
     func handle(_ env: WireEnvelope) async -> WireEnvelope.OneOf_Body {
+        let began = ContinuousClock.now
+        let reply = await serve(env)
+        if case .error(let e) = reply {
+            metrics.request(env.bodyKind, outcome: "\(FacetError(e).code)", duration: began.duration(to: .now))
+        } else {
+            metrics.request(env.bodyKind, outcome: "ok", duration: began.duration(to: .now))
+        }
+        return reply
+    }
+
+    private func serve(_ env: WireEnvelope) async -> WireEnvelope.OneOf_Body {
         var log = logger
         log[metadataKey: "request.id"] = "\(env.requestID)"
         do throws(FacetError) {
+            if let reply = try await handleShards(env) { return reply }
             switch env.body {
             case .partitionInsertRequest(let r)?: return .partitionInsertReply(try await insert(r))
             case .partitionDeleteRequest(let r)?: return .partitionDeleteReply(try await delete(r))
@@ -139,10 +157,13 @@ public final class MatcherNode: Sendable {
         let node = nodeID
         let result: Result<WirePartitionInsertReply, FacetError> = await offload(writeQueue) { [self] in
             do throws(FacetError) {
+                try fence(epoch: r.shardMapEpoch, partition: r.partition)
+                let records = try r.fill ? fillRecords(r.partition, r.records) : r.records
+                if !r.fill { noteWrite(r.partition, ids: r.records.map(\.templateID), deletedSubject: nil) }
                 guard let part = try partition(r.partition, create: true) else { throw FacetError(.internalError, "no partition") }
                 var fresh: [TemplateRecord] = []
-                var already = 0
-                for w in r.records {
+                var already = r.records.count - records.count
+                for w in records {
                     let values: [Float]
                     do throws(WireEmbeddingError) { values = try w.embedding.validatedValues(expectedDimension: partitionConfiguration.dimension) } catch {
                         throw error.facetError
@@ -172,13 +193,22 @@ public final class MatcherNode: Sendable {
             var reply = WirePartitionDeleteReply()
             reply.partition = r.partition
             reply.durable = true
+            var requested = r.templateIds
+            do throws(FacetError) {
+                try fence(epoch: r.shardMapEpoch, partition: r.partition)
+                if r.fill { requested = try fillDeletions(r.partition, r.templateIds) }
+                else { noteWrite(r.partition, ids: r.templateIds, deletedSubject: r.templateIds.isEmpty ? r.subjectID : nil) }
+            } catch { return .failure(error) }
+            if r.fill && requested.isEmpty { return .success(reply) }
             guard let part = partitions.withLock({ $0[r.partition] }) else { return .success(reply) }
             do {
                 var ids: [TemplateID]
-                if !r.templateIds.isEmpty {
-                    ids = r.templateIds.map { TemplateID($0) }
+                if !requested.isEmpty {
+                    ids = requested.map { TemplateID($0) }
                 } else if r.collection.isEmpty {
-                    reply.deleted = UInt32(try part.deleteSubject(SubjectID(r.subjectID)).count)
+                    let deleted = try part.deleteSubject(SubjectID(r.subjectID))
+                    noteWrite(r.partition, ids: deleted.map(\.rawValue), deletedSubject: nil)
+                    reply.deleted = UInt32(deleted.count)
                     return .success(reply)
                 } else {
                     ids = try part.templates(of: SubjectID(r.subjectID)).filter { $0.collection == r.collection }.map(\.id)
@@ -199,11 +229,16 @@ public final class MatcherNode: Sendable {
         let ef = Int(r.ef == 0 ? UInt32(configuration.defaultEf ?? 128) : min(r.ef, 4096))
         let held = partitions.withLock { $0 }
         let node = nodeID
-        let filter = r.collections.isEmpty ? nil : TemplateFilter(collections: Set(r.collections))
+        let filter = r.collections.isEmpty && r.subjectIds.isEmpty ? nil
+            : TemplateFilter(subjects: r.subjectIds.isEmpty ? nil : Set(r.subjectIds.map { SubjectID($0) }),
+                             collections: r.collections.isEmpty ? nil : Set(r.collections))
+        let serving = Set(r.partitions.filter { serves($0, held: held) })
         let result: Result<WirePartitionSearchReply, FacetError> = await offload(searchQueue) {
             var reply = WirePartitionSearchReply()
             var lists: [[WireCandidate]] = []
             for p in r.partitions {
+                // Not held and not assigned here (moved away): another replica must answer.
+                guard serving.contains(p) else { reply.missingPartitions.append(p); continue }
                 // Every partition assigned to this node is created on first write; one not on disk is empty here.
                 guard let part = held[p] else { reply.searchedPartitions.append(p); continue }
                 do {
@@ -233,6 +268,7 @@ public final class MatcherNode: Sendable {
 
     /// Pages over a partition's records in template-id order; `after_sequence` is the last template id of the
     /// previous page (see docs/cluster.md: this build pages by template id, which is stable across replicas).
+    /// Each page starts an LMDB cursor at that id, so a whole pass reads every record once.
     func stream(_ r: WireStreamRecordsRequest) async throws(FacetError) -> WireRecordBatch {
         let limit = Int(r.maxRecords == 0 ? 512 : min(r.maxRecords, 4096))
         let node = nodeID
@@ -248,13 +284,13 @@ public final class MatcherNode: Sendable {
             b.totalRecords = UInt64(part.count)
             var more = false
             do {
-                try part.forEachTemplate { t in
-                    if t.id.rawValue <= r.afterSequence { return true }
+                try part.forEachTemplate(after: r.afterSequence == 0 ? nil : TemplateID(r.afterSequence)) { t in
                     if b.records.count == limit { more = true; return false }
                     if !r.modelVersion.isEmpty && t.modelVersion != r.modelVersion { return true }
                     var w = WireTemplateRecord()
                     w.templateID = t.id.rawValue
                     w.subjectID = t.subject.rawValue
+                    if r.idsOnly { b.records.append(w); return true }
                     w.collection = t.collection
                     w.embedding = WireEmbedding(values: t.embedding, modelVersion: t.modelVersion)
                     w.masked = t.masked

@@ -53,6 +53,14 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
     public var rateLimitPerSecond: Double?
     /// Coordinator: requests a client may send at once before the rate applies (default max(1, rate)).
     public var rateLimitBurst: Double?
+    /// Workers: every coordinator's worker endpoint, when more than one coordinator runs (default: `backendEndpoint`).
+    public var backendEndpoints: [String]?
+    /// Coordinator: where it keeps the newest shard map (read at start, rewritten on every change). Optional: the
+    /// matchers store the map too, and a coordinator adopts the newest one they report.
+    public var shardMapFile: String?
+    /// Every node: `HOST:PORT` of the HTTP listener for `/metrics` (Prometheus text format), `/healthz` and
+    /// `/readyz`; port 0 picks a free port (logged). Absent = no listener.
+    public var httpEndpoint: String?
 
     public init() {}
 
@@ -95,6 +103,9 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
         if let v = other.modelVersionTag { c.modelVersionTag = v }
         if let v = other.rateLimitPerSecond { c.rateLimitPerSecond = v }
         if let v = other.rateLimitBurst { c.rateLimitBurst = v }
+        if let v = other.backendEndpoints { c.backendEndpoints = v }
+        if let v = other.shardMapFile { c.shardMapFile = v }
+        if let v = other.httpEndpoint { c.httpEndpoint = v }
         return c
     }
 
@@ -103,4 +114,6 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
     var frameLimit: Int { maxFrameBytes ?? (16 << 20) }
     var frontend: String { frontendEndpoint ?? "tcp://127.0.0.1:5555" }
     var backend: String { backendEndpoint ?? "tcp://127.0.0.1:5556" }
+    /// Workers: the coordinators to connect to.
+    var backends: [String] { backendEndpoints.flatMap { $0.isEmpty ? nil : $0 } ?? [backend] }
 }

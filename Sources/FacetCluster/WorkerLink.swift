@@ -21,15 +21,18 @@ final class WorkerLink: Sendable {
     let handle: @Sendable (WireEnvelope) async -> WireEnvelope.OneOf_Body
     /// CURVE client settings (or plaintext in development mode).
     let security: SocketSecurity
+    /// Sees the coordinator's heartbeats and registration replies (for the shard-map epoch it announces).
+    let observe: @Sendable (WireEnvelope) -> Void
 
     init(context: ZMQContext, endpoint: String, nodeID: String, interval: Duration, liveness: Int, maxFrameBytes: Int,
          logger: Logger, makeRegister: @escaping @Sendable () -> WireWorkerRegister,
          makeHeartbeat: @escaping @Sendable () -> WireHeartbeat,
-         handle: @escaping @Sendable (WireEnvelope) async -> WireEnvelope.OneOf_Body, security: SocketSecurity) {
+         handle: @escaping @Sendable (WireEnvelope) async -> WireEnvelope.OneOf_Body, security: SocketSecurity,
+         observe: @escaping @Sendable (WireEnvelope) -> Void = { _ in }) {
         self.security = security
         self.context = context; self.endpoint = endpoint; self.nodeID = nodeID; self.interval = interval
         self.liveness = liveness; self.maxFrameBytes = maxFrameBytes; self.logger = logger
-        self.makeRegister = makeRegister; self.makeHeartbeat = makeHeartbeat; self.handle = handle
+        self.makeRegister = makeRegister; self.makeHeartbeat = makeHeartbeat; self.handle = handle; self.observe = observe
     }
 
     /// Runs until the task is cancelled; then sends WorkerDisconnect and closes.
@@ -92,6 +95,7 @@ final class WorkerLink: Sendable {
                     }
                     switch env.body {
                     case .heartbeat?, .workerRegistered?:
+                        observe(env)
                         continue
                     case .workerDisconnect(let d)?:
                         ending.withLock { $0 = "coordinator asked to re-register: \(d.reason)" }

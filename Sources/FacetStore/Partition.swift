@@ -445,11 +445,15 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
     }
 
     /// Calls `body` for every stored template in id order (one read transaction), until it returns false.
-    public func forEachTemplate(_ body: (TemplateRecord) -> Bool) throws(StoreError) {
+    /// With `after`, starts at the first template whose id is greater (an LMDB cursor positioned there, so
+    /// paging through a partition reads each record once).
+    public func forEachTemplate(after: TemplateID? = nil, _ body: (TemplateRecord) -> Bool) throws(StoreError) {
+        if let after, after.rawValue == UInt64.max { return }
+        let start = after.map { StoreKey.uint64($0.rawValue + 1) }
         var failure: StoreError?
         do throws(LMDBError) {
             try environment.read { (txn) throws(LMDBError) in
-                try txn.forEach(templates) { (k, v) -> Bool in
+                try txn.forEach(templates, from: start) { (k, v) -> Bool in
                     guard let raw = StoreKey.uint64(k) else { return true }
                     do throws(StoreError) { return body(try decode(Array(v), id: TemplateID(raw))) }
                     catch { failure = error; return false }
@@ -461,6 +465,26 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
 
     /// Embedding model versions of the templates held (those ever seen since the partition was opened).
     public var modelVersions: Set<String> { infoLock.withReadLock { Set(modelNames) } }
+    /// Subjects with at least one template (in `collection`, when given) whose id sorts after `after` and starts with
+    /// `prefix`, ordered by id, at most `limit`, each with its template count; `more` when the limit cut the list.
+    public func subjectSummaries(after: String = "", prefix: String = "", collection: String? = nil,
+                                 limit: Int) -> (subjects: [(subject: SubjectID, templates: Int)], more: Bool) {
+        infoLock.withReadLock {
+            let code: UInt32?? = collection.map { collectionCodes[$0] }
+            if case .some(.none) = code { return ([], false) }   // no template in that collection
+            var out: [(subject: SubjectID, templates: Int)] = []
+            for (s, ids) in subjectTemplates where !ids.isEmpty {
+                let name = subjectNames[Int(s)]
+                guard name > after, name.hasPrefix(prefix) else { continue }
+                let n: Int
+                if case .some(.some(let c)) = code { n = ids.reduce(0) { $0 + (info[$1]?.collection == c ? 1 : 0) } } else { n = ids.count }
+                if n > 0 { out.append((SubjectID(name), n)) }
+            }
+            out.sort { $0.subject.rawValue < $1.subject.rawValue }
+            let more = out.count > limit
+            return (Array(out.prefix(limit)), more)
+        }
+    }
 
     /// All subjects with at least one template.
     public func subjectIDs() -> [SubjectID] {

@@ -879,6 +879,47 @@ public nonisolated struct WireEnvelope: @unchecked Sendable {
     set {_uniqueStorage()._body = .dropPartitionReply(newValue)}
   }
 
+  public var fillControl: WireFillControl {
+    get {
+      if case .fillControl(let v)? = _storage._body {return v}
+      return WireFillControl()
+    }
+    set {_uniqueStorage()._body = .fillControl(newValue)}
+  }
+
+  public var fillControlReply: WireFillControlReply {
+    get {
+      if case .fillControlReply(let v)? = _storage._body {return v}
+      return WireFillControlReply()
+    }
+    set {_uniqueStorage()._body = .fillControlReply(newValue)}
+  }
+
+  /// coordinator -> matcher; reply: ShardMap (the matcher's map)
+  public var shardMapUpdate: WireShardMapUpdate {
+    get {
+      if case .shardMapUpdate(let v)? = _storage._body {return v}
+      return WireShardMapUpdate()
+    }
+    set {_uniqueStorage()._body = .shardMapUpdate(newValue)}
+  }
+
+  public var partitionSubjectsRequest: WirePartitionSubjectsRequest {
+    get {
+      if case .partitionSubjectsRequest(let v)? = _storage._body {return v}
+      return WirePartitionSubjectsRequest()
+    }
+    set {_uniqueStorage()._body = .partitionSubjectsRequest(newValue)}
+  }
+
+  public var partitionSubjectsReply: WirePartitionSubjectsReply {
+    get {
+      if case .partitionSubjectsReply(let v)? = _storage._body {return v}
+      return WirePartitionSubjectsReply()
+    }
+    set {_uniqueStorage()._body = .partitionSubjectsReply(newValue)}
+  }
+
   /// Jobs (client <-> coordinator).
   public var startRetrainRequest: WireStartRetrainRequest {
     get {
@@ -1021,6 +1062,12 @@ public nonisolated struct WireEnvelope: @unchecked Sendable {
     case loadPartitionReply(WireLoadPartitionReply)
     case dropPartitionRequest(WireDropPartitionRequest)
     case dropPartitionReply(WireDropPartitionReply)
+    case fillControl(WireFillControl)
+    case fillControlReply(WireFillControlReply)
+    /// coordinator -> matcher; reply: ShardMap (the matcher's map)
+    case shardMapUpdate(WireShardMapUpdate)
+    case partitionSubjectsRequest(WirePartitionSubjectsRequest)
+    case partitionSubjectsReply(WirePartitionSubjectsReply)
     /// Jobs (client <-> coordinator).
     case startRetrainRequest(WireStartRetrainRequest)
     case startReenrolRequest(WireStartReenrolRequest)
@@ -1995,6 +2042,9 @@ public nonisolated struct WireShardMap: Sendable {
 
   public var updatedUnixMs: Int64 = 0
 
+  /// coordinator that made this epoch; breaks ties between equal epochs
+  public var changedBy: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2123,48 +2173,85 @@ public nonisolated struct WirePartitionHolding: Sendable {
   /// highest committed write sequence in this partition
   public var lastSequence: UInt64 = 0
 
+  /// the copy is complete (filled or adopted since the matcher started); serves reads
+  public var synced: Bool = false
+
+  /// a fill window is open (a coordinator is copying into it)
+  public var filling: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-public nonisolated struct WireWorkerRegister: Sendable {
+public nonisolated struct WireWorkerRegister: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var nodeID: String = String()
+  public var nodeID: String {
+    get {_storage._nodeID}
+    set {_uniqueStorage()._nodeID = newValue}
+  }
 
-  public var role: WireNodeRole = .unspecified
+  public var role: WireNodeRole {
+    get {_storage._role}
+    set {_uniqueStorage()._role = newValue}
+  }
 
-  public var softwareVersion: String = String()
+  public var softwareVersion: String {
+    get {_storage._softwareVersion}
+    set {_uniqueStorage()._softwareVersion = newValue}
+  }
 
   /// embedders: the model they run; matchers: the one they hold
   public var model: WireEmbeddingModel {
-    get {_model ?? WireEmbeddingModel()}
-    set {_model = newValue}
+    get {_storage._model ?? WireEmbeddingModel()}
+    set {_uniqueStorage()._model = newValue}
   }
   /// Returns true if `model` has been explicitly set.
-  public var hasModel: Bool {self._model != nil}
+  public var hasModel: Bool {_storage._model != nil}
   /// Clears the value of `model`. Subsequent reads from it will return its default value.
-  public mutating func clearModel() {self._model = nil}
+  public mutating func clearModel() {_uniqueStorage()._model = nil}
 
   /// matchers: partitions found in their LMDB
-  public var holdings: [WirePartitionHolding] = []
+  public var holdings: [WirePartitionHolding] {
+    get {_storage._holdings}
+    set {_uniqueStorage()._holdings = newValue}
+  }
 
   /// requests it can work on at once
-  public var capacity: UInt32 = 0
+  public var capacity: UInt32 {
+    get {_storage._capacity}
+    set {_uniqueStorage()._capacity = newValue}
+  }
 
   /// matchers: the endpoint other matchers stream from
-  public var endpoint: String = String()
+  public var endpoint: String {
+    get {_storage._endpoint}
+    set {_uniqueStorage()._endpoint = newValue}
+  }
 
-  public var startedUnixMs: Int64 = 0
+  public var startedUnixMs: Int64 {
+    get {_storage._startedUnixMs}
+    set {_uniqueStorage()._startedUnixMs = newValue}
+  }
+
+  /// matchers: the newest shard map they stored (persisted); empty = none
+  public var shardMap: WireShardMap {
+    get {_storage._shardMap ?? WireShardMap()}
+    set {_uniqueStorage()._shardMap = newValue}
+  }
+  /// Returns true if `shardMap` has been explicitly set.
+  public var hasShardMap: Bool {_storage._shardMap != nil}
+  /// Clears the value of `shardMap`. Subsequent reads from it will return its default value.
+  public mutating func clearShardMap() {_uniqueStorage()._shardMap = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _model: WireEmbeddingModel? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct WireWorkerRegistered: Sendable {
@@ -2293,6 +2380,9 @@ public nonisolated struct WirePartitionInsertRequest: Sendable {
 
   public var records: [WireTemplateRecord] = []
 
+  /// a copy from another replica: skip records written or deleted meanwhile
+  public var fill: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2336,6 +2426,9 @@ public nonisolated struct WirePartitionDeleteRequest: Sendable {
 
   /// empty = every collection
   public var collection: String = String()
+
+  /// reconciliation after a copy: keep templates written meanwhile
+  public var fill: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2388,6 +2481,9 @@ public nonisolated struct WirePartitionSearchRequest: Sendable {
 
   public var shardMapEpoch: UInt64 = 0
 
+  /// only templates of these subjects (exact search when they are few)
+  public var subjectIds: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2432,6 +2528,9 @@ public nonisolated struct WireStreamRecordsRequest: Sendable {
 
   /// only records of this model; empty = all
   public var modelVersion: String = String()
+
+  /// records carry template and subject ids only (replica comparison)
+  public var idsOnly: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2519,6 +2618,167 @@ public nonisolated struct WireDropPartitionReply: Sendable {
   public var partition: UInt32 = 0
 
   public var recordsDropped: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Opens or closes a fill window on the matcher receiving a copy of a partition. While a window is
+/// open the matcher remembers the templates written and deleted through ordinary writes, so that a
+/// copy (PartitionInsertRequest.fill) does not resurrect deleted templates and a reconciliation
+/// (PartitionDeleteRequest.fill) does not remove fresh ones, whichever coordinator wrote them.
+/// Closing it with `done` marks the partition synced (it serves reads).
+public nonisolated struct WireFillControl: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var partition: UInt32 = 0
+
+  /// owner of the window; another owner is refused while it is active
+  public var fillID: String = String()
+
+  public var action: WireFillControl.Action = .unspecified
+
+  public var shardMapEpoch: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Action: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case unspecified // = 0
+
+    /// open the window; the partition is not synced until DONE
+    case begin // = 1
+
+    /// copy complete: close the window, mark synced
+    case done // = 2
+
+    /// close the window, stay unsynced
+    case abort // = 3
+
+    /// no complete copy exists elsewhere: this copy is the partition
+    case adopt // = 4
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .begin
+      case 2: self = .done
+      case 3: self = .abort
+      case 4: self = .adopt
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .begin: return 1
+      case .done: return 2
+      case .abort: return 3
+      case .adopt: return 4
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [WireFillControl.Action] = [
+      .unspecified,
+      .begin,
+      .done,
+      .abort,
+      .adopt,
+    ]
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct WireFillControlReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var partition: UInt32 = 0
+
+  public var synced: Bool = false
+
+  public var templates: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Stores a newer shard map on a matcher (kept in its data directory, reported when it registers).
+public nonisolated struct WireShardMapUpdate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var map: WireShardMap {
+    get {_map ?? WireShardMap()}
+    set {_map = newValue}
+  }
+  /// Returns true if `map` has been explicitly set.
+  public var hasMap: Bool {self._map != nil}
+  /// Clears the value of `map`. Subsequent reads from it will return its default value.
+  public mutating func clearMap() {self._map = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _map: WireShardMap? = nil
+}
+
+/// Subjects held in some partitions of one matcher, ordered by subject id (list subjects).
+public nonisolated struct WirePartitionSubjectsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var partitions: [UInt32] = []
+
+  /// empty = every collection
+  public var collection: String = String()
+
+  public var prefix: String = String()
+
+  /// exclusive; empty = from the start
+  public var afterSubjectID: String = String()
+
+  /// per partition
+  public var limit: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WirePartitionSubjectsReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// merged over the partitions, ordered by subject id
+  public var subjects: [WireSubjectSummary] = []
+
+  public var searchedPartitions: [UInt32] = []
+
+  /// not held here (another replica must answer)
+  public var missingPartitions: [UInt32] = []
+
+  /// some partition had more than `limit` subjects after the cursor
+  public var more: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2775,7 +3035,7 @@ nonisolated extension WireJobState: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{3}deadline_unix_ms\0\u{3}client_id\0\u{3}sent_unix_ms\0\u{2}\u{a}error\0\u{3}embed_request\0\u{3}embed_reply\0\u{3}enrol_request\0\u{3}enrol_reply\0\u{3}identify_request\0\u{3}identify_reply\0\u{3}verify_request\0\u{3}verify_reply\0\u{3}delete_subject_request\0\u{3}delete_subject_reply\0\u{3}list_subjects_request\0\u{3}list_subjects_reply\0\u{3}status_request\0\u{3}status_reply\0\u{3}shard_map_request\0\u{3}shard_map\0\u{4}E\u{1}worker_register\0\u{3}worker_registered\0\u{3}worker_ready\0\u{1}heartbeat\0\u{3}worker_disconnect\0\u{4}`\u{1}partition_insert_request\0\u{3}partition_insert_reply\0\u{3}partition_delete_request\0\u{3}partition_delete_reply\0\u{3}partition_search_request\0\u{3}partition_search_reply\0\u{3}stream_records_request\0\u{3}record_batch\0\u{3}load_partition_request\0\u{3}load_partition_reply\0\u{3}drop_partition_request\0\u{3}drop_partition_reply\0\u{4}Y\u{1}start_retrain_request\0\u{3}start_reenrol_request\0\u{3}list_jobs_request\0\u{3}list_jobs_reply\0\u{3}get_job_request\0\u{3}cancel_job_request\0\u{1}job\0\u{3}job_progress\0\u{3}set_active_model_request\0\u{3}active_model\0\u{4}[\u{1}shard_change_request\0\u{3}shard_change_reply\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{3}deadline_unix_ms\0\u{3}client_id\0\u{3}sent_unix_ms\0\u{2}\u{a}error\0\u{3}embed_request\0\u{3}embed_reply\0\u{3}enrol_request\0\u{3}enrol_reply\0\u{3}identify_request\0\u{3}identify_reply\0\u{3}verify_request\0\u{3}verify_reply\0\u{3}delete_subject_request\0\u{3}delete_subject_reply\0\u{3}list_subjects_request\0\u{3}list_subjects_reply\0\u{3}status_request\0\u{3}status_reply\0\u{3}shard_map_request\0\u{3}shard_map\0\u{4}E\u{1}worker_register\0\u{3}worker_registered\0\u{3}worker_ready\0\u{1}heartbeat\0\u{3}worker_disconnect\0\u{4}`\u{1}partition_insert_request\0\u{3}partition_insert_reply\0\u{3}partition_delete_request\0\u{3}partition_delete_reply\0\u{3}partition_search_request\0\u{3}partition_search_reply\0\u{3}stream_records_request\0\u{3}record_batch\0\u{3}load_partition_request\0\u{3}load_partition_reply\0\u{3}drop_partition_request\0\u{3}drop_partition_reply\0\u{3}fill_control\0\u{3}fill_control_reply\0\u{3}shard_map_update\0\u{3}partition_subjects_request\0\u{3}partition_subjects_reply\0\u{4}T\u{1}start_retrain_request\0\u{3}start_reenrol_request\0\u{3}list_jobs_request\0\u{3}list_jobs_reply\0\u{3}get_job_request\0\u{3}cancel_job_request\0\u{1}job\0\u{3}job_progress\0\u{3}set_active_model_request\0\u{3}active_model\0\u{4}[\u{1}shard_change_request\0\u{3}shard_change_reply\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -3265,6 +3525,71 @@ nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._Messag
             _storage._body = .dropPartitionReply(v)
           }
         }()
+        case 212: try {
+          var v: WireFillControl?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .fillControl(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .fillControl(v)
+          }
+        }()
+        case 213: try {
+          var v: WireFillControlReply?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .fillControlReply(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .fillControlReply(v)
+          }
+        }()
+        case 214: try {
+          var v: WireShardMapUpdate?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .shardMapUpdate(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .shardMapUpdate(v)
+          }
+        }()
+        case 215: try {
+          var v: WirePartitionSubjectsRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .partitionSubjectsRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .partitionSubjectsRequest(v)
+          }
+        }()
+        case 216: try {
+          var v: WirePartitionSubjectsReply?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .partitionSubjectsReply(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .partitionSubjectsReply(v)
+          }
+        }()
         case 300: try {
           var v: WireStartRetrainRequest?
           var hadOneofValue = false
@@ -3584,6 +3909,26 @@ nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case .dropPartitionReply?: try {
         guard case .dropPartitionReply(let v)? = _storage._body else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 211)
+      }()
+      case .fillControl?: try {
+        guard case .fillControl(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 212)
+      }()
+      case .fillControlReply?: try {
+        guard case .fillControlReply(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 213)
+      }()
+      case .shardMapUpdate?: try {
+        guard case .shardMapUpdate(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 214)
+      }()
+      case .partitionSubjectsRequest?: try {
+        guard case .partitionSubjectsRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 215)
+      }()
+      case .partitionSubjectsReply?: try {
+        guard case .partitionSubjectsReply(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 216)
       }()
       case .startRetrainRequest?: try {
         guard case .startRetrainRequest(let v)? = _storage._body else { preconditionFailure() }
@@ -5491,7 +5836,7 @@ nonisolated extension WireMatcherEndpoint: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension WireShardMap: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ShardMap"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}epoch\0\u{3}partition_count\0\u{3}replication_factor\0\u{1}assignments\0\u{1}matchers\0\u{3}updated_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}epoch\0\u{3}partition_count\0\u{3}replication_factor\0\u{1}assignments\0\u{1}matchers\0\u{3}updated_unix_ms\0\u{3}changed_by\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5505,6 +5850,7 @@ nonisolated extension WireShardMap: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.assignments) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.matchers) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.updatedUnixMs) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.changedBy) }()
       default: break
       }
     }
@@ -5529,6 +5875,9 @@ nonisolated extension WireShardMap: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if self.updatedUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.updatedUnixMs, fieldNumber: 6)
     }
+    if !self.changedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.changedBy, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5539,6 +5888,7 @@ nonisolated extension WireShardMap: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if lhs.assignments != rhs.assignments {return false}
     if lhs.matchers != rhs.matchers {return false}
     if lhs.updatedUnixMs != rhs.updatedUnixMs {return false}
+    if lhs.changedBy != rhs.changedBy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5674,7 +6024,7 @@ nonisolated extension WireShardChangeReply: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PartitionHolding"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}templates\0\u{3}last_sequence\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}templates\0\u{3}last_sequence\0\u{1}synced\0\u{1}filling\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5685,6 +6035,8 @@ nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.partition) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.templates) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.lastSequence) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.synced) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.filling) }()
       default: break
       }
     }
@@ -5700,6 +6052,12 @@ nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf
     if self.lastSequence != 0 {
       try visitor.visitSingularUInt64Field(value: self.lastSequence, fieldNumber: 3)
     }
+    if self.synced != false {
+      try visitor.visitSingularBoolField(value: self.synced, fieldNumber: 4)
+    }
+    if self.filling != false {
+      try visitor.visitSingularBoolField(value: self.filling, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5707,6 +6065,8 @@ nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.partition != rhs.partition {return false}
     if lhs.templates != rhs.templates {return false}
     if lhs.lastSequence != rhs.lastSequence {return false}
+    if lhs.synced != rhs.synced {return false}
+    if lhs.filling != rhs.filling {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5714,68 +6074,125 @@ nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension WireWorkerRegister: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerRegister"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}role\0\u{3}software_version\0\u{1}model\0\u{1}holdings\0\u{1}capacity\0\u{1}endpoint\0\u{3}started_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}role\0\u{3}software_version\0\u{1}model\0\u{1}holdings\0\u{1}capacity\0\u{1}endpoint\0\u{3}started_unix_ms\0\u{3}shard_map\0")
+
+  fileprivate class _StorageClass {
+    var _nodeID: String = String()
+    var _role: WireNodeRole = .unspecified
+    var _softwareVersion: String = String()
+    var _model: WireEmbeddingModel? = nil
+    var _holdings: [WirePartitionHolding] = []
+    var _capacity: UInt32 = 0
+    var _endpoint: String = String()
+    var _startedUnixMs: Int64 = 0
+    var _shardMap: WireShardMap? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _nodeID = source._nodeID
+      _role = source._role
+      _softwareVersion = source._softwareVersion
+      _model = source._model
+      _holdings = source._holdings
+      _capacity = source._capacity
+      _endpoint = source._endpoint
+      _startedUnixMs = source._startedUnixMs
+      _shardMap = source._shardMap
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
-      case 2: try { try decoder.decodeSingularEnumField(value: &self.role) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.softwareVersion) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._model) }()
-      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.holdings) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.capacity) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.endpoint) }()
-      case 8: try { try decoder.decodeSingularInt64Field(value: &self.startedUnixMs) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._nodeID) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._role) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._softwareVersion) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._model) }()
+        case 5: try { try decoder.decodeRepeatedMessageField(value: &_storage._holdings) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._capacity) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._endpoint) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._startedUnixMs) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._shardMap) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.nodeID.isEmpty {
-      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
-    }
-    if self.role != .unspecified {
-      try visitor.visitSingularEnumField(value: self.role, fieldNumber: 2)
-    }
-    if !self.softwareVersion.isEmpty {
-      try visitor.visitSingularStringField(value: self.softwareVersion, fieldNumber: 3)
-    }
-    try { if let v = self._model {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
-    if !self.holdings.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.holdings, fieldNumber: 5)
-    }
-    if self.capacity != 0 {
-      try visitor.visitSingularUInt32Field(value: self.capacity, fieldNumber: 6)
-    }
-    if !self.endpoint.isEmpty {
-      try visitor.visitSingularStringField(value: self.endpoint, fieldNumber: 7)
-    }
-    if self.startedUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.startedUnixMs, fieldNumber: 8)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._nodeID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._nodeID, fieldNumber: 1)
+      }
+      if _storage._role != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._role, fieldNumber: 2)
+      }
+      if !_storage._softwareVersion.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._softwareVersion, fieldNumber: 3)
+      }
+      try { if let v = _storage._model {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if !_storage._holdings.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._holdings, fieldNumber: 5)
+      }
+      if _storage._capacity != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._capacity, fieldNumber: 6)
+      }
+      if !_storage._endpoint.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._endpoint, fieldNumber: 7)
+      }
+      if _storage._startedUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._startedUnixMs, fieldNumber: 8)
+      }
+      try { if let v = _storage._shardMap {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireWorkerRegister, rhs: WireWorkerRegister) -> Bool {
-    if lhs.nodeID != rhs.nodeID {return false}
-    if lhs.role != rhs.role {return false}
-    if lhs.softwareVersion != rhs.softwareVersion {return false}
-    if lhs._model != rhs._model {return false}
-    if lhs.holdings != rhs.holdings {return false}
-    if lhs.capacity != rhs.capacity {return false}
-    if lhs.endpoint != rhs.endpoint {return false}
-    if lhs.startedUnixMs != rhs.startedUnixMs {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._nodeID != rhs_storage._nodeID {return false}
+        if _storage._role != rhs_storage._role {return false}
+        if _storage._softwareVersion != rhs_storage._softwareVersion {return false}
+        if _storage._model != rhs_storage._model {return false}
+        if _storage._holdings != rhs_storage._holdings {return false}
+        if _storage._capacity != rhs_storage._capacity {return false}
+        if _storage._endpoint != rhs_storage._endpoint {return false}
+        if _storage._startedUnixMs != rhs_storage._startedUnixMs {return false}
+        if _storage._shardMap != rhs_storage._shardMap {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6021,7 +6438,7 @@ nonisolated extension WireTemplateRecord: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension WirePartitionInsertRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PartitionInsertRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}shard_map_epoch\0\u{1}records\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}shard_map_epoch\0\u{1}records\0\u{1}fill\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6032,6 +6449,7 @@ nonisolated extension WirePartitionInsertRequest: SwiftProtobuf.Message, SwiftPr
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.partition) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.shardMapEpoch) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.records) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.fill) }()
       default: break
       }
     }
@@ -6047,6 +6465,9 @@ nonisolated extension WirePartitionInsertRequest: SwiftProtobuf.Message, SwiftPr
     if !self.records.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.records, fieldNumber: 3)
     }
+    if self.fill != false {
+      try visitor.visitSingularBoolField(value: self.fill, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6054,6 +6475,7 @@ nonisolated extension WirePartitionInsertRequest: SwiftProtobuf.Message, SwiftPr
     if lhs.partition != rhs.partition {return false}
     if lhs.shardMapEpoch != rhs.shardMapEpoch {return false}
     if lhs.records != rhs.records {return false}
+    if lhs.fill != rhs.fill {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6111,7 +6533,7 @@ nonisolated extension WirePartitionInsertReply: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension WirePartitionDeleteRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PartitionDeleteRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}shard_map_epoch\0\u{3}subject_id\0\u{3}template_ids\0\u{1}collection\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}shard_map_epoch\0\u{3}subject_id\0\u{3}template_ids\0\u{1}collection\0\u{1}fill\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6124,6 +6546,7 @@ nonisolated extension WirePartitionDeleteRequest: SwiftProtobuf.Message, SwiftPr
       case 3: try { try decoder.decodeSingularStringField(value: &self.subjectID) }()
       case 4: try { try decoder.decodeRepeatedUInt64Field(value: &self.templateIds) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.collection) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.fill) }()
       default: break
       }
     }
@@ -6145,6 +6568,9 @@ nonisolated extension WirePartitionDeleteRequest: SwiftProtobuf.Message, SwiftPr
     if !self.collection.isEmpty {
       try visitor.visitSingularStringField(value: self.collection, fieldNumber: 5)
     }
+    if self.fill != false {
+      try visitor.visitSingularBoolField(value: self.fill, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6154,6 +6580,7 @@ nonisolated extension WirePartitionDeleteRequest: SwiftProtobuf.Message, SwiftPr
     if lhs.subjectID != rhs.subjectID {return false}
     if lhs.templateIds != rhs.templateIds {return false}
     if lhs.collection != rhs.collection {return false}
+    if lhs.fill != rhs.fill {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6206,7 +6633,7 @@ nonisolated extension WirePartitionDeleteReply: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension WirePartitionSearchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PartitionSearchRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partitions\0\u{1}query\0\u{1}k\0\u{1}ef\0\u{1}collections\0\u{3}max_distance\0\u{3}shard_map_epoch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partitions\0\u{1}query\0\u{1}k\0\u{1}ef\0\u{1}collections\0\u{3}max_distance\0\u{3}shard_map_epoch\0\u{3}subject_ids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6221,6 +6648,7 @@ nonisolated extension WirePartitionSearchRequest: SwiftProtobuf.Message, SwiftPr
       case 5: try { try decoder.decodeRepeatedStringField(value: &self.collections) }()
       case 6: try { try decoder.decodeSingularFloatField(value: &self.maxDistance) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.shardMapEpoch) }()
+      case 8: try { try decoder.decodeRepeatedStringField(value: &self.subjectIds) }()
       default: break
       }
     }
@@ -6252,6 +6680,9 @@ nonisolated extension WirePartitionSearchRequest: SwiftProtobuf.Message, SwiftPr
     if self.shardMapEpoch != 0 {
       try visitor.visitSingularUInt64Field(value: self.shardMapEpoch, fieldNumber: 7)
     }
+    if !self.subjectIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.subjectIds, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6263,6 +6694,7 @@ nonisolated extension WirePartitionSearchRequest: SwiftProtobuf.Message, SwiftPr
     if lhs.collections != rhs.collections {return false}
     if lhs.maxDistance != rhs.maxDistance {return false}
     if lhs.shardMapEpoch != rhs.shardMapEpoch {return false}
+    if lhs.subjectIds != rhs.subjectIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6310,7 +6742,7 @@ nonisolated extension WirePartitionSearchReply: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension WireStreamRecordsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StreamRecordsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}after_sequence\0\u{3}max_records\0\u{3}embeddings_only\0\u{3}model_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}after_sequence\0\u{3}max_records\0\u{3}embeddings_only\0\u{3}model_version\0\u{3}ids_only\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6323,6 +6755,7 @@ nonisolated extension WireStreamRecordsRequest: SwiftProtobuf.Message, SwiftProt
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.maxRecords) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.embeddingsOnly) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.modelVersion) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.idsOnly) }()
       default: break
       }
     }
@@ -6344,6 +6777,9 @@ nonisolated extension WireStreamRecordsRequest: SwiftProtobuf.Message, SwiftProt
     if !self.modelVersion.isEmpty {
       try visitor.visitSingularStringField(value: self.modelVersion, fieldNumber: 5)
     }
+    if self.idsOnly != false {
+      try visitor.visitSingularBoolField(value: self.idsOnly, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6353,6 +6789,7 @@ nonisolated extension WireStreamRecordsRequest: SwiftProtobuf.Message, SwiftProt
     if lhs.maxRecords != rhs.maxRecords {return false}
     if lhs.embeddingsOnly != rhs.embeddingsOnly {return false}
     if lhs.modelVersion != rhs.modelVersion {return false}
+    if lhs.idsOnly != rhs.idsOnly {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6563,6 +7000,224 @@ nonisolated extension WireDropPartitionReply: SwiftProtobuf.Message, SwiftProtob
   public static func ==(lhs: WireDropPartitionReply, rhs: WireDropPartitionReply) -> Bool {
     if lhs.partition != rhs.partition {return false}
     if lhs.recordsDropped != rhs.recordsDropped {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireFillControl: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FillControl"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}fill_id\0\u{1}action\0\u{3}shard_map_epoch\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.partition) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.fillID) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.action) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.shardMapEpoch) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.partition != 0 {
+      try visitor.visitSingularUInt32Field(value: self.partition, fieldNumber: 1)
+    }
+    if !self.fillID.isEmpty {
+      try visitor.visitSingularStringField(value: self.fillID, fieldNumber: 2)
+    }
+    if self.action != .unspecified {
+      try visitor.visitSingularEnumField(value: self.action, fieldNumber: 3)
+    }
+    if self.shardMapEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.shardMapEpoch, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireFillControl, rhs: WireFillControl) -> Bool {
+    if lhs.partition != rhs.partition {return false}
+    if lhs.fillID != rhs.fillID {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.shardMapEpoch != rhs.shardMapEpoch {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireFillControl.Action: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ACTION_UNSPECIFIED\0\u{1}ACTION_BEGIN\0\u{1}ACTION_DONE\0\u{1}ACTION_ABORT\0\u{1}ACTION_ADOPT\0")
+}
+
+nonisolated extension WireFillControlReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FillControlReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}synced\0\u{1}templates\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.partition) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.synced) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.templates) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.partition != 0 {
+      try visitor.visitSingularUInt32Field(value: self.partition, fieldNumber: 1)
+    }
+    if self.synced != false {
+      try visitor.visitSingularBoolField(value: self.synced, fieldNumber: 2)
+    }
+    if self.templates != 0 {
+      try visitor.visitSingularUInt64Field(value: self.templates, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireFillControlReply, rhs: WireFillControlReply) -> Bool {
+    if lhs.partition != rhs.partition {return false}
+    if lhs.synced != rhs.synced {return false}
+    if lhs.templates != rhs.templates {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireShardMapUpdate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardMapUpdate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}map\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._map) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._map {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireShardMapUpdate, rhs: WireShardMapUpdate) -> Bool {
+    if lhs._map != rhs._map {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WirePartitionSubjectsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PartitionSubjectsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partitions\0\u{1}collection\0\u{1}prefix\0\u{3}after_subject_id\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedUInt32Field(value: &self.partitions) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.collection) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.prefix) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.afterSubjectID) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.partitions.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.partitions, fieldNumber: 1)
+    }
+    if !self.collection.isEmpty {
+      try visitor.visitSingularStringField(value: self.collection, fieldNumber: 2)
+    }
+    if !self.prefix.isEmpty {
+      try visitor.visitSingularStringField(value: self.prefix, fieldNumber: 3)
+    }
+    if !self.afterSubjectID.isEmpty {
+      try visitor.visitSingularStringField(value: self.afterSubjectID, fieldNumber: 4)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WirePartitionSubjectsRequest, rhs: WirePartitionSubjectsRequest) -> Bool {
+    if lhs.partitions != rhs.partitions {return false}
+    if lhs.collection != rhs.collection {return false}
+    if lhs.prefix != rhs.prefix {return false}
+    if lhs.afterSubjectID != rhs.afterSubjectID {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WirePartitionSubjectsReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PartitionSubjectsReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}subjects\0\u{3}searched_partitions\0\u{3}missing_partitions\0\u{1}more\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.subjects) }()
+      case 2: try { try decoder.decodeRepeatedUInt32Field(value: &self.searchedPartitions) }()
+      case 3: try { try decoder.decodeRepeatedUInt32Field(value: &self.missingPartitions) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.more) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.subjects.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.subjects, fieldNumber: 1)
+    }
+    if !self.searchedPartitions.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.searchedPartitions, fieldNumber: 2)
+    }
+    if !self.missingPartitions.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.missingPartitions, fieldNumber: 3)
+    }
+    if self.more != false {
+      try visitor.visitSingularBoolField(value: self.more, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WirePartitionSubjectsReply, rhs: WirePartitionSubjectsReply) -> Bool {
+    if lhs.subjects != rhs.subjects {return false}
+    if lhs.searchedPartitions != rhs.searchedPartitions {return false}
+    if lhs.missingPartitions != rhs.missingPartitions {return false}
+    if lhs.more != rhs.more {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

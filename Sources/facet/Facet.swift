@@ -28,6 +28,8 @@ struct Facet: AsyncParsableCommand {
             Retrain.self,
             EnrollBatch.self,
             SwitchModel.self,
+            Shards.self,
+            Subjects.self,
         ]
     )
 }

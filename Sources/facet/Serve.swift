@@ -29,6 +29,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("retrain-after"), help: "Coordinator: retrain the classifier after this many template changes (0 = never).")
     var retrainAfter: Int?
     @Option(name: .customLong("model-version"), help: "Embedder: announce the model under this version tag.") var modelVersion: String?
+    @Option(help: "Workers: comma-separated worker endpoints of every coordinator (when several run).") var backends: String?
+    @Option(name: .customLong("shard-map-file"), help: "Coordinator: file keeping the newest shard map.") var shardMapFile: String?
+    @Option(help: "HOST:PORT for the HTTP listener: /metrics (Prometheus), /healthz, /readyz (port 0 = any free port).") var http: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "info"
     @Flag(name: .customLong("insecure-plaintext"), help: "Development only: no CURVE on the sockets and no encryption at rest (security.insecurePlaintext).")
     var insecurePlaintext = false
@@ -54,6 +57,9 @@ struct Serve: AsyncParsableCommand {
         flags.stateDirectory = state
         flags.retrainAfterChanges = retrainAfter
         flags.modelVersionTag = modelVersion
+        flags.backendEndpoints = backends.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+        flags.shardMapFile = shardMapFile
+        flags.httpEndpoint = http
         return base.overridden(by: flags)
     }
 
@@ -70,21 +76,41 @@ struct Serve: AsyncParsableCommand {
         logger[metadataKey: "node.id"] = "\(configuration.nodeID ?? "-")"
         let context = try ZMQContext()
         let service: NodeService
+        let metrics: NodeMetrics
+        let scrape: @Sendable () -> String
+        let readiness: @Sendable () -> HTTPStatusServer.Readiness
         switch role {
         case .coordinator:
             let node = try Coordinator(configuration: configuration, context: context, logger: logger)
             print("coordinator listening on \(node.frontendEndpoint) (workers: \(node.backendEndpoint))")
             service = NodeService(name: "coordinator") { await node.run() }
+            metrics = node.metrics
+            scrape = { node.scrape() }
+            readiness = { node.readiness() }
         case .matcher:
             let node = try MatcherNode(configuration: configuration, context: context, logger: logger)
             service = NodeService(name: "matcher") { await node.run() }
+            metrics = node.metrics
+            scrape = { node.scrape() }
+            readiness = { node.readiness() }
         case .embedder:
             let locator = FaceModelLocator(directory: configuration.modelsDirectory)
             let dlib = try DlibFaceEmbedder(locator: locator)
             let embedder: any Embedder = configuration.modelVersionTag.map { VersionTaggedEmbedder(dlib, version: $0) } ?? dlib
             let node = try EmbedderNode(configuration: configuration, embedder: embedder, context: context, logger: logger)
             service = NodeService(name: "embedder") { await node.run() }
+            metrics = node.metrics
+            scrape = { node.scrape() }
+            readiness = { node.readiness() }
         }
+        metrics.bootstrapMetricsSystem()
+        var http: HTTPStatusServer?
+        if let endpoint = configuration.httpEndpoint {
+            http = try HTTPStatusServer(endpoint: endpoint, metrics: scrape, readiness: readiness)
+            print("http listening on \(http!.endpoint) (/metrics, /healthz, /readyz)")
+            logger.info("http listening", metadata: ["http": "\(http!.endpoint)"])
+        }
+        defer { http?.stop() }
         fflush(stdout)
         try await NodeService.runUntilSignalled([service], logger: logger)
     }

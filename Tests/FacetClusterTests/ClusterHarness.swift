@@ -36,17 +36,22 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
     let matchers: [String]
     let partitions: UInt32
     let replicas: Int
+    /// Coordinator names ("coordinator", then "coordinator-1", ...) with their client and worker endpoints.
+    let coordinators: [(name: String, frontend: String, backend: String)]
     private var processes: [String: Process] = [:]
     /// Extra command-line arguments per node name (e.g. "coordinator": ["--retrain-after", "10"]).
     var extraArguments: [String: [String]] = [:]
 
-    init(matchers: Int = 3, replicas: Int = 2, partitions: UInt32 = 8) throws {
+    init(matchers: Int = 3, replicas: Int = 2, partitions: UInt32 = 8, coordinators: Int = 1) throws {
         binary = try facetBinaryPath()
         directory = NSTemporaryDirectory() + "facet-cluster-test-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let port = Int.random(in: 20_000...50_000)
-        frontend = "tcp://127.0.0.1:\(port)"
-        backend = "tcp://127.0.0.1:\(port + 1)"
+        self.coordinators = (0..<coordinators).map { i in
+            (i == 0 ? "coordinator" : "coordinator-\(i)", "tcp://127.0.0.1:\(port + 2 * i)", "tcp://127.0.0.1:\(port + 2 * i + 1)")
+        }
+        frontend = self.coordinators[0].frontend
+        backend = self.coordinators[0].backend
         self.matchers = (0..<matchers).map { "matcher-\($0)" }
         self.partitions = partitions
         self.replicas = replicas
@@ -55,14 +60,17 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
     func start(_ name: String) throws {
         var args: [String]
         // Plaintext (development mode) here; SecurityProcessTests runs clusters with CURVE and encryption at rest.
-        let common = ["--backend", backend, "--heartbeat-ms", "100", "--node-id", name, "--log-level", "info", "--insecure-plaintext"]
-        if name == "coordinator" {
-            args = ["serve", "coordinator", "--endpoint", frontend, "--matchers", matchers.joined(separator: ","),
-                    "--partitions", "\(partitions)", "--replicas", "\(replicas)", "--state", directory + "/coordinator-state"] + common
+        // Every node serves /metrics, /healthz and /readyz on a free port (logged as "http listening on HOST:PORT").
+        let common = ["--heartbeat-ms", "100", "--node-id", name, "--log-level", "info", "--http", "127.0.0.1:0",
+                      "--insecure-plaintext"]
+        let backends = ["--backends", coordinators.map(\.backend).joined(separator: ",")]
+        if let c = coordinators.first(where: { $0.name == name }) {
+            args = ["serve", "coordinator", "--endpoint", c.frontend, "--backend", c.backend, "--matchers", matchers.joined(separator: ","),
+                    "--partitions", "\(partitions)", "--replicas", "\(replicas)", "--state", directory + "/" + c.name + "-state"] + common
         } else if name.hasPrefix("matcher") {
-            args = ["serve", "matcher", "--data", directory + "/" + name] + common
+            args = ["serve", "matcher", "--data", directory + "/" + name] + backends + common
         } else {
-            args = ["serve", "embedder"] + common
+            args = ["serve", "embedder"] + backends + common
         }
         args += extraArguments[name] ?? []
         let p = Process()
@@ -79,7 +87,7 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
     }
 
     func startAll(embedder: Bool) throws {
-        try start("coordinator")
+        for c in coordinators { try start(c.name) }
         for m in matchers { try start(m) }
         if embedder { try start("embedder-0") }
     }
@@ -114,6 +122,20 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
         (try? String(contentsOfFile: directory + "/\(name).log", encoding: .utf8)) ?? ""
     }
 
+    /// The HOST:PORT of a node's HTTP listener, read from its log (bounded wait).
+    func httpEndpoint(_ name: String, seconds: Double = 20) async throws -> String {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            for line in log(name).split(separator: "\n").reversed() {
+                if let r = line.range(of: "http listening on ") {
+                    return String(line[r.upperBound...].prefix { $0 != " " })
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError("\(name) never logged its HTTP endpoint:\n\(log(name).suffix(2000))")
+    }
+
     /// Waits (bounded) until every partition has `replicas` ready replicas.
     func waitUntilHealthy(_ client: FacetClient, fullyReplicated: Bool = true, seconds: Double = 60) async throws {
         let deadline = Date().addingTimeInterval(seconds)
@@ -131,8 +153,9 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
 }
 
 /// Runs `body` with a started cluster and a client; always kills the processes afterwards.
-func withCluster<R>(embedder: Bool = false, _ body: (ClusterHarness, FacetClient) async throws -> R) async throws -> R {
-    let harness = try ClusterHarness()
+func withCluster<R>(embedder: Bool = false, matchers: Int = 3, coordinators: Int = 1,
+                   _ body: (ClusterHarness, FacetClient) async throws -> R) async throws -> R {
+    let harness = try ClusterHarness(matchers: matchers, coordinators: coordinators)
     defer { harness.shutdown() }
     try harness.startAll(embedder: embedder)
     let client = try FacetClient(endpoint: harness.frontend, timeout: .seconds(20))

@@ -164,23 +164,46 @@ struct CoordinatorStateTests {
     }
 
     @Test func readsOnlyFromReadyLiveReplicasWritesToAllLive() {
-        var s = CoordinatorState()
+        var s = CoordinatorState(map: ClusterShardMap(layout: layout))
         for id in ["a", "b", "c"] { s.workers[id] = worker(id) }
         let p: UInt32 = 0
         let replicas = layout.replicas(of: p)
         s.ready.insert(ReplicaKey(replicas[0], p))
-        #expect(s.readyReplicas(of: p, layout: layout) == [replicas[0]])
-        #expect(s.writeTargets(of: p, layout: layout) == replicas)
+        #expect(s.readyReplicas(of: p) == [replicas[0]])
+        #expect(s.writeTargets(of: p) == replicas)
         let first = s.markDead(replicas[0])
         let second = s.markDead(replicas[0])
         #expect(first)
         #expect(!second)
-        #expect(s.readyReplicas(of: p, layout: layout).isEmpty)
-        #expect(s.writeTargets(of: p, layout: layout) == [replicas[1]])
+        #expect(s.readyReplicas(of: p).isEmpty)
+        #expect(s.writeTargets(of: p) == [replicas[1]])
+    }
+
+    @Test func incomingReplicasTakeWritesNotReadsAndFillingOrMustFillBlocksReads() {
+        var map = ClusterShardMap(layout: layout)
+        map.incoming[1] = ["a"]   // partition 1 lives on b, c
+        var s = CoordinatorState(map: map)
+        for id in ["a", "b", "c"] { s.workers[id] = worker(id) }
+        var h = WirePartitionHolding()
+        h.partition = 1
+        h.synced = true
+        s.updateHoldings("a", [h])
+        s.updateHoldings("b", [h])
+        #expect(s.writeTargets(of: 1) == ["b", "c", "a"])
+        #expect(s.readyReplicas(of: 1) == ["b"])          // a is synced but incoming; c not synced
+        s.filling.insert(ReplicaKey("b", 1))
+        #expect(s.readyReplicas(of: 1).isEmpty)
+        s.filling.removeAll()
+        s.mustFill.insert(ReplicaKey("b", 1))
+        #expect(s.readyReplicas(of: 1).isEmpty)
+        s.mustFill.removeAll()
+        h.synced = false
+        s.updateHoldings("b", [h])
+        #expect(s.readyReplicas(of: 1).isEmpty)
     }
 
     @Test func fillWindowRecordsConcurrentWrites() {
-        var s = CoordinatorState()
+        var s = CoordinatorState(map: ClusterShardMap(layout: layout))
         let key = ReplicaKey("a", 1)
         let early = s.beginWrite(1, inserted: [10], deletedSubject: nil)
         s.openWindow(key)

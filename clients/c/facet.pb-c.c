@@ -2545,6 +2545,231 @@ void   facet__v1__drop_partition_reply__free_unpacked
   assert(message->base.descriptor == &facet__v1__drop_partition_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   facet__v1__fill_control__init
+                     (Facet__V1__FillControl         *message)
+{
+  static const Facet__V1__FillControl init_value = FACET__V1__FILL_CONTROL__INIT;
+  *message = init_value;
+}
+size_t facet__v1__fill_control__get_packed_size
+                     (const Facet__V1__FillControl *message)
+{
+  assert(message->base.descriptor == &facet__v1__fill_control__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t facet__v1__fill_control__pack
+                     (const Facet__V1__FillControl *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &facet__v1__fill_control__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t facet__v1__fill_control__pack_to_buffer
+                     (const Facet__V1__FillControl *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &facet__v1__fill_control__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Facet__V1__FillControl *
+       facet__v1__fill_control__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Facet__V1__FillControl *)
+     protobuf_c_message_unpack (&facet__v1__fill_control__descriptor,
+                                allocator, len, data);
+}
+void   facet__v1__fill_control__free_unpacked
+                     (Facet__V1__FillControl *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &facet__v1__fill_control__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   facet__v1__fill_control_reply__init
+                     (Facet__V1__FillControlReply         *message)
+{
+  static const Facet__V1__FillControlReply init_value = FACET__V1__FILL_CONTROL_REPLY__INIT;
+  *message = init_value;
+}
+size_t facet__v1__fill_control_reply__get_packed_size
+                     (const Facet__V1__FillControlReply *message)
+{
+  assert(message->base.descriptor == &facet__v1__fill_control_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t facet__v1__fill_control_reply__pack
+                     (const Facet__V1__FillControlReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &facet__v1__fill_control_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t facet__v1__fill_control_reply__pack_to_buffer
+                     (const Facet__V1__FillControlReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &facet__v1__fill_control_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Facet__V1__FillControlReply *
+       facet__v1__fill_control_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Facet__V1__FillControlReply *)
+     protobuf_c_message_unpack (&facet__v1__fill_control_reply__descriptor,
+                                allocator, len, data);
+}
+void   facet__v1__fill_control_reply__free_unpacked
+                     (Facet__V1__FillControlReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &facet__v1__fill_control_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   facet__v1__shard_map_update__init
+                     (Facet__V1__ShardMapUpdate         *message)
+{
+  static const Facet__V1__ShardMapUpdate init_value = FACET__V1__SHARD_MAP_UPDATE__INIT;
+  *message = init_value;
+}
+size_t facet__v1__shard_map_update__get_packed_size
+                     (const Facet__V1__ShardMapUpdate *message)
+{
+  assert(message->base.descriptor == &facet__v1__shard_map_update__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t facet__v1__shard_map_update__pack
+                     (const Facet__V1__ShardMapUpdate *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &facet__v1__shard_map_update__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t facet__v1__shard_map_update__pack_to_buffer
+                     (const Facet__V1__ShardMapUpdate *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &facet__v1__shard_map_update__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Facet__V1__ShardMapUpdate *
+       facet__v1__shard_map_update__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Facet__V1__ShardMapUpdate *)
+     protobuf_c_message_unpack (&facet__v1__shard_map_update__descriptor,
+                                allocator, len, data);
+}
+void   facet__v1__shard_map_update__free_unpacked
+                     (Facet__V1__ShardMapUpdate *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &facet__v1__shard_map_update__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   facet__v1__partition_subjects_request__init
+                     (Facet__V1__PartitionSubjectsRequest         *message)
+{
+  static const Facet__V1__PartitionSubjectsRequest init_value = FACET__V1__PARTITION_SUBJECTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t facet__v1__partition_subjects_request__get_packed_size
+                     (const Facet__V1__PartitionSubjectsRequest *message)
+{
+  assert(message->base.descriptor == &facet__v1__partition_subjects_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t facet__v1__partition_subjects_request__pack
+                     (const Facet__V1__PartitionSubjectsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &facet__v1__partition_subjects_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t facet__v1__partition_subjects_request__pack_to_buffer
+                     (const Facet__V1__PartitionSubjectsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &facet__v1__partition_subjects_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Facet__V1__PartitionSubjectsRequest *
+       facet__v1__partition_subjects_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Facet__V1__PartitionSubjectsRequest *)
+     protobuf_c_message_unpack (&facet__v1__partition_subjects_request__descriptor,
+                                allocator, len, data);
+}
+void   facet__v1__partition_subjects_request__free_unpacked
+                     (Facet__V1__PartitionSubjectsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &facet__v1__partition_subjects_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   facet__v1__partition_subjects_reply__init
+                     (Facet__V1__PartitionSubjectsReply         *message)
+{
+  static const Facet__V1__PartitionSubjectsReply init_value = FACET__V1__PARTITION_SUBJECTS_REPLY__INIT;
+  *message = init_value;
+}
+size_t facet__v1__partition_subjects_reply__get_packed_size
+                     (const Facet__V1__PartitionSubjectsReply *message)
+{
+  assert(message->base.descriptor == &facet__v1__partition_subjects_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t facet__v1__partition_subjects_reply__pack
+                     (const Facet__V1__PartitionSubjectsReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &facet__v1__partition_subjects_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t facet__v1__partition_subjects_reply__pack_to_buffer
+                     (const Facet__V1__PartitionSubjectsReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &facet__v1__partition_subjects_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Facet__V1__PartitionSubjectsReply *
+       facet__v1__partition_subjects_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Facet__V1__PartitionSubjectsReply *)
+     protobuf_c_message_unpack (&facet__v1__partition_subjects_reply__descriptor,
+                                allocator, len, data);
+}
+void   facet__v1__partition_subjects_reply__free_unpacked
+                     (Facet__V1__PartitionSubjectsReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &facet__v1__partition_subjects_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   facet__v1__job_progress__init
                      (Facet__V1__JobProgress         *message)
 {
@@ -3001,7 +3226,7 @@ void   facet__v1__active_model__free_unpacked
   assert(message->base.descriptor == &facet__v1__active_model__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor facet__v1__envelope__field_descriptors[51] =
+static const ProtobufCFieldDescriptor facet__v1__envelope__field_descriptors[56] =
 {
   {
     "protocol_version",
@@ -3472,6 +3697,66 @@ static const ProtobufCFieldDescriptor facet__v1__envelope__field_descriptors[51]
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "fill_control",
+    212,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__Envelope, body_case),
+    offsetof(Facet__V1__Envelope, fill_control),
+    &facet__v1__fill_control__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fill_control_reply",
+    213,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__Envelope, body_case),
+    offsetof(Facet__V1__Envelope, fill_control_reply),
+    &facet__v1__fill_control_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_map_update",
+    214,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__Envelope, body_case),
+    offsetof(Facet__V1__Envelope, shard_map_update),
+    &facet__v1__shard_map_update__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "partition_subjects_request",
+    215,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__Envelope, body_case),
+    offsetof(Facet__V1__Envelope, partition_subjects_request),
+    &facet__v1__partition_subjects_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "partition_subjects_reply",
+    216,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__Envelope, body_case),
+    offsetof(Facet__V1__Envelope, partition_subjects_reply),
+    &facet__v1__partition_subjects_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "start_retrain_request",
     300,
     PROTOBUF_C_LABEL_NONE,
@@ -3617,8 +3902,8 @@ static const ProtobufCFieldDescriptor facet__v1__envelope__field_descriptors[51]
   },
 };
 static const unsigned facet__v1__envelope__field_indices_by_name[] = {
-  48,   /* field[48] = active_model */
-  44,   /* field[44] = cancel_job_request */
+  53,   /* field[53] = active_model */
+  49,   /* field[49] = cancel_job_request */
   3,   /* field[3] = client_id */
   2,   /* field[2] = deadline_unix_ms */
   15,   /* field[15] = delete_subject_reply */
@@ -3630,14 +3915,16 @@ static const unsigned facet__v1__envelope__field_indices_by_name[] = {
   9,   /* field[9] = enrol_reply */
   8,   /* field[8] = enrol_request */
   5,   /* field[5] = error */
-  43,   /* field[43] = get_job_request */
+  39,   /* field[39] = fill_control */
+  40,   /* field[40] = fill_control_reply */
+  48,   /* field[48] = get_job_request */
   25,   /* field[25] = heartbeat */
   11,   /* field[11] = identify_reply */
   10,   /* field[10] = identify_request */
-  45,   /* field[45] = job */
-  46,   /* field[46] = job_progress */
-  42,   /* field[42] = list_jobs_reply */
-  41,   /* field[41] = list_jobs_request */
+  50,   /* field[50] = job */
+  51,   /* field[51] = job_progress */
+  47,   /* field[47] = list_jobs_reply */
+  46,   /* field[46] = list_jobs_request */
   17,   /* field[17] = list_subjects_reply */
   16,   /* field[16] = list_subjects_request */
   36,   /* field[36] = load_partition_reply */
@@ -3648,17 +3935,20 @@ static const unsigned facet__v1__envelope__field_indices_by_name[] = {
   27,   /* field[27] = partition_insert_request */
   32,   /* field[32] = partition_search_reply */
   31,   /* field[31] = partition_search_request */
+  43,   /* field[43] = partition_subjects_reply */
+  42,   /* field[42] = partition_subjects_request */
   0,   /* field[0] = protocol_version */
   34,   /* field[34] = record_batch */
   1,   /* field[1] = request_id */
   4,   /* field[4] = sent_unix_ms */
-  47,   /* field[47] = set_active_model_request */
-  50,   /* field[50] = shard_change_reply */
-  49,   /* field[49] = shard_change_request */
+  52,   /* field[52] = set_active_model_request */
+  55,   /* field[55] = shard_change_reply */
+  54,   /* field[54] = shard_change_request */
   21,   /* field[21] = shard_map */
   20,   /* field[20] = shard_map_request */
-  40,   /* field[40] = start_reenrol_request */
-  39,   /* field[39] = start_retrain_request */
+  41,   /* field[41] = shard_map_update */
+  45,   /* field[45] = start_reenrol_request */
+  44,   /* field[44] = start_retrain_request */
   19,   /* field[19] = status_reply */
   18,   /* field[18] = status_request */
   33,   /* field[33] = stream_records_request */
@@ -3675,9 +3965,9 @@ static const ProtobufCIntRange facet__v1__envelope__number_ranges[6 + 1] =
   { 15, 5 },
   { 100, 22 },
   { 200, 27 },
-  { 300, 39 },
-  { 400, 49 },
-  { 0, 51 }
+  { 300, 44 },
+  { 400, 54 },
+  { 0, 56 }
 };
 const ProtobufCMessageDescriptor facet__v1__envelope__descriptor =
 {
@@ -3687,7 +3977,7 @@ const ProtobufCMessageDescriptor facet__v1__envelope__descriptor =
   "Facet__V1__Envelope",
   "facet.v1",
   sizeof(Facet__V1__Envelope),
-  51,
+  56,
   facet__v1__envelope__field_descriptors,
   facet__v1__envelope__field_indices_by_name,
   6,  facet__v1__envelope__number_ranges,
@@ -6793,7 +7083,7 @@ const ProtobufCMessageDescriptor facet__v1__matcher_endpoint__descriptor =
   (ProtobufCMessageInit) facet__v1__matcher_endpoint__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__shard_map__field_descriptors[6] =
+static const ProtobufCFieldDescriptor facet__v1__shard_map__field_descriptors[7] =
 {
   {
     "epoch",
@@ -6867,9 +7157,22 @@ static const ProtobufCFieldDescriptor facet__v1__shard_map__field_descriptors[6]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "changed_by",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__ShardMap, changed_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__shard_map__field_indices_by_name[] = {
   3,   /* field[3] = assignments */
+  6,   /* field[6] = changed_by */
   0,   /* field[0] = epoch */
   4,   /* field[4] = matchers */
   1,   /* field[1] = partition_count */
@@ -6879,7 +7182,7 @@ static const unsigned facet__v1__shard_map__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__shard_map__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor facet__v1__shard_map__descriptor =
 {
@@ -6889,7 +7192,7 @@ const ProtobufCMessageDescriptor facet__v1__shard_map__descriptor =
   "Facet__V1__ShardMap",
   "facet.v1",
   sizeof(Facet__V1__ShardMap),
-  6,
+  7,
   facet__v1__shard_map__field_descriptors,
   facet__v1__shard_map__field_indices_by_name,
   1,  facet__v1__shard_map__number_ranges,
@@ -7120,7 +7423,7 @@ const ProtobufCMessageDescriptor facet__v1__shard_change_reply__descriptor =
   (ProtobufCMessageInit) facet__v1__shard_change_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__partition_holding__field_descriptors[3] =
+static const ProtobufCFieldDescriptor facet__v1__partition_holding__field_descriptors[5] =
 {
   {
     "partition",
@@ -7158,16 +7461,42 @@ static const ProtobufCFieldDescriptor facet__v1__partition_holding__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "synced",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionHolding, synced),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "filling",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionHolding, filling),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__partition_holding__field_indices_by_name[] = {
+  4,   /* field[4] = filling */
   2,   /* field[2] = last_sequence */
   0,   /* field[0] = partition */
+  3,   /* field[3] = synced */
   1,   /* field[1] = templates */
 };
 static const ProtobufCIntRange facet__v1__partition_holding__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor facet__v1__partition_holding__descriptor =
 {
@@ -7177,14 +7506,14 @@ const ProtobufCMessageDescriptor facet__v1__partition_holding__descriptor =
   "Facet__V1__PartitionHolding",
   "facet.v1",
   sizeof(Facet__V1__PartitionHolding),
-  3,
+  5,
   facet__v1__partition_holding__field_descriptors,
   facet__v1__partition_holding__field_indices_by_name,
   1,  facet__v1__partition_holding__number_ranges,
   (ProtobufCMessageInit) facet__v1__partition_holding__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__worker_register__field_descriptors[8] =
+static const ProtobufCFieldDescriptor facet__v1__worker_register__field_descriptors[9] =
 {
   {
     "node_id",
@@ -7282,6 +7611,18 @@ static const ProtobufCFieldDescriptor facet__v1__worker_register__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "shard_map",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__WorkerRegister, shard_map),
+    &facet__v1__shard_map__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__worker_register__field_indices_by_name[] = {
   5,   /* field[5] = capacity */
@@ -7290,13 +7631,14 @@ static const unsigned facet__v1__worker_register__field_indices_by_name[] = {
   3,   /* field[3] = model */
   0,   /* field[0] = node_id */
   1,   /* field[1] = role */
+  8,   /* field[8] = shard_map */
   2,   /* field[2] = software_version */
   7,   /* field[7] = started_unix_ms */
 };
 static const ProtobufCIntRange facet__v1__worker_register__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor facet__v1__worker_register__descriptor =
 {
@@ -7306,7 +7648,7 @@ const ProtobufCMessageDescriptor facet__v1__worker_register__descriptor =
   "Facet__V1__WorkerRegister",
   "facet.v1",
   sizeof(Facet__V1__WorkerRegister),
-  8,
+  9,
   facet__v1__worker_register__field_descriptors,
   facet__v1__worker_register__field_indices_by_name,
   1,  facet__v1__worker_register__number_ranges,
@@ -7762,7 +8104,7 @@ const ProtobufCMessageDescriptor facet__v1__template_record__descriptor =
   (ProtobufCMessageInit) facet__v1__template_record__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__partition_insert_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor facet__v1__partition_insert_request__field_descriptors[4] =
 {
   {
     "partition",
@@ -7800,8 +8142,21 @@ static const ProtobufCFieldDescriptor facet__v1__partition_insert_request__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "fill",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionInsertRequest, fill),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__partition_insert_request__field_indices_by_name[] = {
+  3,   /* field[3] = fill */
   0,   /* field[0] = partition */
   2,   /* field[2] = records */
   1,   /* field[1] = shard_map_epoch */
@@ -7809,7 +8164,7 @@ static const unsigned facet__v1__partition_insert_request__field_indices_by_name
 static const ProtobufCIntRange facet__v1__partition_insert_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor facet__v1__partition_insert_request__descriptor =
 {
@@ -7819,7 +8174,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_insert_request__descriptor
   "Facet__V1__PartitionInsertRequest",
   "facet.v1",
   sizeof(Facet__V1__PartitionInsertRequest),
-  3,
+  4,
   facet__v1__partition_insert_request__field_descriptors,
   facet__v1__partition_insert_request__field_indices_by_name,
   1,  facet__v1__partition_insert_request__number_ranges,
@@ -7916,7 +8271,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_insert_reply__descriptor =
   (ProtobufCMessageInit) facet__v1__partition_insert_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__partition_delete_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor facet__v1__partition_delete_request__field_descriptors[6] =
 {
   {
     "partition",
@@ -7978,9 +8333,22 @@ static const ProtobufCFieldDescriptor facet__v1__partition_delete_request__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "fill",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionDeleteRequest, fill),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__partition_delete_request__field_indices_by_name[] = {
   4,   /* field[4] = collection */
+  5,   /* field[5] = fill */
   0,   /* field[0] = partition */
   1,   /* field[1] = shard_map_epoch */
   2,   /* field[2] = subject_id */
@@ -7989,7 +8357,7 @@ static const unsigned facet__v1__partition_delete_request__field_indices_by_name
 static const ProtobufCIntRange facet__v1__partition_delete_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor facet__v1__partition_delete_request__descriptor =
 {
@@ -7999,7 +8367,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_delete_request__descriptor
   "Facet__V1__PartitionDeleteRequest",
   "facet.v1",
   sizeof(Facet__V1__PartitionDeleteRequest),
-  5,
+  6,
   facet__v1__partition_delete_request__field_descriptors,
   facet__v1__partition_delete_request__field_indices_by_name,
   1,  facet__v1__partition_delete_request__number_ranges,
@@ -8083,7 +8451,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_delete_reply__descriptor =
   (ProtobufCMessageInit) facet__v1__partition_delete_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__partition_search_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor facet__v1__partition_search_request__field_descriptors[8] =
 {
   {
     "partitions",
@@ -8169,6 +8537,18 @@ static const ProtobufCFieldDescriptor facet__v1__partition_search_request__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "subject_ids",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Facet__V1__PartitionSearchRequest, n_subject_ids),
+    offsetof(Facet__V1__PartitionSearchRequest, subject_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__partition_search_request__field_indices_by_name[] = {
   4,   /* field[4] = collections */
@@ -8178,11 +8558,12 @@ static const unsigned facet__v1__partition_search_request__field_indices_by_name
   0,   /* field[0] = partitions */
   1,   /* field[1] = query */
   6,   /* field[6] = shard_map_epoch */
+  7,   /* field[7] = subject_ids */
 };
 static const ProtobufCIntRange facet__v1__partition_search_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor facet__v1__partition_search_request__descriptor =
 {
@@ -8192,7 +8573,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_search_request__descriptor
   "Facet__V1__PartitionSearchRequest",
   "facet.v1",
   sizeof(Facet__V1__PartitionSearchRequest),
-  7,
+  8,
   facet__v1__partition_search_request__field_descriptors,
   facet__v1__partition_search_request__field_indices_by_name,
   1,  facet__v1__partition_search_request__number_ranges,
@@ -8263,7 +8644,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_search_reply__descriptor =
   (ProtobufCMessageInit) facet__v1__partition_search_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__stream_records_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor facet__v1__stream_records_request__field_descriptors[6] =
 {
   {
     "partition",
@@ -8325,10 +8706,23 @@ static const ProtobufCFieldDescriptor facet__v1__stream_records_request__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "ids_only",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__StreamRecordsRequest, ids_only),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__stream_records_request__field_indices_by_name[] = {
   1,   /* field[1] = after_sequence */
   3,   /* field[3] = embeddings_only */
+  5,   /* field[5] = ids_only */
   2,   /* field[2] = max_records */
   4,   /* field[4] = model_version */
   0,   /* field[0] = partition */
@@ -8336,7 +8730,7 @@ static const unsigned facet__v1__stream_records_request__field_indices_by_name[]
 static const ProtobufCIntRange facet__v1__stream_records_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor facet__v1__stream_records_request__descriptor =
 {
@@ -8346,7 +8740,7 @@ const ProtobufCMessageDescriptor facet__v1__stream_records_request__descriptor =
   "Facet__V1__StreamRecordsRequest",
   "facet.v1",
   sizeof(Facet__V1__StreamRecordsRequest),
-  5,
+  6,
   facet__v1__stream_records_request__field_descriptors,
   facet__v1__stream_records_request__field_indices_by_name,
   1,  facet__v1__stream_records_request__number_ranges,
@@ -8697,6 +9091,386 @@ const ProtobufCMessageDescriptor facet__v1__drop_partition_reply__descriptor =
   facet__v1__drop_partition_reply__field_indices_by_name,
   1,  facet__v1__drop_partition_reply__number_ranges,
   (ProtobufCMessageInit) facet__v1__drop_partition_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue facet__v1__fill_control__action__enum_values_by_number[5] =
+{
+  { "ACTION_UNSPECIFIED", "FACET__V1__FILL_CONTROL__ACTION__ACTION_UNSPECIFIED", 0 },
+  { "ACTION_BEGIN", "FACET__V1__FILL_CONTROL__ACTION__ACTION_BEGIN", 1 },
+  { "ACTION_DONE", "FACET__V1__FILL_CONTROL__ACTION__ACTION_DONE", 2 },
+  { "ACTION_ABORT", "FACET__V1__FILL_CONTROL__ACTION__ACTION_ABORT", 3 },
+  { "ACTION_ADOPT", "FACET__V1__FILL_CONTROL__ACTION__ACTION_ADOPT", 4 },
+};
+static const ProtobufCIntRange facet__v1__fill_control__action__value_ranges[] = {
+{0, 0},{0, 5}
+};
+static const ProtobufCEnumValueIndex facet__v1__fill_control__action__enum_values_by_name[5] =
+{
+  { "ACTION_ABORT", 3 },
+  { "ACTION_ADOPT", 4 },
+  { "ACTION_BEGIN", 1 },
+  { "ACTION_DONE", 2 },
+  { "ACTION_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor facet__v1__fill_control__action__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "facet.v1.FillControl.Action",
+  "Action",
+  "Facet__V1__FillControl__Action",
+  "facet.v1",
+  5,
+  facet__v1__fill_control__action__enum_values_by_number,
+  5,
+  facet__v1__fill_control__action__enum_values_by_name,
+  1,
+  facet__v1__fill_control__action__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor facet__v1__fill_control__field_descriptors[4] =
+{
+  {
+    "partition",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__FillControl, partition),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fill_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__FillControl, fill_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "action",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__FillControl, action),
+    &facet__v1__fill_control__action__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_map_epoch",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__FillControl, shard_map_epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned facet__v1__fill_control__field_indices_by_name[] = {
+  2,   /* field[2] = action */
+  1,   /* field[1] = fill_id */
+  0,   /* field[0] = partition */
+  3,   /* field[3] = shard_map_epoch */
+};
+static const ProtobufCIntRange facet__v1__fill_control__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor facet__v1__fill_control__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "facet.v1.FillControl",
+  "FillControl",
+  "Facet__V1__FillControl",
+  "facet.v1",
+  sizeof(Facet__V1__FillControl),
+  4,
+  facet__v1__fill_control__field_descriptors,
+  facet__v1__fill_control__field_indices_by_name,
+  1,  facet__v1__fill_control__number_ranges,
+  (ProtobufCMessageInit) facet__v1__fill_control__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor facet__v1__fill_control_reply__field_descriptors[3] =
+{
+  {
+    "partition",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__FillControlReply, partition),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "synced",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__FillControlReply, synced),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "templates",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__FillControlReply, templates),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned facet__v1__fill_control_reply__field_indices_by_name[] = {
+  0,   /* field[0] = partition */
+  1,   /* field[1] = synced */
+  2,   /* field[2] = templates */
+};
+static const ProtobufCIntRange facet__v1__fill_control_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor facet__v1__fill_control_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "facet.v1.FillControlReply",
+  "FillControlReply",
+  "Facet__V1__FillControlReply",
+  "facet.v1",
+  sizeof(Facet__V1__FillControlReply),
+  3,
+  facet__v1__fill_control_reply__field_descriptors,
+  facet__v1__fill_control_reply__field_indices_by_name,
+  1,  facet__v1__fill_control_reply__number_ranges,
+  (ProtobufCMessageInit) facet__v1__fill_control_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor facet__v1__shard_map_update__field_descriptors[1] =
+{
+  {
+    "map",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__ShardMapUpdate, map),
+    &facet__v1__shard_map__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned facet__v1__shard_map_update__field_indices_by_name[] = {
+  0,   /* field[0] = map */
+};
+static const ProtobufCIntRange facet__v1__shard_map_update__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor facet__v1__shard_map_update__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "facet.v1.ShardMapUpdate",
+  "ShardMapUpdate",
+  "Facet__V1__ShardMapUpdate",
+  "facet.v1",
+  sizeof(Facet__V1__ShardMapUpdate),
+  1,
+  facet__v1__shard_map_update__field_descriptors,
+  facet__v1__shard_map_update__field_indices_by_name,
+  1,  facet__v1__shard_map_update__number_ranges,
+  (ProtobufCMessageInit) facet__v1__shard_map_update__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor facet__v1__partition_subjects_request__field_descriptors[5] =
+{
+  {
+    "partitions",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Facet__V1__PartitionSubjectsRequest, n_partitions),
+    offsetof(Facet__V1__PartitionSubjectsRequest, partitions),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "collection",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionSubjectsRequest, collection),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prefix",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionSubjectsRequest, prefix),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after_subject_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionSubjectsRequest, after_subject_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionSubjectsRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned facet__v1__partition_subjects_request__field_indices_by_name[] = {
+  3,   /* field[3] = after_subject_id */
+  1,   /* field[1] = collection */
+  4,   /* field[4] = limit */
+  0,   /* field[0] = partitions */
+  2,   /* field[2] = prefix */
+};
+static const ProtobufCIntRange facet__v1__partition_subjects_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor facet__v1__partition_subjects_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "facet.v1.PartitionSubjectsRequest",
+  "PartitionSubjectsRequest",
+  "Facet__V1__PartitionSubjectsRequest",
+  "facet.v1",
+  sizeof(Facet__V1__PartitionSubjectsRequest),
+  5,
+  facet__v1__partition_subjects_request__field_descriptors,
+  facet__v1__partition_subjects_request__field_indices_by_name,
+  1,  facet__v1__partition_subjects_request__number_ranges,
+  (ProtobufCMessageInit) facet__v1__partition_subjects_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor facet__v1__partition_subjects_reply__field_descriptors[4] =
+{
+  {
+    "subjects",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__PartitionSubjectsReply, n_subjects),
+    offsetof(Facet__V1__PartitionSubjectsReply, subjects),
+    &facet__v1__subject_summary__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "searched_partitions",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Facet__V1__PartitionSubjectsReply, n_searched_partitions),
+    offsetof(Facet__V1__PartitionSubjectsReply, searched_partitions),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "missing_partitions",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Facet__V1__PartitionSubjectsReply, n_missing_partitions),
+    offsetof(Facet__V1__PartitionSubjectsReply, missing_partitions),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "more",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionSubjectsReply, more),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned facet__v1__partition_subjects_reply__field_indices_by_name[] = {
+  2,   /* field[2] = missing_partitions */
+  3,   /* field[3] = more */
+  1,   /* field[1] = searched_partitions */
+  0,   /* field[0] = subjects */
+};
+static const ProtobufCIntRange facet__v1__partition_subjects_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor facet__v1__partition_subjects_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "facet.v1.PartitionSubjectsReply",
+  "PartitionSubjectsReply",
+  "Facet__V1__PartitionSubjectsReply",
+  "facet.v1",
+  sizeof(Facet__V1__PartitionSubjectsReply),
+  4,
+  facet__v1__partition_subjects_reply__field_descriptors,
+  facet__v1__partition_subjects_reply__field_indices_by_name,
+  1,  facet__v1__partition_subjects_reply__number_ranges,
+  (ProtobufCMessageInit) facet__v1__partition_subjects_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor facet__v1__job_progress__field_descriptors[7] =

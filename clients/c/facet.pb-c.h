@@ -74,6 +74,11 @@ typedef struct Facet__V1__LoadPartitionRequest Facet__V1__LoadPartitionRequest;
 typedef struct Facet__V1__LoadPartitionReply Facet__V1__LoadPartitionReply;
 typedef struct Facet__V1__DropPartitionRequest Facet__V1__DropPartitionRequest;
 typedef struct Facet__V1__DropPartitionReply Facet__V1__DropPartitionReply;
+typedef struct Facet__V1__FillControl Facet__V1__FillControl;
+typedef struct Facet__V1__FillControlReply Facet__V1__FillControlReply;
+typedef struct Facet__V1__ShardMapUpdate Facet__V1__ShardMapUpdate;
+typedef struct Facet__V1__PartitionSubjectsRequest Facet__V1__PartitionSubjectsRequest;
+typedef struct Facet__V1__PartitionSubjectsReply Facet__V1__PartitionSubjectsReply;
 typedef struct Facet__V1__JobProgress Facet__V1__JobProgress;
 typedef struct Facet__V1__Job Facet__V1__Job;
 typedef struct Facet__V1__Job__ParametersEntry Facet__V1__Job__ParametersEntry;
@@ -105,6 +110,26 @@ typedef enum _Facet__V1__ShardChangeRequest__Operation {
   FACET__V1__SHARD_CHANGE_REQUEST__OPERATION__OPERATION_REBALANCE = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FACET__V1__SHARD_CHANGE_REQUEST__OPERATION)
 } Facet__V1__ShardChangeRequest__Operation;
+typedef enum _Facet__V1__FillControl__Action {
+  FACET__V1__FILL_CONTROL__ACTION__ACTION_UNSPECIFIED = 0,
+  /*
+   * open the window; the partition is not synced until DONE
+   */
+  FACET__V1__FILL_CONTROL__ACTION__ACTION_BEGIN = 1,
+  /*
+   * copy complete: close the window, mark synced
+   */
+  FACET__V1__FILL_CONTROL__ACTION__ACTION_DONE = 2,
+  /*
+   * close the window, stay unsynced
+   */
+  FACET__V1__FILL_CONTROL__ACTION__ACTION_ABORT = 3,
+  /*
+   * no complete copy exists elsewhere: this copy is the partition
+   */
+  FACET__V1__FILL_CONTROL__ACTION__ACTION_ADOPT = 4
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FACET__V1__FILL_CONTROL__ACTION)
+} Facet__V1__FillControl__Action;
 /*
  * The protocol versions. `Envelope.protocol_version` is a plain uint32 so that a peer can read
  * a version it does not know and answer ERROR_CODE_UNSUPPORTED_VERSION.
@@ -313,6 +338,11 @@ typedef enum {
   FACET__V1__ENVELOPE__BODY_LOAD_PARTITION_REPLY = 209,
   FACET__V1__ENVELOPE__BODY_DROP_PARTITION_REQUEST = 210,
   FACET__V1__ENVELOPE__BODY_DROP_PARTITION_REPLY = 211,
+  FACET__V1__ENVELOPE__BODY_FILL_CONTROL = 212,
+  FACET__V1__ENVELOPE__BODY_FILL_CONTROL_REPLY = 213,
+  FACET__V1__ENVELOPE__BODY_SHARD_MAP_UPDATE = 214,
+  FACET__V1__ENVELOPE__BODY_PARTITION_SUBJECTS_REQUEST = 215,
+  FACET__V1__ENVELOPE__BODY_PARTITION_SUBJECTS_REPLY = 216,
   FACET__V1__ENVELOPE__BODY_START_RETRAIN_REQUEST = 300,
   FACET__V1__ENVELOPE__BODY_START_REENROL_REQUEST = 301,
   FACET__V1__ENVELOPE__BODY_LIST_JOBS_REQUEST = 302,
@@ -399,6 +429,14 @@ struct  Facet__V1__Envelope
     Facet__V1__LoadPartitionReply *load_partition_reply;
     Facet__V1__DropPartitionRequest *drop_partition_request;
     Facet__V1__DropPartitionReply *drop_partition_reply;
+    Facet__V1__FillControl *fill_control;
+    Facet__V1__FillControlReply *fill_control_reply;
+    /*
+     * coordinator -> matcher; reply: ShardMap (the matcher's map)
+     */
+    Facet__V1__ShardMapUpdate *shard_map_update;
+    Facet__V1__PartitionSubjectsRequest *partition_subjects_request;
+    Facet__V1__PartitionSubjectsReply *partition_subjects_reply;
     /*
      * Jobs (client <-> coordinator).
      */
@@ -1217,10 +1255,14 @@ struct  Facet__V1__ShardMap
   size_t n_matchers;
   Facet__V1__MatcherEndpoint **matchers;
   int64_t updated_unix_ms;
+  /*
+   * coordinator that made this epoch; breaks ties between equal epochs
+   */
+  char *changed_by;
 };
 #define FACET__V1__SHARD_MAP__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__shard_map__descriptor) \
-    , 0, 0, 0, 0,NULL, 0,NULL, 0 }
+    , 0, 0, 0, 0,NULL, 0,NULL, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Facet__V1__PartitionMove
@@ -1287,10 +1329,18 @@ struct  Facet__V1__PartitionHolding
    * highest committed write sequence in this partition
    */
   uint64_t last_sequence;
+  /*
+   * the copy is complete (filled or adopted since the matcher started); serves reads
+   */
+  protobuf_c_boolean synced;
+  /*
+   * a fill window is open (a coordinator is copying into it)
+   */
+  protobuf_c_boolean filling;
 };
 #define FACET__V1__PARTITION_HOLDING__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_holding__descriptor) \
-    , 0, 0, 0 }
+    , 0, 0, 0, 0, 0 }
 
 
 struct  Facet__V1__WorkerRegister
@@ -1317,10 +1367,14 @@ struct  Facet__V1__WorkerRegister
    */
   char *endpoint;
   int64_t started_unix_ms;
+  /*
+   * matchers: the newest shard map they stored (persisted); empty = none
+   */
+  Facet__V1__ShardMap *shard_map;
 };
 #define FACET__V1__WORKER_REGISTER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__worker_register__descriptor) \
-    , (char *)protobuf_c_empty_string, FACET__V1__NODE_ROLE__NODE_ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, FACET__V1__NODE_ROLE__NODE_ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0, (char *)protobuf_c_empty_string, 0, NULL }
 
 
 struct  Facet__V1__WorkerRegistered
@@ -1424,10 +1478,14 @@ struct  Facet__V1__PartitionInsertRequest
   uint64_t shard_map_epoch;
   size_t n_records;
   Facet__V1__TemplateRecord **records;
+  /*
+   * a copy from another replica: skip records written or deleted meanwhile
+   */
+  protobuf_c_boolean fill;
 };
 #define FACET__V1__PARTITION_INSERT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_insert_request__descriptor) \
-    , 0, 0, 0,NULL }
+    , 0, 0, 0,NULL, 0 }
 
 
 struct  Facet__V1__PartitionInsertReply
@@ -1465,10 +1523,14 @@ struct  Facet__V1__PartitionDeleteRequest
    * empty = every collection
    */
   char *collection;
+  /*
+   * reconciliation after a copy: keep templates written meanwhile
+   */
+  protobuf_c_boolean fill;
 };
 #define FACET__V1__PARTITION_DELETE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_delete_request__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+    , 0, 0, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Facet__V1__PartitionDeleteReply
@@ -1502,10 +1564,15 @@ struct  Facet__V1__PartitionSearchRequest
    */
   float max_distance;
   uint64_t shard_map_epoch;
+  /*
+   * only templates of these subjects (exact search when they are few)
+   */
+  size_t n_subject_ids;
+  char **subject_ids;
 };
 #define FACET__V1__PARTITION_SEARCH_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_search_request__descriptor) \
-    , 0,NULL, NULL, 0, 0, 0,NULL, 0, 0 }
+    , 0,NULL, NULL, 0, 0, 0,NULL, 0, 0, 0,NULL }
 
 
 struct  Facet__V1__PartitionSearchReply
@@ -1552,10 +1619,14 @@ struct  Facet__V1__StreamRecordsRequest
    * only records of this model; empty = all
    */
   char *model_version;
+  /*
+   * records carry template and subject ids only (replica comparison)
+   */
+  protobuf_c_boolean ids_only;
 };
 #define FACET__V1__STREAM_RECORDS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__stream_records_request__descriptor) \
-    , 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Facet__V1__RecordBatch
@@ -1628,6 +1699,106 @@ struct  Facet__V1__DropPartitionReply
 #define FACET__V1__DROP_PARTITION_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__drop_partition_reply__descriptor) \
     , 0, 0 }
+
+
+/*
+ * Opens or closes a fill window on the matcher receiving a copy of a partition. While a window is
+ * open the matcher remembers the templates written and deleted through ordinary writes, so that a
+ * copy (PartitionInsertRequest.fill) does not resurrect deleted templates and a reconciliation
+ * (PartitionDeleteRequest.fill) does not remove fresh ones, whichever coordinator wrote them.
+ * Closing it with `done` marks the partition synced (it serves reads).
+ */
+struct  Facet__V1__FillControl
+{
+  ProtobufCMessage base;
+  uint32_t partition;
+  /*
+   * owner of the window; another owner is refused while it is active
+   */
+  char *fill_id;
+  Facet__V1__FillControl__Action action;
+  uint64_t shard_map_epoch;
+};
+#define FACET__V1__FILL_CONTROL__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&facet__v1__fill_control__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, FACET__V1__FILL_CONTROL__ACTION__ACTION_UNSPECIFIED, 0 }
+
+
+struct  Facet__V1__FillControlReply
+{
+  ProtobufCMessage base;
+  uint32_t partition;
+  protobuf_c_boolean synced;
+  uint64_t templates;
+};
+#define FACET__V1__FILL_CONTROL_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&facet__v1__fill_control_reply__descriptor) \
+    , 0, 0, 0 }
+
+
+/*
+ * Stores a newer shard map on a matcher (kept in its data directory, reported when it registers).
+ */
+struct  Facet__V1__ShardMapUpdate
+{
+  ProtobufCMessage base;
+  Facet__V1__ShardMap *map;
+};
+#define FACET__V1__SHARD_MAP_UPDATE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&facet__v1__shard_map_update__descriptor) \
+    , NULL }
+
+
+/*
+ * Subjects held in some partitions of one matcher, ordered by subject id (list subjects).
+ */
+struct  Facet__V1__PartitionSubjectsRequest
+{
+  ProtobufCMessage base;
+  size_t n_partitions;
+  uint32_t *partitions;
+  /*
+   * empty = every collection
+   */
+  char *collection;
+  char *prefix;
+  /*
+   * exclusive; empty = from the start
+   */
+  char *after_subject_id;
+  /*
+   * per partition
+   */
+  uint32_t limit;
+};
+#define FACET__V1__PARTITION_SUBJECTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_subjects_request__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Facet__V1__PartitionSubjectsReply
+{
+  ProtobufCMessage base;
+  /*
+   * merged over the partitions, ordered by subject id
+   */
+  size_t n_subjects;
+  Facet__V1__SubjectSummary **subjects;
+  size_t n_searched_partitions;
+  uint32_t *searched_partitions;
+  /*
+   * not held here (another replica must answer)
+   */
+  size_t n_missing_partitions;
+  uint32_t *missing_partitions;
+  /*
+   * some partition had more than `limit` subjects after the cursor
+   */
+  protobuf_c_boolean more;
+};
+#define FACET__V1__PARTITION_SUBJECTS_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_subjects_reply__descriptor) \
+    , 0,NULL, 0,NULL, 0,NULL, 0 }
 
 
 struct  Facet__V1__JobProgress
@@ -2900,6 +3071,101 @@ Facet__V1__DropPartitionReply *
 void   facet__v1__drop_partition_reply__free_unpacked
                      (Facet__V1__DropPartitionReply *message,
                       ProtobufCAllocator *allocator);
+/* Facet__V1__FillControl methods */
+void   facet__v1__fill_control__init
+                     (Facet__V1__FillControl         *message);
+size_t facet__v1__fill_control__get_packed_size
+                     (const Facet__V1__FillControl   *message);
+size_t facet__v1__fill_control__pack
+                     (const Facet__V1__FillControl   *message,
+                      uint8_t             *out);
+size_t facet__v1__fill_control__pack_to_buffer
+                     (const Facet__V1__FillControl   *message,
+                      ProtobufCBuffer     *buffer);
+Facet__V1__FillControl *
+       facet__v1__fill_control__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   facet__v1__fill_control__free_unpacked
+                     (Facet__V1__FillControl *message,
+                      ProtobufCAllocator *allocator);
+/* Facet__V1__FillControlReply methods */
+void   facet__v1__fill_control_reply__init
+                     (Facet__V1__FillControlReply         *message);
+size_t facet__v1__fill_control_reply__get_packed_size
+                     (const Facet__V1__FillControlReply   *message);
+size_t facet__v1__fill_control_reply__pack
+                     (const Facet__V1__FillControlReply   *message,
+                      uint8_t             *out);
+size_t facet__v1__fill_control_reply__pack_to_buffer
+                     (const Facet__V1__FillControlReply   *message,
+                      ProtobufCBuffer     *buffer);
+Facet__V1__FillControlReply *
+       facet__v1__fill_control_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   facet__v1__fill_control_reply__free_unpacked
+                     (Facet__V1__FillControlReply *message,
+                      ProtobufCAllocator *allocator);
+/* Facet__V1__ShardMapUpdate methods */
+void   facet__v1__shard_map_update__init
+                     (Facet__V1__ShardMapUpdate         *message);
+size_t facet__v1__shard_map_update__get_packed_size
+                     (const Facet__V1__ShardMapUpdate   *message);
+size_t facet__v1__shard_map_update__pack
+                     (const Facet__V1__ShardMapUpdate   *message,
+                      uint8_t             *out);
+size_t facet__v1__shard_map_update__pack_to_buffer
+                     (const Facet__V1__ShardMapUpdate   *message,
+                      ProtobufCBuffer     *buffer);
+Facet__V1__ShardMapUpdate *
+       facet__v1__shard_map_update__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   facet__v1__shard_map_update__free_unpacked
+                     (Facet__V1__ShardMapUpdate *message,
+                      ProtobufCAllocator *allocator);
+/* Facet__V1__PartitionSubjectsRequest methods */
+void   facet__v1__partition_subjects_request__init
+                     (Facet__V1__PartitionSubjectsRequest         *message);
+size_t facet__v1__partition_subjects_request__get_packed_size
+                     (const Facet__V1__PartitionSubjectsRequest   *message);
+size_t facet__v1__partition_subjects_request__pack
+                     (const Facet__V1__PartitionSubjectsRequest   *message,
+                      uint8_t             *out);
+size_t facet__v1__partition_subjects_request__pack_to_buffer
+                     (const Facet__V1__PartitionSubjectsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Facet__V1__PartitionSubjectsRequest *
+       facet__v1__partition_subjects_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   facet__v1__partition_subjects_request__free_unpacked
+                     (Facet__V1__PartitionSubjectsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Facet__V1__PartitionSubjectsReply methods */
+void   facet__v1__partition_subjects_reply__init
+                     (Facet__V1__PartitionSubjectsReply         *message);
+size_t facet__v1__partition_subjects_reply__get_packed_size
+                     (const Facet__V1__PartitionSubjectsReply   *message);
+size_t facet__v1__partition_subjects_reply__pack
+                     (const Facet__V1__PartitionSubjectsReply   *message,
+                      uint8_t             *out);
+size_t facet__v1__partition_subjects_reply__pack_to_buffer
+                     (const Facet__V1__PartitionSubjectsReply   *message,
+                      ProtobufCBuffer     *buffer);
+Facet__V1__PartitionSubjectsReply *
+       facet__v1__partition_subjects_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   facet__v1__partition_subjects_reply__free_unpacked
+                     (Facet__V1__PartitionSubjectsReply *message,
+                      ProtobufCAllocator *allocator);
 /* Facet__V1__JobProgress methods */
 void   facet__v1__job_progress__init
                      (Facet__V1__JobProgress         *message);
@@ -3272,6 +3538,21 @@ typedef void (*Facet__V1__DropPartitionRequest_Closure)
 typedef void (*Facet__V1__DropPartitionReply_Closure)
                  (const Facet__V1__DropPartitionReply *message,
                   void *closure_data);
+typedef void (*Facet__V1__FillControl_Closure)
+                 (const Facet__V1__FillControl *message,
+                  void *closure_data);
+typedef void (*Facet__V1__FillControlReply_Closure)
+                 (const Facet__V1__FillControlReply *message,
+                  void *closure_data);
+typedef void (*Facet__V1__ShardMapUpdate_Closure)
+                 (const Facet__V1__ShardMapUpdate *message,
+                  void *closure_data);
+typedef void (*Facet__V1__PartitionSubjectsRequest_Closure)
+                 (const Facet__V1__PartitionSubjectsRequest *message,
+                  void *closure_data);
+typedef void (*Facet__V1__PartitionSubjectsReply_Closure)
+                 (const Facet__V1__PartitionSubjectsReply *message,
+                  void *closure_data);
 typedef void (*Facet__V1__JobProgress_Closure)
                  (const Facet__V1__JobProgress *message,
                   void *closure_data);
@@ -3380,6 +3661,12 @@ extern const ProtobufCMessageDescriptor facet__v1__load_partition_request__descr
 extern const ProtobufCMessageDescriptor facet__v1__load_partition_reply__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__drop_partition_request__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__drop_partition_reply__descriptor;
+extern const ProtobufCMessageDescriptor facet__v1__fill_control__descriptor;
+extern const ProtobufCEnumDescriptor    facet__v1__fill_control__action__descriptor;
+extern const ProtobufCMessageDescriptor facet__v1__fill_control_reply__descriptor;
+extern const ProtobufCMessageDescriptor facet__v1__shard_map_update__descriptor;
+extern const ProtobufCMessageDescriptor facet__v1__partition_subjects_request__descriptor;
+extern const ProtobufCMessageDescriptor facet__v1__partition_subjects_reply__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__job_progress__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__job__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__job__parameters_entry__descriptor;

@@ -1,0 +1,390 @@
+import Foundation
+import Testing
+import FacetClient
+import FacetStore
+import FacetTestSupport
+import FacetTransport
+import FacetWire
+@testable import FacetCluster
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Continuous identify queries (each must succeed, complete, with k candidates) and enrolments (each must be
+/// acknowledged) while `body` runs; returns what was acknowledged and the failures seen.
+struct LoadResult {
+    var acknowledged: [Expected]
+    var enrolFailures: [String]
+    var queryFailures: [String]
+    var queries: Int
+}
+
+func underLoad(_ client: FacetClient, queries g: FaceLikeGenerator.Gallery, enrol stream: FaceLikeGenerator.Gallery, prefix: String,
+               minimumEnrolments: Int, _ body: () async throws -> Void) async throws -> LoadResult {
+    let done = LockedValue(false)
+    let queryFailures = LockedValue<[String]>([])
+    let queries = LockedValue(0)
+    let reader = Task {
+        var i = 0
+        while !done.withLock({ $0 }) {
+            let query = g.queryVector(i % g.queryIdentities.count)
+            do {
+                let r = try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 5)
+                if r.partial { queryFailures.withLock { $0.append("partial: \(r.missingPartitions)") } }
+                if r.candidates.count != 5 { queryFailures.withLock { $0.append("\(r.candidates.count) candidates") } }
+            } catch {
+                queryFailures.withLock { $0.append("\(error)") }
+            }
+            queries.withLock { $0 += 1 }
+            i += 1
+        }
+    }
+    let acknowledged = LockedValue<[Expected]>([])
+    let enrolFailures = LockedValue<[String]>([])
+    let enrolled = LockedValue(0)
+    let writer = Task {
+        let identities = Dictionary(grouping: 0..<stream.count, by: { stream.baseIdentities[$0] }).sorted { $0.key < $1.key }
+        for (identity, rows) in identities {
+            if done.withLock({ $0 }) { break }
+            let subject = "\(prefix)\(identity)"
+            let vectors = rows.map { stream.baseVector($0) }
+            do {
+                let r = try await client.enrol(subjectID: subject, embeddings: vectors.map { WireEmbedding(values: $0, modelVersion: "1") })
+                acknowledged.withLock { a in for (id, v) in zip(r.templateIds, vectors) { a.append(Expected(id: id, subject: subject, vector: v)) } }
+            } catch {
+                enrolFailures.withLock { $0.append("\(subject): \(error)") }
+            }
+            enrolled.withLock { $0 += 1 }
+        }
+    }
+    do {
+        try await body()
+    } catch {
+        done.withLock { $0 = true }
+        await reader.value
+        await writer.value
+        throw error
+    }
+    // Let the writer reach its minimum (bounded), then stop both.
+    let deadline = Date().addingTimeInterval(60)
+    while enrolled.withLock({ $0 }) < minimumEnrolments, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+    done.withLock { $0 = true }
+    await reader.value
+    await writer.value
+    return LoadResult(acknowledged: acknowledged.withLock { $0 }, enrolFailures: enrolFailures.withLock { $0 },
+                      queryFailures: queryFailures.withLock { $0 }, queries: queries.withLock { $0 })
+}
+
+func changeShards(_ client: FacetClient, _ op: WireShardChangeRequest.Operation, _ node: String) async throws -> WireShardChangeReply {
+    var r = WireShardChangeRequest()
+    r.operation = op
+    r.nodeID = node
+    guard case .shardChangeReply(let reply) = try await client.call(.shardChangeRequest(r)) else { throw HarnessError("unexpected reply") }
+    return reply
+}
+
+/// Waits (bounded) until the coordinator's map has the target's replicas and nothing incoming.
+func waitForMap(_ client: FacetClient, _ target: WireShardMap, seconds: Double = 120, harness: ClusterHarness) async throws -> WireShardMap {
+    let deadline = Date().addingTimeInterval(seconds)
+    var last = WireShardMap()
+    while Date() < deadline {
+        last = try await client.shardMap()
+        let done = last.assignments.count == target.assignments.count
+            && zip(last.assignments, target.assignments).allSatisfy { Set($0.replicas) == Set($1.replicas) && $0.incoming.isEmpty }
+            && Set(last.matchers.map(\.nodeID)) == Set(target.matchers.map(\.nodeID))
+        if done { return last }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw HarnessError("shard map did not reach the target in \(seconds) s: epoch \(last.epoch)\n\(harness.log("coordinator").suffix(4000))")
+}
+
+/// The template ids stored in a matcher's partition directories (opened directly; the matcher must be stopped).
+func storedTemplates(_ harness: ClusterHarness, _ matcher: String) throws -> [UInt32: Set<UInt64>] {
+    var out: [UInt32: Set<UInt64>] = [:]
+    let dir = harness.directory + "/" + matcher
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix("p-") {
+        guard let p = UInt32(name.dropFirst(2)) else { continue }
+        let part = try Partition.open(at: dir + "/" + name)
+        var ids = Set<UInt64>()
+        try part.forEachTemplate { ids.insert($0.id.rawValue); return true }
+        out[p] = ids
+    }
+    return out
+}
+
+/// A GET over a plain socket: (status code, body).
+func httpGet(_ endpoint: String, _ path: String) throws -> (Int, String) {
+    let parts = endpoint.split(separator: ":")
+    guard parts.count == 2, let port = UInt16(parts[1]) else { throw HarnessError("bad endpoint \(endpoint)") }
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw HarnessError("socket failed") }
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = port.bigEndian
+    inet_pton(AF_INET, String(parts[0]), &addr.sin_addr)
+    let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard ok == 0 else { throw HarnessError("connect \(endpoint) failed: errno \(errno)") }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: \(endpoint)\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard let headerEnd = text.range(of: "\r\n\r\n") else { throw HarnessError("no HTTP response: \(text)") }
+    let status = text.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+    return (status, String(text[headerEnd.upperBound...]))
+}
+
+/// Sums the samples of metric `name` whose labels include every pair in `labels`, from a Prometheus text exposition.
+func metricValue(_ text: String, _ name: String, _ labels: [String: String] = [:]) -> Double? {
+    var total: Double?
+    for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+        let parts = line.split(separator: " ")
+        guard parts.count >= 2, let value = Double(parts[parts.count - 1]) else { continue }
+        let series = String(parts[0])
+        let metric = series.prefix { $0 != "{" }
+        guard metric == name else { continue }
+        var found: [String: String] = [:]
+        if let open = series.firstIndex(of: "{"), let close = series.lastIndex(of: "}") {
+            for pair in series[series.index(after: open)..<close].split(separator: ",") {
+                let kv = pair.split(separator: "=", maxSplits: 1)
+                if kv.count == 2 { found[String(kv[0])] = String(kv[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            }
+        }
+        guard labels.allSatisfy({ found[$0.key] == $0.value }) else { continue }
+        total = (total ?? 0) + value
+    }
+    return total
+}
+
+@Suite("Shard map changes and operations with real processes on 127.0.0.1", .serialized)
+struct ShardProcessTests {
+    @Test("add a fourth matcher and rebalance, then remove one, under enrolments and queries: nothing lost, no query fails",
+          .timeLimit(.minutes(8)))
+    func addAndRemoveMatcherUnderLoad() async throws {
+        try await withCluster { harness, client in
+            let g = try gallery(seed: 31, count: 60, queries: 20)
+            var all = try await enrolGallery(client, g, prefix: "b")
+            let before = try await client.shardMap()
+            #expect(before.epoch == 1)
+
+            // A fourth matcher starts, registers, and holds nothing until it is added.
+            try harness.start("matcher-3")
+            var registered = false
+            for _ in 0..<300 where !registered {
+                if let s = try? await client.status(), s.nodes.contains(where: { $0.nodeID == "matcher-3" && $0.state != .dead }) { registered = true }
+                else { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(registered, "matcher-3 never registered:\n\(harness.log("matcher-3").suffix(2000))")
+
+            // Add it under load.
+            let added = try await underLoad(client, queries: g, enrol: try gallery(seed: 37, count: 90, queries: 0), prefix: "a",
+                                            minimumEnrolments: 10) {
+                let reply = try await changeShards(client, .addMatcher, "matcher-3")
+                #expect(!reply.moves.isEmpty)
+                #expect(reply.moves.allSatisfy { $0.toNodeID == "matcher-3" })
+                _ = try await waitForMap(client, reply.target, harness: harness)
+            }
+            #expect(added.enrolFailures.isEmpty, "\(added.enrolFailures)")
+            #expect(added.queryFailures.isEmpty, "\(added.queryFailures)")
+            #expect(added.queries > 0)
+            all += added.acknowledged
+            let afterAdd = try await client.shardMap()
+            #expect(afterAdd.epoch > before.epoch)
+            let addedLoad = afterAdd.assignments.filter { $0.replicas.contains("matcher-3") }.count
+            #expect(addedLoad == Int(harness.partitions) * harness.replicas / 4)
+            try await harness.waitUntilHealthy(client)
+            for q in 0..<20 {
+                let query = g.queryVector(q)
+                expectEqualsExact(try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10), query, all, k: 10)
+            }
+
+            // Remove matcher-0 under load.
+            let removed = try await underLoad(client, queries: g, enrol: try gallery(seed: 41, count: 90, queries: 0), prefix: "r",
+                                              minimumEnrolments: 10) {
+                let reply = try await changeShards(client, .removeMatcher, "matcher-0")
+                #expect(reply.moves.allSatisfy { $0.fromNodeID == "matcher-0" })
+                _ = try await waitForMap(client, reply.target, harness: harness)
+            }
+            #expect(removed.enrolFailures.isEmpty, "\(removed.enrolFailures)")
+            #expect(removed.queryFailures.isEmpty, "\(removed.queryFailures)")
+            all += removed.acknowledged
+            let afterRemove = try await client.shardMap()
+            #expect(!afterRemove.matchers.contains { $0.nodeID == "matcher-0" })
+            #expect(afterRemove.assignments.allSatisfy { !$0.replicas.contains("matcher-0") })
+
+            // matcher-0 is no longer needed: kill it; every acknowledged template is still found, results exact.
+            harness.kill9("matcher-0")
+            for q in 0..<20 {
+                let query = g.queryVector(q)
+                expectEqualsExact(try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10), query, all, k: 10)
+            }
+            for e in all.filter({ !$0.subject.hasPrefix("b") }) {
+                let reply = try await client.identify(embedding: WireEmbedding(values: e.vector, modelVersion: "1"), k: 1)
+                #expect(reply.candidates.first?.templateID == e.id, "template of \(e.subject) not found first")
+            }
+            // On disk: each remaining matcher holds exactly the acknowledged templates of its partitions (old copies dropped).
+            let final = try ClusterShardMap(wire: afterRemove)
+            for m in ["matcher-1", "matcher-2", "matcher-3"] { #expect(harness.stop(m) == 0) }
+            for m in ["matcher-1", "matcher-2", "matcher-3"] {
+                let stored = try storedTemplates(harness, m)
+                #expect(Set(stored.keys).isSubset(of: Set(final.partitions(of: m))), "\(m) keeps partitions it no longer holds: \(stored.keys.sorted())")
+                for p in final.partitions(of: m) {
+                    let expected = Set(all.filter { final.partition(of: $0.subject) == p }.map(\.id))
+                    #expect((stored[p] ?? []) == expected, "\(m) p\(p): \(stored[p]?.count ?? 0) stored, \(expected.count) expected")
+                }
+            }
+        }
+    }
+
+    @Test("two coordinators serve the same matchers; a shard change made through one reaches the other", .timeLimit(.minutes(6)))
+    func twoCoordinators() async throws {
+        try await withCluster(coordinators: 2) { harness, clientA in
+            let clientB = try FacetClient(endpoint: harness.coordinators[1].frontend, timeout: .seconds(20))
+            defer { Task { await clientB.close() } }
+            try await harness.waitUntilHealthy(clientB)
+            let g = try gallery(seed: 43, count: 90, queries: 20)
+            // Enrol half through each coordinator.
+            let identities = Dictionary(grouping: 0..<g.count, by: { g.baseIdentities[$0] }).sorted { $0.key < $1.key }
+            var all: [Expected] = []
+            for (n, (identity, rows)) in identities.enumerated() {
+                let client = n % 2 == 0 ? clientA : clientB
+                let vectors = rows.map { g.baseVector($0) }
+                let r = try await client.enrol(subjectID: "s\(identity)", embeddings: vectors.map { WireEmbedding(values: $0, modelVersion: "1") })
+                for (id, v) in zip(r.templateIds, vectors) { all.append(Expected(id: id, subject: "s\(identity)", vector: v)) }
+            }
+            // Both answer exactly.
+            for q in 0..<20 {
+                let query = g.queryVector(q)
+                for client in [clientA, clientB] {
+                    expectEqualsExact(try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10), query, all, k: 10)
+                }
+            }
+            // Verify against a subject: one exact search with a subject filter, same answer from both.
+            let subject = "s\(g.queryIdentities[3])"
+            var v = WireVerifyRequest()
+            v.probeEmbedding = WireEmbedding(values: g.queryVector(3), modelVersion: "1")
+            v.subjectID = subject
+            let nearest = all.filter { $0.subject == subject }.map { (euclideanDistance(g.queryVector(3), $0.vector), $0.id) }.min { $0.0 < $1.0 }!
+            for client in [clientA, clientB] {
+                let verdict = try await client.verify(v)
+                #expect(abs(verdict.distance - nearest.0) < 1e-4)
+                #expect(verdict.templateID == nearest.1)
+            }
+            // List subjects, paged, through both: every subject once, in order, with its template count.
+            let expectedSubjects = Dictionary(grouping: all, by: \.subject).mapValues(\.count)
+            for client in [clientA, clientB] {
+                var listed: [WireSubjectSummary] = []
+                var token = ""
+                var pages = 0
+                repeat {
+                    let page = try await client.listSubjects(pageSize: 7, pageToken: token)
+                    #expect(page.subjects.count <= 7)
+                    listed += page.subjects
+                    token = page.nextPageToken
+                    pages += 1
+                } while !token.isEmpty && pages < 100
+                #expect(listed.map(\.subjectID) == expectedSubjects.keys.sorted())
+                #expect(listed.allSatisfy { Int($0.templateCount) == expectedSubjects[$0.subjectID] })
+                let prefixed = try await client.listSubjects(pageSize: 1000, prefix: "s1")
+                #expect(prefixed.subjects.map(\.subjectID) == expectedSubjects.keys.filter { $0.hasPrefix("s1") }.sorted())
+            }
+
+            // A rebalance through A (after a skew: add a matcher) while B keeps answering and enrolling.
+            try harness.start("matcher-3")
+            for _ in 0..<300 {
+                if let s = try? await clientA.status(), s.nodes.contains(where: { $0.nodeID == "matcher-3" && $0.state != .dead }) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let load = try await underLoad(clientB, queries: g, enrol: try gallery(seed: 47, count: 60, queries: 0), prefix: "x",
+                                           minimumEnrolments: 10) {
+                let reply = try await changeShards(clientA, .addMatcher, "matcher-3")
+                let reached = try await waitForMap(clientA, reply.target, harness: harness)
+                // B adopts the new map (from the matchers' heartbeats or a refused write), bounded.
+                let deadline = Date().addingTimeInterval(30)
+                var epochB: UInt64 = 0
+                while Date() < deadline {
+                    epochB = try await clientB.shardMap().epoch
+                    if epochB >= reached.epoch { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(epochB >= reached.epoch)
+            }
+            #expect(load.enrolFailures.isEmpty, "\(load.enrolFailures)")
+            #expect(load.queryFailures.isEmpty, "\(load.queryFailures)")
+            all += load.acknowledged
+            for q in 0..<20 {
+                let query = g.queryVector(q)
+                for client in [clientA, clientB] {
+                    expectEqualsExact(try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10), query, all, k: 10)
+                }
+            }
+            for e in load.acknowledged {
+                let reply = try await clientA.identify(embedding: WireEmbedding(values: e.vector, modelVersion: "1"), k: 1)
+                #expect(reply.candidates.first?.templateID == e.id)
+            }
+            // A restarted coordinator takes the newest map from the matchers.
+            harness.kill9("coordinator")
+            try harness.start("coordinator")
+            try await harness.waitUntilHealthy(clientA)
+            let mapA = try await clientA.shardMap(), mapB = try await clientB.shardMap()
+            #expect(mapA.epoch == mapB.epoch)
+            #expect(mapA.assignments == mapB.assignments)
+        }
+    }
+
+    @Test("metrics and health endpoints of real nodes: request counters, partition sizes, readiness", .timeLimit(.minutes(4)))
+    func metricsAndHealth() async throws {
+        try await withCluster { harness, client in
+            let g = try gallery(seed: 53, count: 30, queries: 10)
+            _ = try await enrolGallery(client, g, prefix: "m")
+            for q in 0..<10 {
+                _ = try await client.identify(embedding: WireEmbedding(values: g.queryVector(q), modelVersion: "1"), k: 3)
+            }
+            await expectError(.invalidArgument) { _ = try await client.identify(embedding: WireEmbedding(values: [1, 2], modelVersion: "1")) }
+
+            let coordinator = try await harness.httpEndpoint("coordinator")
+            let (code, text) = try httpGet(coordinator, "/metrics")
+            #expect(code == 200)
+            #expect(metricValue(text, "facet_requests_total", ["role": "coordinator", "kind": "identifyRequest", "outcome": "ok"]) == 10)
+            #expect(metricValue(text, "facet_requests_total", ["kind": "identifyRequest", "outcome": "INVALID_ARGUMENT"]) == 1, "\(text.prefix(3000))")
+            #expect(metricValue(text, "facet_requests_total", ["kind": "enrolRequest", "outcome": "ok"]) == 10)
+            #expect(metricValue(text, "facet_request_duration_seconds_count", ["kind": "identifyRequest"]) == 11)
+            #expect(metricValue(text, "facet_live_workers", ["role": "matcher"]) == 3)
+            #expect(metricValue(text, "facet_shard_map_epoch") == 1)
+            #expect(metricValue(text, "facet_partitions_servable") == Double(harness.partitions))
+            #expect(try httpGet(coordinator, "/healthz").0 == 200)
+            #expect(try httpGet(coordinator, "/readyz").0 == 200)
+            #expect(try httpGet(coordinator, "/nothing").0 == 404)
+
+            // Matchers: partition sizes add up to every template on R replicas.
+            var stored = 0.0
+            for m in harness.matchers {
+                let endpoint = try await harness.httpEndpoint(m)
+                let (mc, mt) = try httpGet(endpoint, "/metrics")
+                #expect(mc == 200)
+                stored += metricValue(mt, "facet_partition_templates") ?? 0
+                #expect((metricValue(mt, "facet_requests_total", ["kind": "partitionSearchRequest", "outcome": "ok"]) ?? 0) > 0)
+                #expect(try httpGet(endpoint, "/readyz").0 == 200)
+            }
+            #expect(stored == Double(30 * harness.replicas))
+
+            // Readiness follows the cluster: with both replicas of some partition gone, the coordinator is not ready.
+            harness.kill9("matcher-0")
+            harness.kill9("matcher-1")
+            var notReady = false
+            for _ in 0..<100 where !notReady {
+                if try httpGet(coordinator, "/readyz").0 == 503 { notReady = true } else { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(notReady)
+            #expect(try httpGet(coordinator, "/healthz").0 == 200)
+        }
+    }
+}
