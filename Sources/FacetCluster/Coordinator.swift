@@ -36,7 +36,7 @@ public final class Coordinator: Sendable {
     let state: LockedValue<CoordinatorState>
     /// Shard changes, map pushes and fetches in progress (Coordinator+Shards.swift).
     let shardWork = LockedValue(ShardWork())
-    let metrics: NodeMetrics
+    public let metrics: NodeMetrics
     let pending = LockedValue<[String: PendingCall]>([:])
     let counter = LockedValue<UInt64>(0)
     let inFlightRequests = LockedValue(0)

@@ -110,7 +110,7 @@ extension MatcherNode {
 
     /// A copy's records less those written or deleted through ordinary writes during the window. Runs on the write queue.
     func fillRecords(_ p: UInt32, _ records: [WireTemplateRecord]) throws(FacetError) -> [WireTemplateRecord] {
-        let window = shards.state.withLock { s -> FillWindow? in
+        let window = shards.state.withLock { s -> MatcherShardState.FillWindow? in
             s.windows[p]?.touched = .now
             return s.windows[p]
         }
@@ -120,7 +120,7 @@ extension MatcherNode {
 
     /// Ids a reconciliation may delete: those not written or deleted through ordinary writes during the window.
     func fillDeletions(_ p: UInt32, _ ids: [UInt64]) throws(FacetError) -> [UInt64] {
-        let window = shards.state.withLock { s -> FillWindow? in
+        let window = shards.state.withLock { s -> MatcherShardState.FillWindow? in
             s.windows[p]?.touched = .now
             return s.windows[p]
         }
@@ -170,7 +170,7 @@ extension MatcherNode {
                     if let w = s.windows[p], w.owner != r.fillID, w.touched.duration(to: now) < MatcherShardState.windowExpiry {
                         return FacetError(.failedPrecondition, "partition \(p) is being filled by \(w.owner)", retryAfterMilliseconds: 500, nodeID: node)
                     }
-                    s.windows[p] = FillWindow(owner: r.fillID, touched: now)
+                    s.windows[p] = MatcherShardState.FillWindow(owner: r.fillID, touched: now)
                     s.synced.remove(p)
                 case .done:
                     guard s.windows[p]?.owner == r.fillID else {

@@ -17,14 +17,14 @@ import FacetTransport
 public final class NodeMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let role: String
-    let shardMapEpoch: Gauge
-    let fillsCompleted: Counter
+    let shardMapEpoch: Prometheus.Gauge
+    let fillsCompleted: Prometheus.Counter
     let fillSeconds: DurationHistogram
-    let partitionMoves: Counter
-    let synced: Gauge
-    private let counters = LockedValue<[String: Counter]>([:])
+    let partitionMoves: Prometheus.Counter
+    let synced: Prometheus.Gauge
+    private let counters = LockedValue<[String: Prometheus.Counter]>([:])
     private let histograms = LockedValue<[String: DurationHistogram]>([:])
-    private let gauges = LockedValue<[String: Gauge]>([:])
+    private let gauges = LockedValue<[String: Prometheus.Gauge]>([:])
 
     /// Latency buckets: 100 µs … 10 s.
     public static let latencyBuckets: [Duration] = [
