@@ -148,7 +148,7 @@ static ALWAYS_INLINE AVX float x_dot_u8(const float *a, const uint8_t *c, size_t
 
 /// The stored vector of `slot` as floats (decoded for fp16 / int8 storage).
 void facet_hnsw_decode(const facet_hnsw_graph *g, uint32_t slot, float *out) {
-    const void *v = g->level0 + (size_t)slot * g->stride + g->vector_offset;
+    const void *v = g->vectors + (size_t)slot * g->vector_stride;
     switch (g->vector_kind) {
     case 0: memcpy(out, v, g->dim * 4); break;
     case 1: facet_f16_to_f32((const uint16_t *)v, out, g->dim); break;
@@ -159,7 +159,7 @@ void facet_hnsw_decode(const facet_hnsw_graph *g, uint32_t slot, float *out) {
 // MARK: generic bodies, specialised by (simd, metric, kind) through constant arguments after inlining
 
 static ALWAYS_INLINE const void *vec_of(const facet_hnsw_graph *g, uint32_t slot) {
-    return g->level0 + (size_t)slot * g->stride + g->vector_offset;
+    return g->vectors + (size_t)slot * g->vector_stride;
 }
 static ALWAYS_INLINE const uint32_t *links_of(const facet_hnsw_graph *g, uint32_t slot, int level) {
     if (level == 0) return (const uint32_t *)(g->level0 + (size_t)slot * g->stride);
@@ -274,7 +274,8 @@ static int heap_reserve(facet_candidate **buf, size_t *cap, size_t need) {
                 if (nt > 0) lower = top[0].distance;                                                              \
             }                                                                                                     \
         }                                                                                                         \
-        if (nc > 0) __builtin_prefetch(links_of(g, cand[0].id, level), 0, 3);                                     \
+        if (nc > 0) { const char *l_ = (const char *)links_of(g, cand[0].id, level);                              \
+            __builtin_prefetch(l_, 0, 3); __builtin_prefetch(l_ + 64, 0, 3); __builtin_prefetch(l_ + 127, 0, 3); }   \
     }                                                                                                             \
     /* heap sort: repeatedly move the farthest to the end → ascending order in place */                          \
     size_t count = nt;                                                                                            \

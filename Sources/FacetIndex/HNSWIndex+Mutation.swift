@@ -224,8 +224,7 @@ extension HNSWIndex {
             }
         }
         for s in 0..<UInt32(slotCount) where states[Int(s)] == .deleted {
-            let rec = record(s)
-            rec.initializeMemory(as: UInt8.self, repeating: 0, count: recordStride)   // links and vector gone
+            clearSlot(s)   // links and vector gone
             upper[Int(s)]?.deallocate()
             upper[Int(s)] = nil
             levels[Int(s)] = 0

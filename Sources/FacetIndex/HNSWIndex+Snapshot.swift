@@ -7,11 +7,12 @@ import Darwin
 /// Binary snapshot of an ``HNSWIndex``: the whole graph and vectors, written atomically.
 ///
 /// Layout (little-endian): magic `FACETHNS`, version, configuration, counters, caller metadata,
-/// then the raw level-0 records, levels, labels, slot states, the upper-layer blocks, and a 64-bit
+/// then the level-0 link lists, the stored vectors, levels, labels, slot states, the upper-layer blocks, and a 64-bit
 /// checksum over everything before it. Loading rebuilds the id map and the free list from the states.
 extension HNSWIndex {
     static let snapshotMagic: UInt64 = 0x534E_4857_5445_4341   // "ACETHWNS" little-endian bytes of "FACETHNS"-ish tag
-    static let snapshotVersion: UInt32 = 2   // 2: vector storage kind (+ int8 ranges) after the configuration
+    static let snapshotVersion: UInt32 = 3   // 2: vector storage kind (+ int8 ranges) after the configuration;
+                                             // 3: level-0 links and vectors as two arrays (1–2 interleaved them)
 
     /// Writes the index to `path` atomically (temporary file, `fsync`, `rename`, `fsync` of the directory),
     /// with `metadata` stored alongside (a store records its log sequence number there).
@@ -47,6 +48,7 @@ extension HNSWIndex {
                 try writer.put(UInt64(metadata.count))
                 try asIndexError { try metadata.withUnsafeBytes { b in try writer.write(b) } }
                 try writer.write(UnsafeRawBufferPointer(start: level0, count: slotCount * recordStride))
+                try writer.write(UnsafeRawBufferPointer(start: vectorData, count: slotCount * vectorStride))
                 try writer.write(UnsafeRawBufferPointer(start: levels, count: slotCount))
                 try writer.write(UnsafeRawBufferPointer(start: labels, count: slotCount * 8))
                 try writer.write(UnsafeRawBufferPointer(start: states, count: slotCount))
@@ -94,7 +96,7 @@ extension HNSWIndex {
         }
         guard try reader.get() == snapshotMagic else { throw .malformedFile(path: path, reason: "not an HNSW snapshot") }
         let version = try reader.get()
-        guard version == 1 || version == UInt64(snapshotVersion) else { throw .malformedFile(path: path, reason: "unsupported version") }
+        guard (1...UInt64(snapshotVersion)).contains(version) else { throw .malformedFile(path: path, reason: "unsupported version") }
         let dim = Int(try reader.get()), metricCode = try reader.get(), m = Int(try reader.get()), efc = Int(try reader.get())
         let seed = try reader.get(), purgeFraction = Double(bitPattern: try reader.get()), purgeMinimum = Int(try reader.get())
         var storage = VectorStorage.float32
@@ -123,7 +125,27 @@ extension HNSWIndex {
         do throws(IndexError) { index = try HNSWIndex(configuration: configuration) } catch { throw .malformedFile(path: path, reason: "bad configuration: \(error)") }
         var metadata = [UInt8](repeating: 0, count: metadataCount)
         try asIndexError { try metadata.withUnsafeMutableBytes { b in try reader.read(into: b) } }
-        try reader.read(into: UnsafeMutableRawBufferPointer(start: index.level0, count: slotCount * index.recordStride))
+        if version >= 3 {
+            try reader.read(into: UnsafeMutableRawBufferPointer(start: index.level0, count: slotCount * index.recordStride))
+            try reader.read(into: UnsafeMutableRawBufferPointer(start: index.vectorData, count: slotCount * index.vectorStride))
+        } else {
+            // Versions 1–2 interleaved [links | vector] per slot: split them, a chunk of slots at a time.
+            let oldStride = index.recordStride + index.vectorStride
+            let chunk = Swift.max(1, (1 << 22) / oldStride)
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk * oldStride, alignment: 64)
+            defer { buffer.deallocate() }
+            var s = 0
+            while s < slotCount {
+                let n = Swift.min(chunk, slotCount - s)
+                try reader.read(into: UnsafeMutableRawBufferPointer(start: buffer, count: n * oldStride))
+                for i in 0..<n {
+                    (index.level0 + (s + i) * index.recordStride).copyMemory(from: buffer + i * oldStride, byteCount: index.recordStride)
+                    (index.vectorData + (s + i) * index.vectorStride).copyMemory(from: buffer + i * oldStride + index.recordStride,
+                                                                              byteCount: index.vectorStride)
+                }
+                s += n
+            }
+        }
         try reader.read(into: UnsafeMutableRawBufferPointer(start: index.levels, count: slotCount))
         try reader.read(into: UnsafeMutableRawBufferPointer(start: index.labels, count: slotCount * 8))
         try reader.read(into: UnsafeMutableRawBufferPointer(start: index.states, count: slotCount))
@@ -330,7 +352,7 @@ extension HNSWIndex {
         precondition(other.dim == dim && other.maxM == maxM && other.configuration.storage == configuration.storage, "snapshot layout differs")
         writer.withLock { lock.withWriteLock { other.writer.withLock { other.lock.withWriteLock {
             swap(&capacity, &other.capacity); swap(&slotCount, &other.slotCount)
-            swap(&level0, &other.level0); swap(&levels, &other.levels); swap(&upper, &other.upper)
+            swap(&level0, &other.level0); swap(&vectorData, &other.vectorData); swap(&levels, &other.levels); swap(&upper, &other.upper)
             swap(&labels, &other.labels); swap(&states, &other.states)
             swap(&idToSlot, &other.idToSlot); swap(&freeSlots, &other.freeSlots)
             swap(&tombstoneCount, &other.tombstoneCount); swap(&entryPoint, &other.entryPoint)

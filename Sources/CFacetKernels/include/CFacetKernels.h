@@ -45,9 +45,10 @@ typedef struct facet_candidate { float distance; uint32_t id; } facet_candidate;
 
 /// Read-only view of an HNSW graph's storage (see HNSWIndex.swift for the layout).
 typedef struct facet_hnsw_graph {
-    const uint8_t *level0;        ///< slot records: [uint32 count | max_m0 uint32 links | vector]
-    size_t stride;                ///< bytes per record
-    size_t vector_offset;         ///< bytes from record start to the vector
+    const uint8_t *level0;        ///< level-0 link lists, one per slot: [uint32 count | max_m0 uint32 links]
+    size_t stride;                ///< bytes per level-0 link list
+    const uint8_t *vectors;       ///< stored vectors, one per slot (a separate array: 64-byte aligned rows
+    size_t vector_stride;         ///<   when the row size is a multiple of 64, so a 128-d float row is 8 lines)
     uint32_t *const *upper;       ///< per-slot upper-layer blocks (NULL for level-0-only slots)
     size_t upper_stride;          ///< uint32s per upper-layer list: 1 + max_m
     size_t dim;
