@@ -2,13 +2,13 @@
 # Side-by-side index benchmark: Facet vs hnswlib vs FAISS HNSW on the same synthetic face-like data.
 # Usage: scripts/bench-index.sh [N=100000] [QUERIES=10000]
 #        env: M, EF_CONSTRUCTION, K, TARGET, THREADS (search, e.g. 1,2), BUILD_THREADS (all libraries, default 1),
-#             LIBS (default facet,facet-int8,hnswlib,faiss), DATA (data + results directory)
+#             LIBS (default facet,hnswlib,facet-int8,facet-fp16,faiss), DATA (data + results directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000}
 Q=${2:-10000}
 M=${M:-16}; EFC=${EF_CONSTRUCTION:-200}; K=${K:-10}; TARGET=${TARGET:-0.95}; THREADS=${THREADS:-1,2}
-BUILD_THREADS=${BUILD_THREADS:-1}; LIBS=${LIBS:-facet,facet-int8,hnswlib,faiss}
+BUILD_THREADS=${BUILD_THREADS:-1}; LIBS=${LIBS:-facet,hnswlib,facet-int8,facet-fp16,faiss}
 DATA=${DATA:-out/bench-index/face-$N}
 PY=${PYTHON:-python3}
 for m in numpy:numpy hnswlib:hnswlib faiss:faiss-cpu; do

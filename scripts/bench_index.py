@@ -4,7 +4,8 @@
 Each library runs in its own process (so memory deltas do not mix), a build with the same M, ef_construction
 and number of build threads (--build-threads, default 1), then the smallest ef reaching the target recall@k against the exact
 ground truth (same ef ladder and refinement for all three), then queries/second at 1 and 2 threads
-(best of two passes). Prints a table and writes the JSON lines to --out.
+(best of two passes), per wall-clock second and per CPU second of the process (steadier on a loaded machine),
+and the build's wall-clock and CPU time. Prints a table and writes the JSON lines to --out.
 
   python3 scripts/bench_index.py --data DIR [--facet .build/release/facet] [--k 10] [--target-recall 0.95]
                                  [--m 16] [--ef-construction 200] [--threads 1,2] [--build-threads 1]
@@ -45,7 +46,7 @@ def run_library(lib, args):
     truth = read_vecs(os.path.join(args.data, "groundtruth.ivecs"), np.int32)[:, :args.k]
     n, d = base.shape
     before = rss()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if lib == "hnswlib":
         import hnswlib
         index = hnswlib.Index(space="l2", dim=d)
@@ -70,7 +71,7 @@ def run_library(lib, args):
             return labels
     else:
         raise SystemExit(f"unknown library {lib}")
-    build = time.perf_counter() - t0
+    build, build_cpu = time.perf_counter() - t0, time.process_time() - c0
     memory = rss() - before
     print(f"[{lib}] build {build:.1f} s, rss delta {memory} bytes", file=sys.stderr)
 
@@ -98,15 +99,29 @@ def run_library(lib, args):
     chosen_recall = recall_at(search(chosen, 1), truth, args.k)
     out = []
     for t in [int(x) for x in args.threads.split(",")]:
-        best = 0.0
+        best, best_cpu = 0.0, 0.0
         for _ in range(2):
-            s = time.perf_counter()
+            s, c = time.perf_counter(), time.process_time()
             search(chosen, t)
             best = max(best, len(queries) / (time.perf_counter() - s))
+            best_cpu = max(best_cpu, len(queries) / (time.process_time() - c))
         out.append({"n": n, "dim": d, "k": args.k, "recall": round(chosen_recall, 4), "ef": chosen, "qps": round(best, 1),
-                    "build_seconds": round(build, 3), "memory_bytes": memory, "threads": t, "build_threads": args.build_threads})
+                    "build_seconds": round(build, 3), "cpu_qps": round(best_cpu, 1), "build_cpu_seconds": round(build_cpu, 3),
+                    "memory_bytes": memory, "threads": t, "build_threads": args.build_threads})
     for line in out:
         print(json.dumps(line))
+
+
+def run_streaming(cmd):
+    """Runs cmd, passing its standard error through line by line (progress of long runs); returns (rc, stdout, stderr)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = []
+    for line in p.stderr:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        err.append(line)
+    out = p.stdout.read()
+    return p.wait(), out, "".join(err)
 
 
 def run_facet(args, storage="float32"):
@@ -115,15 +130,14 @@ def run_facet(args, storage="float32"):
            "--k", str(args.k), "--target-recall", str(args.target_recall), "--m", str(args.m),
            "--ef-construction", str(args.ef_construction), "--threads", args.threads, "--json"]
     print("+ " + " ".join(cmd), file=sys.stderr)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sys.stderr.write(p.stderr)
-    if p.returncode != 0:
-        raise SystemExit(f"facet failed ({p.returncode})")
+    rc, stdout, stderr = run_streaming(cmd)
+    if rc != 0:
+        raise SystemExit(f"facet failed ({rc})")
     rss_delta = None
-    for line in p.stderr.splitlines():
+    for line in stderr.splitlines():
         if "rss_delta_bytes=" in line:
             rss_delta = int(line.split("rss_delta_bytes=")[1])
-    rows = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    rows = [json.loads(l) for l in stdout.splitlines() if l.startswith("{")]
     for r in rows:
         r["rss_delta_bytes"] = rss_delta
     return rows
@@ -147,44 +161,58 @@ def main():
         run_library(args.only, args)
         return
     rows = {}
+    if args.out:
+        open(args.out, "w").close()
     for lib in args.libs.split(","):
+        started, load_before = time.strftime("%H:%M:%S", time.gmtime()), os.getloadavg()[0]
+        print(f"[{lib}] started {started} UTC, load average {load_before:.1f}", file=sys.stderr, flush=True)
         if lib == "facet":
             rows[lib] = run_facet(args)
         elif lib in ("facet-int8", "facet-fp16"):
             rows[lib] = run_facet(args, "int8" if lib == "facet-int8" else "float16")
         else:
             cmd = [sys.executable, __file__, "--only", lib] + [a for a in sys.argv[1:]]
-            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            sys.stderr.write(p.stderr)
-            if p.returncode != 0:
-                raise SystemExit(f"{lib} failed ({p.returncode})")
-            rows[lib] = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
-    if args.out:
-        with open(args.out, "w") as f:
-            for lib, rs in rows.items():
-                for r in rs:
+            rc, stdout, _ = run_streaming(cmd)
+            if rc != 0:
+                raise SystemExit(f"{lib} failed ({rc})")
+            rows[lib] = [json.loads(l) for l in stdout.splitlines() if l.startswith("{")]
+        load_after = os.getloadavg()[0]
+        for r in rows[lib]:
+            r["load_average"] = [round(load_before, 1), round(load_after, 1)]
+            r["started_utc"] = started
+        # Written as each library finishes, so a long run that is stopped keeps what it measured.
+        if args.out:
+            with open(args.out, "a") as f:
+                for r in rows[lib]:
                     f.write(json.dumps({"library": lib, **r}) + "\n")
+        for r in rows[lib]:
+            print(f"[{lib}] " + json.dumps(r), file=sys.stderr, flush=True)
     ref = rows.get("hnswlib")
     threads = [int(x) for x in args.threads.split(",")]
     n, d = next(iter(rows.values()))[0]["n"], next(iter(rows.values()))[0]["dim"]
     print(f"\n{n} x {d}, k={args.k}, target recall@{args.k} >= {args.target_recall}, M={args.m}, ef_construction={args.ef_construction}, "
           f"build threads={args.build_threads}")
-    head = f"| library | recall@{args.k} | ef | " + " | ".join(f"QPS {t}T" for t in threads) + " | build s | memory MB |"
+    head = (f"| library | recall@{args.k} | ef | " + " | ".join(f"QPS {t}T" for t in threads)
+            + f" | QPS/CPU-s {threads[0]}T | build s | build CPU s | memory MB |")
     if ref:
-        head += " QPS/hnswlib (1T) | build/hnswlib | memory/hnswlib |"
+        head += f" QPS/hnswlib ({threads[0]}T) | QPS/CPU-s/hnswlib | build/hnswlib | build CPU/hnswlib | memory/hnswlib |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for lib, rs in rows.items():
         by_t = {r["threads"]: r for r in rs}
         r0 = rs[0]
         mem = r0.get("rss_delta_bytes") or r0["memory_bytes"]
+        t0_ = by_t[threads[0]]
         line = f"| {lib} | {r0['recall']:.4f} | {r0['ef']} | " + " | ".join(f"{by_t[t]['qps']:.0f}" for t in threads)
-        line += f" | {r0['build_seconds']:.1f} | {mem / 1e6:.0f} |"
+        line += f" | {t0_['cpu_qps']:.0f} | {r0['build_seconds']:.1f} | {r0['build_cpu_seconds']:.1f} | {mem / 1e6:.0f} |"
         if ref:
-            line += (f" {by_t[threads[0]]['qps'] / ref[0]['qps']:.2f} | {r0['build_seconds'] / ref[0]['build_seconds']:.2f} |"
+            line += (f" {t0_['qps'] / ref[0]['qps']:.2f} | {t0_['cpu_qps'] / ref[0]['cpu_qps']:.2f} |"
+                     f" {r0['build_seconds'] / ref[0]['build_seconds']:.2f} | {r0['build_cpu_seconds'] / ref[0]['build_cpu_seconds']:.2f} |"
                      f" {mem / ref[0]['memory_bytes']:.2f} |")
         print(line)
     print("memory = growth of the process's resident set during the build (facet: same measure; its own accounting is in --out).")
+    print("load average (1 min) at the start / end of each library: "
+          + ", ".join(f"{lib} {rs[0]['load_average'][0]}/{rs[0]['load_average'][1]}" for lib, rs in rows.items()))
 
 
 if __name__ == "__main__":
