@@ -149,6 +149,7 @@ extension Coordinator {
     func reconcile() {
         let grace = interval * configuration.livenessCount * 2
         let uptime = Duration.milliseconds(nowMilliseconds() - started)
+        let adoptAllowed = uptime >= grace
         let free = fillConcurrency - shardWork.withLock { $0.fills }
         guard free > 0 else { return }
         let settle = interval * 2
@@ -163,6 +164,9 @@ extension Coordinator {
                     // incomplete and nobody fills it.
                     let idle = w.idleUnsynced[p].map { $0.duration(to: now) >= settle } ?? false
                     guard s.mustFill.contains(key) || (idle && !s.ready.contains(key)) else { continue }
+                    // A copy with nothing to copy from (and not the one to adopt) waits without taking a slot;
+                    // otherwise the first matcher's unfillable copies would starve every other copy's fill.
+                    guard s.canFill(key, adoptAllowed: adoptAllowed) else { continue }
                     out.append(key)
                 }
             }
@@ -178,7 +182,7 @@ extension Coordinator {
                     self.state.withLock { _ = $0.filling.remove(key) }
                     self.shardWork.withLock { $0.fills -= 1 }
                 }
-                _ = await self.fill(key, windowOpen: nil, adoptAllowed: uptime >= grace)
+                _ = await self.fill(key, windowOpen: nil, adoptAllowed: adoptAllowed)
             }
         }
     }
@@ -205,14 +209,8 @@ extension Coordinator {
     func fill(_ key: ReplicaKey, windowOpen: String?, adoptAllowed: Bool) async -> Bool {
         let node = key.node, p = key.partition
         let (sources, isReplica, generation, fullest) = state.withLock { s in
-            // The live read replica holding the most templates (the first in map order among equals).
-            var fullest: String?
-            var most: UInt64 = 0
-            for r in s.map.replicas(of: p) where s.isAlive(r) {
-                let n = s.workers[r]?.holdings[p] ?? 0
-                if fullest == nil || n > most { fullest = r; most = n }
-            }
-            return (s.readyReplicas(of: p).filter { $0 != node }, s.map.replicas(of: p).contains(node), s.workers[node]?.generation, fullest)
+            (s.readyReplicas(of: p).filter { $0 != node }, s.map.replicas(of: p).contains(node), s.workers[node]?.generation,
+             s.fullestLiveReplica(of: p))
         }
         guard let generation else { return false }
         if sources.isEmpty {

@@ -68,6 +68,25 @@ struct CoordinatorState: Sendable {
         map.replicas(of: p).filter { isReady(ReplicaKey($0, p)) }
     }
 
+    /// The live read replica of `p` holding the most templates (the first in map order among equals): the copy
+    /// adopted as the partition when no replica is complete (cluster start).
+    func fullestLiveReplica(of p: UInt32) -> String? {
+        var fullest: String?
+        var most: UInt64 = 0
+        for r in map.replicas(of: p) where isAlive(r) {
+            let n = workers[r]?.holdings[p] ?? 0
+            if fullest == nil || n > most { fullest = r; most = n }
+        }
+        return fullest
+    }
+
+    /// Whether a fill of `key` could make progress now: another replica is complete to copy from, or (when
+    /// adoption is allowed) `key`'s copy is the one to adopt. Copies that cannot must not take the fill slots.
+    func canFill(_ key: ReplicaKey, adoptAllowed: Bool) -> Bool {
+        if readyReplicas(of: key.partition).contains(where: { $0 != key.node }) { return true }
+        return adoptAllowed && map.replicas(of: key.partition).contains(key.node) && fullestLiveReplica(of: key.partition) == key.node
+    }
+
     /// Write targets: every live replica and incoming replica, complete or being filled.
     func writeTargets(of p: UInt32) -> [String] {
         map.writeSet(of: p).filter { isAlive($0) }

@@ -202,6 +202,29 @@ struct CoordinatorStateTests {
         #expect(s.readyReplicas(of: 1).isEmpty)
     }
 
+    /// Cold start (nobody complete): exactly one copy per partition may be filled (adopted), so copies that can only
+    /// wait for it never take the fill slots (a 32-partition `cluster up` once hung on this).
+    @Test func onlyFillableCopiesCompeteForFillSlots() throws {
+        let big = try ShardLayout(partitionCount: 32, replicationFactor: 2, matchers: ["a", "b", "c"])
+        var s = CoordinatorState(map: ClusterShardMap(layout: big))
+        for id in ["a", "b", "c"] { s.workers[id] = worker(id) }
+        let copies = big.allPartitions.flatMap { p in big.replicas(of: p).map { ReplicaKey($0, p) } }
+        #expect(copies.filter { s.canFill($0, adoptAllowed: false) }.isEmpty)
+        let adoptable = copies.filter { s.canFill($0, adoptAllowed: true) }
+        #expect(adoptable.count == 32)
+        #expect(Set(adoptable.map(\.partition)).count == 32)
+        #expect(Set(adoptable.map(\.node)) == ["a", "b", "c"])   // not only the first matcher's copies
+        // Once one copy is complete the other replica can be filled from it, with or without adoption.
+        let p: UInt32 = 5
+        let rs = big.replicas(of: p)
+        s.ready.insert(ReplicaKey(rs[0], p))
+        #expect(s.canFill(ReplicaKey(rs[1], p), adoptAllowed: false))
+        #expect(!s.canFill(ReplicaKey(rs[0], p), adoptAllowed: false))
+        // A dead complete copy is no source.
+        _ = s.markDead(rs[0])
+        #expect(!s.canFill(ReplicaKey(rs[1], p), adoptAllowed: false))
+    }
+
     @Test func fillWindowRecordsConcurrentWrites() {
         var s = CoordinatorState(map: ClusterShardMap(layout: layout))
         let key = ReplicaKey("a", 1)
