@@ -48,6 +48,8 @@ public final class Coordinator: Sendable {
     struct PendingCall {
         let node: String
         let continuation: CheckedContinuation<Result<WireEnvelope.OneOf_Body, FacetError>, Never>
+        /// Fails the call at its timeout; cancelled when the call is resolved first.
+        var timer: Task<Void, Never>?
     }
 
     var interval: Duration { configuration.heartbeatInterval }
@@ -153,15 +155,22 @@ public final class Coordinator: Sendable {
                 resolve(id, .failure(.unavailable("cannot send to \(node): \(error)", node: node)))
                 return
             }
-            Task {
-                try? await Task.sleep(for: timeout)
+            let timer = Task {
+                do { try await Task.sleep(for: timeout) } catch { return }
                 self.resolve(id, .failure(FacetError(.deadlineExceeded, "\(node) did not answer within \(timeout)", nodeID: node)))
             }
+            let answered = pending.withLock { p -> Bool in
+                guard p[id] != nil else { return true }
+                p[id]!.timer = timer
+                return false
+            }
+            if answered { timer.cancel() }
         }
     }
 
     private func resolve(_ id: String, _ result: Result<WireEnvelope.OneOf_Body, FacetError>) {
         guard let p = pending.withLock({ $0.removeValue(forKey: id) }) else { return }
+        p.timer?.cancel()
         p.continuation.resume(returning: result)
     }
 
@@ -280,13 +289,23 @@ public final class Coordinator: Sendable {
 
     private func tickLoop() async {
         var beat = 0
+        var lastTick = ContinuousClock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: interval)
             if Task.isCancelled { break }
             beat += 1
             let limit = interval * configuration.livenessCount
             let now = ContinuousClock.now
+            // A tick that comes late means this process was not running (an overloaded machine): that time is not a
+            // worker's silence, so it is added to every worker's last-heard time (capped at now) before judging.
+            let stall = Self.stall(since: lastTick, now: now, interval: interval)
+            lastTick = now
             let (dead, live) = state.withLock { s -> ([String], [(String, [UInt8])]) in
+                if stall > .zero {
+                    for id in Array(s.workers.keys) where s.workers[id]!.alive {
+                        s.workers[id]!.lastHeard = min(now, s.workers[id]!.lastHeard.advanced(by: stall))
+                    }
+                }
                 var dead: [String] = []
                 for (id, w) in s.workers where w.alive && w.lastHeard.duration(to: now) > limit {
                     _ = s.markDead(id)
@@ -307,6 +326,13 @@ public final class Coordinator: Sendable {
                 postBack(routing, WireEnvelope.request(.heartbeat(hb), id: "\(nodeID)-hb-\(beat)", clientID: nodeID))
             }
         }
+    }
+
+    /// How much later than one `interval` (plus an interval of slack) a periodic task woke up: time during which this
+    /// process did not run, which must not count as a peer's silence.
+    static func stall(since last: ContinuousClock.Instant, now: ContinuousClock.Instant, interval: Duration) -> Duration {
+        let gap = last.duration(to: now)
+        return gap > interval * 2 ? gap - interval : .zero
     }
 
     // MARK: front end

@@ -110,7 +110,7 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
     }
 
     var heartbeatInterval: Duration { .milliseconds(heartbeatIntervalMilliseconds ?? 250) }
-    var livenessCount: Int { liveness ?? 4 }
+    var livenessCount: Int { max(2, liveness ?? 4) }
     var frameLimit: Int { maxFrameBytes ?? (16 << 20) }
     var frontend: String { frontendEndpoint ?? "tcp://127.0.0.1:5555" }
     var backend: String { backendEndpoint ?? "tcp://127.0.0.1:5556" }

@@ -113,10 +113,16 @@ final class WorkerLink: Sendable {
             // Heartbeat and liveness.
             group.addTask { [self] in
                 var n = 0
+                var lastTick = ContinuousClock.now
                 while !Task.isCancelled {
                     try? await Task.sleep(for: interval)
                     if Task.isCancelled || channel.isClosed { break }
-                    let silent = heard.withLock { $0 }.duration(to: .now)
+                    // Time this process did not run (a late wake-up) is not the coordinator's silence.
+                    let now = ContinuousClock.now
+                    let stall = Coordinator.stall(since: lastTick, now: now, interval: interval)
+                    lastTick = now
+                    if stall > .zero { heard.withLock { $0 = min(now, $0.advanced(by: stall)) } }
+                    let silent = heard.withLock { $0 }.duration(to: now)
                     if silent > interval * liveness {
                         ending.withLock { $0 = $0 ?? "no word from the coordinator for \(silent)" }
                         break

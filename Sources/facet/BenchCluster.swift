@@ -5,6 +5,7 @@ import FacetCluster
 import FacetIndex
 import FacetStore
 import FacetTestSupport
+import FacetTransport
 import FacetWire
 #if canImport(Glibc)
 import Glibc
@@ -26,7 +27,7 @@ struct BenchCluster: AsyncParsableCommand {
         object per line); progress to stderr.
         """)
 
-    @Option(help: "Templates to load.") var templates: Int = 100_000
+    @Option(help: "Comma-separated template counts, each measured in turn (e.g. 100000,1000000).") var templates: String = "100000"
     @Option(help: "Comma-separated matcher counts to measure.") var matchers: String = "1,2,4"
     @Option(help: "Partitions.") var partitions: UInt32 = 16
     @Option(help: "Identify queries measured one at a time (after 10% warm-up).") var queries: Int = 1000
@@ -41,12 +42,17 @@ struct BenchCluster: AsyncParsableCommand {
     @Option(help: "Data directory (default: a new temporary directory, removed at the end).") var data: String?
     @Option(help: "First TCP port (the coordinator's; +1 for its workers).") var port: Int = 27_555
     @Option(help: "Seed of the synthetic embeddings.") var seed: UInt64 = 7
+    @Option(name: .customLong("ef-construction"), help: "HNSW efConstruction of the bulk-loaded partitions (the product default is 200).")
+    var efConstruction: Int = 200
+    @Option(name: .customLong("load-threads"), help: "Threads of the bulk load (partitions in parallel).")
+    var loadThreads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
     @Flag(help: "One JSON object per result line.") var json = false
 
+    var templateCounts: [Int] { templates.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
     var matcherCounts: [Int] { matchers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func validate() throws {
-        guard templates >= 10 else { throw ValidationError("--templates must be at least 10") }
+        guard !templateCounts.isEmpty, templateCounts.allSatisfy({ $0 >= 10 }) else { throw ValidationError("--templates takes counts ≥ 10 like 100000,1000000") }
         guard !matcherCounts.isEmpty, matcherCounts.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--matchers takes counts like 1,2,4") }
         guard queries >= 10, k >= 1, ef >= 1, concurrency >= 1 else { throw ValidationError("--queries ≥ 10, --k, --ef, --concurrency ≥ 1") }
     }
@@ -70,89 +76,171 @@ struct BenchCluster: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let dir = data ?? (NSTemporaryDirectory() + "facet-bench-cluster-\(getpid())")
+        let base = data ?? (NSTemporaryDirectory() + "facet-bench-cluster-\(getpid())")
         let removeAtEnd = data == nil
-        defer { if removeAtEnd { try? FileManager.default.removeItem(atPath: dir) } }
+        defer { if removeAtEnd { try? FileManager.default.removeItem(atPath: base) } }
+        var rows: [String] = []
+        for (index, count) in templateCounts.enumerated() {
+            try await measure(templates: count, directory: "\(base)/n\(count)", port: port + 100 * index,
+                              soak: soakSeconds > 0 && index == templateCounts.count - 1, rows: &rows)
+            if removeAtEnd { try? FileManager.default.removeItem(atPath: "\(base)/n\(count)") }
+        }
+        if !json {
+            print("")
+            print("| templates | matchers | direct p50 / p99 ms | cluster p50 / p99 ms | overhead p50 / p99 ms | paired overhead p50 / p99 ms | direct q/s | cluster q/s | load |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            for r in rows { print(r) }
+        }
+    }
+
+    /// One template count: bulk load, then every matcher count.
+    func measure(templates: Int, directory dir: String, port: Int, soak doSoak: Bool, rows: inout [String]) async throws {
         let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
 
         say("generating \(templates) face-like templates and \(queries) queries (seed \(seed))")
         var generator = FaceLikeGenerator(statistics: try FaceEmbeddingStatistics.bundled(), seed: seed)
         let gallery = generator.makeGallery(count: templates, photosPerIdentity: 3, queryCount: queries)
         let soakGallery = generator.makeGallery(count: max(3, Int(soakSeconds * enrolRate * 3) + 30), photosPerIdentity: 3, queryCount: 0)
-        var records: [TemplateRecord] = []
-        records.reserveCapacity(templates)
-        for i in 0..<gallery.count {
-            let v = gallery.baseVector(i)
-            let subject = "s\(gallery.baseIdentities[i])"
-            let digest = TemplateIdentity.sourceDigest(WireEmbedding(values: v, modelVersion: "").littleEndianBytes)
-            let id = TemplateIdentity.templateID(subject: subject, collection: "default", sourceDigest: digest)
-            records.append(TemplateRecord(id: TemplateID(id), subject: SubjectID(subject), collection: "default", embedding: v,
-                                          masked: false, modelVersion: "1", createdAtMilliseconds: 0))
-        }
         let queryVectors = (0..<queries).map { gallery.queryVector($0) }
+
+        // 1. The partitions, written once (bulk load): the same template ids and partition of each subject that an
+        //    enrolment through the cluster gives, inserted in batches of 1000 per LMDB transaction, partitions in
+        //    parallel, then checkpointed (HNSW snapshot) so that the matchers open them without replaying a log.
+        //    Each matcher count then links the partition directories into its matchers' data directories.
+        let partsDir = dir + "/partitions"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: partsDir, withIntermediateDirectories: true)
+        let placement = try ShardLayout(partitionCount: partitions, replicationFactor: 1, matchers: ["m"])
+        var rowsOfPartition = [[Int]](repeating: [], count: Int(partitions))
+        for i in 0..<gallery.count { rowsOfPartition[Int(placement.partition(of: "s\(gallery.baseIdentities[i])"))].append(i) }
+        let byPartition = rowsOfPartition
+        let configuration = PartitionConfiguration(dimension: 128, metric: .l2Squared, efConstruction: efConstruction)
+        say("bulk-loading \(templates) templates into \(partitions) partitions (\(loadThreads) threads, efConstruction \(efConstruction))")
+        let t0 = Date()
+        let opened = LockedValue<[UInt32: Partition]>([:])
+        let failures = LockedValue<[String]>([])
+        let progress = LockedValue(0)
+        let next = LockedValue(0)
+        let say = self.say
+        DispatchQueue.concurrentPerform(iterations: loadThreads) { _ in
+            while true {
+                let p = next.withLock { v -> Int in defer { v += 1 }; return v }
+                guard p < Int(partitions) else { return }
+                do {
+                    let part = try Partition.open(at: partsDir + "/" + String(format: "p-%05u", UInt32(p)), configuration: configuration)
+                    let rows = byPartition[p]
+                    for start in stride(from: 0, to: rows.count, by: 1000) {
+                        let batch = rows[start..<min(rows.count, start + 1000)].map { i -> TemplateRecord in
+                            let v = gallery.baseVector(i)
+                            let subject = "s\(gallery.baseIdentities[i])"
+                            let digest = TemplateIdentity.sourceDigest(WireEmbedding(values: v, modelVersion: "").littleEndianBytes)
+                            let id = TemplateIdentity.templateID(subject: subject, collection: "default", sourceDigest: digest)
+                            return TemplateRecord(id: TemplateID(id), subject: SubjectID(subject), collection: "default", embedding: v,
+                                                  masked: false, modelVersion: "1", createdAtMilliseconds: 0)
+                        }
+                        try part.insert(batch)
+                        let done = progress.withLock { v -> Int in v += batch.count; return v }
+                        if done / 50_000 != (done - batch.count) / 50_000 {
+                            say("  \(done) / \(templates) loaded (\(String(format: "%.0f", Date().timeIntervalSince(t0))) s)")
+                        }
+                    }
+                    try part.checkpoint()
+                    opened.withLock { $0[UInt32(p)] = part }
+                } catch {
+                    failures.withLock { $0.append("partition \(p): \(error)") }
+                }
+            }
+        }
+        if let f = failures.withLock({ $0.first }) { throw ValidationError("bulk load failed: \(f)") }
+        let loadSeconds = Date().timeIntervalSince(t0)
+        say(String(format: "loaded in %.1f s (%.0f templates/s)", loadSeconds, Double(templates) / loadSeconds))
+        let held = opened.withLock { $0 }
+        let parts = (0..<partitions).map { held[$0]! }
+        emit([("kind", "load"), ("templates", templates), ("partitions", Int(partitions)), ("seconds", loadSeconds),
+              ("ef_construction", efConstruction), ("threads", loadThreads)],
+             text: String(format: "bulk load: %d templates into %d partitions in %.1f s (%d threads, efConstruction %d)",
+                          templates, Int(partitions), loadSeconds, loadThreads, efConstruction))
+
+        // The direct query: the same partitions, searched in this process one after the other with the same k and ef,
+        // top-k merged: the work of one matcher holding everything, without sockets or processes.
+        let k = k, ef = ef
+        @Sendable func direct(_ q: [Float]) throws -> Int {
+            var lists: [[WireCandidate]] = []
+            lists.reserveCapacity(parts.count)
+            for part in parts {
+                lists.append(try part.search(q, k: k, parameters: SearchParameters(ef: max(ef, k))).map { m in
+                    var c = WireCandidate()
+                    c.templateID = m.template.rawValue
+                    c.distance = max(0, m.distance).squareRoot()
+                    return c
+                })
+            }
+            return TopKMerge.merge(lists, k: k, maxDistance: nil).count
+        }
 
         for (round, n) in matcherCounts.enumerated() {
             let names = (0..<n).map { "matcher-\($0)" }
             let layout = try ShardLayout(partitionCount: partitions, replicationFactor: 1, matchers: names)
             let root = "\(dir)/m\(n)"
-            try? FileManager.default.removeItem(atPath: root)
             try FileManager.default.createDirectory(atPath: root + "/config", withIntermediateDirectories: true)
-
-            // 1. Partitions written directly, as the cluster would lay them out; checkpointed so matchers open fast.
-            say("\(n) matcher(s): writing \(records.count) templates into \(partitions) partitions")
-            var byPartition: [UInt32: [TemplateRecord]] = [:]
-            for r in records { byPartition[layout.partition(of: r.subject.rawValue), default: []].append(r) }
-            var opened: [Partition] = []
-            let t0 = Date()
             for p in layout.allPartitions {
-                let owner = layout.replicas(of: p)[0]
-                try FileManager.default.createDirectory(atPath: "\(root)/\(owner)", withIntermediateDirectories: true)
-                let part = try Partition.open(at: "\(root)/\(owner)/\(String(format: "p-%05u", p))",
-                                              configuration: PartitionConfiguration(dimension: 128, metric: .l2Squared))
-                let rs = byPartition[p] ?? []
-                for start in stride(from: 0, to: rs.count, by: 1000) { try part.insert(Array(rs[start..<min(rs.count, start + 1000)])) }
-                try part.checkpoint()
-                opened.append(part)
+                let owner = "\(root)/\(layout.replicas(of: p)[0])"
+                try FileManager.default.createDirectory(atPath: owner, withIntermediateDirectories: true)
+                try FileManager.default.createSymbolicLink(atPath: owner + "/" + String(format: "p-%05u", p),
+                                                           withDestinationPath: partsDir + "/" + String(format: "p-%05u", p))
             }
-            say("loaded in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
 
-            // 2. The direct in-process query over the same partitions.
-            let direct = try measure(queryVectors) { q in
-                var lists: [[(Float, UInt64)]] = []
-                for part in opened {
-                    lists.append(try part.search(q, k: k, parameters: SearchParameters(ef: max(ef, k))).map { ($0.distance, $0.template.rawValue) })
-                }
-                let merged = lists.joined().sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }.prefix(k)
-                return merged.count
-            }
-            opened.removeAll()   // closes the environments before the matchers open them
-
-            // 3. The cluster.
             let cluster = try LocalCluster(executable: executable, directory: root, matchers: names, partitions: partitions,
                                            port: port + 10 * round)
             defer { cluster.stopAll() }
             try cluster.start(defaultEf: ef)
             let client = try FacetClient(endpoint: cluster.frontend, clientID: "bench", timeout: .seconds(30))
-            try await cluster.waitUntilReady(client, seconds: 600) { say($0) }
-            func identify(_ q: [Float]) async throws -> Int {
+            try await cluster.waitUntilReady(client, seconds: 900) { say($0) }
+            @Sendable func identify(_ q: [Float]) async throws -> Int {
                 let r = try await client.benchIdentify(q, k: UInt32(k), ef: UInt32(ef))
                 if r.partial { throw FacetError(.unavailable, "partial result") }
                 return r.candidates.count
             }
-            let through = try await measureAsync(queryVectors, identify)
+            // Latency, one request at a time, the direct query and the cluster query of each probe back to back (so a
+            // burst of load on the machine hits both); the first 10% are warm-up.
+            say("\(n) matcher(s): \(queries) probes, direct and through the cluster, interleaved")
+            var directMs: [Double] = [], clusterMs: [Double] = [], differenceMs: [Double] = []
+            var errors = 0, mismatches = 0
+            for (i, q) in queryVectors.enumerated() {
+                let t = DispatchTime.now().uptimeNanoseconds
+                let expected = try direct(q)
+                let d = Double(DispatchTime.now().uptimeNanoseconds - t) / 1e6
+                let u = DispatchTime.now().uptimeNanoseconds
+                var got = 0
+                do { got = try await identify(q) } catch { errors += 1; continue }
+                let c = Double(DispatchTime.now().uptimeNanoseconds - u) / 1e6
+                if got != expected { mismatches += 1 }
+                if i >= queryVectors.count / 10 { directMs.append(d); clusterMs.append(c); differenceMs.append(c - d) }
+            }
+            let directL = percentiles(directMs, errors: 0), clusterL = percentiles(clusterMs, errors: errors)
+            let diff = percentiles(differenceMs, errors: 0)
+            // Throughput: `concurrency` callers for `throughputSeconds`, through the cluster and directly.
             let qps = try await throughput(queryVectors, seconds: throughputSeconds, concurrency: concurrency, identify)
+            let directQPS = try await throughput(queryVectors, seconds: throughputSeconds, concurrency: concurrency) { q in try direct(q) }
             let rss = cluster.rssKiB()
-            let overhead50 = through.p50 - direct.p50, overhead99 = through.p99 - direct.p99
-            emit([("kind", "identify"), ("templates", records.count), ("matchers", n), ("partitions", Int(partitions)), ("k", k), ("ef", ef),
-                  ("direct_p50_ms", direct.p50), ("direct_p99_ms", direct.p99), ("cluster_p50_ms", through.p50), ("cluster_p99_ms", through.p99),
-                  ("overhead_p50_ms", overhead50), ("overhead_p99_ms", overhead99), ("cluster_qps", qps.qps), ("concurrency", concurrency),
-                  ("errors", through.errors + qps.errors), ("rss_kib", rss.map { "\($0.0)=\($0.1)" }.joined(separator: " "))],
-                 text: String(format: "%7d templates, %d matcher(s): direct p50 %.3f ms p99 %.3f ms | cluster p50 %.3f ms p99 %.3f ms | overhead p50 %.3f p99 %.3f ms | %.0f q/s at %d clients | errors %d | RSS %@",
-                              records.count, n, direct.p50, direct.p99, through.p50, through.p99, overhead50, overhead99, qps.qps, concurrency,
-                              through.errors + qps.errors, rss.map { "\($0.0) \($0.1 / 1024) MiB" }.joined(separator: ", ")))
+            let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?"
+            emit([("kind", "identify"), ("templates", templates), ("matchers", n), ("partitions", Int(partitions)), ("k", k), ("ef", ef),
+                  ("direct_p50_ms", directL.p50), ("direct_p99_ms", directL.p99), ("cluster_p50_ms", clusterL.p50), ("cluster_p99_ms", clusterL.p99),
+                  ("overhead_p50_ms", clusterL.p50 - directL.p50), ("overhead_p99_ms", clusterL.p99 - directL.p99),
+                  ("paired_overhead_p50_ms", diff.p50), ("paired_overhead_p99_ms", diff.p99),
+                  ("cluster_qps", qps.qps), ("direct_qps", directQPS.qps), ("concurrency", concurrency),
+                  ("errors", errors + qps.errors), ("count_mismatches", mismatches), ("load1", load),
+                  ("rss_kib", rss.map { "\($0.0)=\($0.1)" }.joined(separator: " "))],
+                 text: String(format: "%7d templates, %d matcher(s): direct p50 %.3f p99 %.3f ms | cluster p50 %.3f p99 %.3f ms | overhead p50 %.3f p99 %.3f ms (paired p50 %.3f p99 %.3f) | %.0f q/s cluster vs %.0f q/s direct at %d callers | errors %d | load %@ | RSS %@",
+                              templates, n, directL.p50, directL.p99, clusterL.p50, clusterL.p99, clusterL.p50 - directL.p50, clusterL.p99 - directL.p99,
+                              diff.p50, diff.p99, qps.qps, directQPS.qps, concurrency, errors + qps.errors, load,
+                              rss.map { "\($0.0) \($0.1 / 1024) MiB" }.joined(separator: ", ")))
+            rows.append(String(format: "| %d | %d | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.0f | %.0f | %@ |",
+                               templates, n, directL.p50, directL.p99, clusterL.p50, clusterL.p99, clusterL.p50 - directL.p50,
+                               clusterL.p99 - directL.p99, diff.p50, diff.p99, directQPS.qps, qps.qps, load))
 
-            // 4. Soak on the last configuration.
-            if soakSeconds > 0, round == matcherCounts.count - 1 {
+            // Soak on the last configuration.
+            if doSoak, round == matcherCounts.count - 1 {
                 try await soak(client: client, cluster: cluster, queries: queryVectors, enrolments: soakGallery)
             }
             await client.close()
@@ -348,6 +436,7 @@ final class LocalCluster: @unchecked Sendable {  // used from the benchmark's ta
         var base = NodeConfiguration()
         base.backendEndpoint = backend
         base.heartbeatIntervalMilliseconds = 250
+        base.liveness = 8   // 2 s: no false deaths while the machine is loaded
         var c = base
         c.nodeID = "coordinator"
         c.frontendEndpoint = frontend

@@ -25,6 +25,7 @@ struct Cluster: AsyncParsableCommand {
         @Option(help: "Worker endpoint of the coordinator (default: the client port + 1).") var backend: String?
         @Option(help: "Model directory for the embedders (default $FACET_MODELS or ./models).") var models: String?
         @Option(name: .customLong("heartbeat-ms"), help: "Heartbeat interval in milliseconds.") var heartbeatMilliseconds: Int = 250
+        @Option(help: "Heartbeat intervals of silence after which a node counts as dead.") var liveness: Int = 4
         @Flag(name: .customLong("insecure-plaintext"), help: "Development only: no CURVE keys, no encryption at rest, no audit key.")
         var insecurePlaintext = false
 
@@ -52,6 +53,7 @@ struct Cluster: AsyncParsableCommand {
             base.frontendEndpoint = endpoint
             base.backendEndpoint = backendEndpoint
             base.heartbeatIntervalMilliseconds = heartbeatMilliseconds
+            base.liveness = liveness
             var nodes: [(name: String, role: String, config: NodeConfiguration)] = []
             var c = base
             c.nodeID = "coordinator"

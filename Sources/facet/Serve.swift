@@ -25,6 +25,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Coordinator: replicas per partition.") var replicas: Int?
     @Option(help: "Coordinator: comma-separated matcher node ids.") var matchers: String?
     @Option(name: .customLong("heartbeat-ms"), help: "Heartbeat interval in milliseconds.") var heartbeatMilliseconds: Int?
+    @Option(help: "Heartbeat intervals of silence after which a peer counts as dead (default 4).") var liveness: Int?
     @Option(help: "Coordinator: directory of its durable models (classifier versions, active embedding model).") var state: String?
     @Option(name: .customLong("retrain-after"), help: "Coordinator: retrain the classifier after this many template changes (0 = never).")
     var retrainAfter: Int?
@@ -49,6 +50,7 @@ struct Serve: AsyncParsableCommand {
         flags.replicationFactor = replicas
         flags.matchers = matchers.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
         flags.heartbeatIntervalMilliseconds = heartbeatMilliseconds
+        flags.liveness = liveness
         if insecurePlaintext {
             var security = SecurityConfiguration()
             security.insecurePlaintext = true

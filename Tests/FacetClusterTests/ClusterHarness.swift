@@ -61,7 +61,7 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
         var args: [String]
         // Plaintext (development mode) here; SecurityProcessTests runs clusters with CURVE and encryption at rest.
         // Every node serves /metrics, /healthz and /readyz on a free port (logged as "http listening on HOST:PORT").
-        let common = ["--heartbeat-ms", "100", "--node-id", name, "--log-level", "info", "--http", "127.0.0.1:0",
+        let common = ["--heartbeat-ms", "100", "--liveness", "10", "--node-id", name, "--log-level", "info", "--http", "127.0.0.1:0",
                       "--insecure-plaintext"]
         let backends = ["--backends", coordinators.map(\.backend).joined(separator: ",")]
         if let c = coordinators.first(where: { $0.name == name }) {

@@ -169,8 +169,24 @@ struct ClusterProcessTests {
             // Enrolments, one subject at a time; kill -9 the victim after a third of them.
             var enrolFailures: [String] = []
             let identities = Dictionary(grouping: 0..<stream.count, by: { stream.baseIdentities[$0] }).sorted { $0.key < $1.key }
+            // Results just before the kill, compared with the same queries right after it (no enrolment between):
+            // the surviving replicas must give exactly the same answers.
+            func results() async throws -> [[UInt64]] {
+                var out: [[UInt64]] = []
+                for q in 0..<20 {
+                    let r = try await client.identify(embedding: WireEmbedding(values: g.queryVector(q), modelVersion: "1"), k: 10)
+                    #expect(!r.partial, "partial result, missing \(r.missingPartitions)")
+                    out.append(r.candidates.map(\.templateID))
+                }
+                return out
+            }
             for (n, (identity, rows)) in identities.enumerated() {
-                if n == identities.count / 3 { harness.kill9(victim) }
+                if n == identities.count / 3 {
+                    let before = try await results()
+                    harness.kill9(victim)
+                    let after = try await results()
+                    #expect(after == before, "results changed when \(victim) was killed")
+                }
                 let subject = "w\(identity)"
                 let vectors = rows.map { stream.baseVector($0) }
                 do {
@@ -253,6 +269,15 @@ struct ClusterProcessTests {
             let subject = try await client.verify(probe: bushProbe, subjectID: "bush")
             #expect(subject.match)
 
+            // Delete removes the subject: identify no longer finds it, verify against it is NOT_FOUND.
+            let deleted = try await client.deleteSubject("hopkins")
+            #expect(deleted.templatesDeleted == 1)
+            let after = try await client.identify(image: try image("lfw-sample-Anthony_Hopkins_0002.jpg"), k: 3)
+            #expect(!after.candidates.contains { $0.subjectID == "hopkins" })
+            await expectError(.notFound) {
+                _ = try await client.verify(probe: try image("lfw-sample-Anthony_Hopkins_0002.jpg"), subjectID: "hopkins")
+            }
+
             await expectError(.noFace) { _ = try await client.enrol(subjectID: "nobody", images: [try image("no-face.jpg")]) }
             await expectError(.badImage) { _ = try await client.enrol(subjectID: "junk", images: [Data("not an image".utf8)]) }
         }
@@ -271,7 +296,7 @@ struct ClusterUpTests {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = ["cluster", "up", "--data", dir, "--matchers", "2", "--replicas", "2", "--embedders", "0",
-                       "--partitions", "4", "--endpoint", endpoint, "--heartbeat-ms", "100"]
+                       "--partitions", "4", "--endpoint", endpoint, "--heartbeat-ms", "100", "--liveness", "10"]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = out

@@ -63,6 +63,7 @@ final class SecureCluster: @unchecked Sendable {   // used from one test task at
         base.frontendEndpoint = frontend
         base.backendEndpoint = backend
         base.heartbeatIntervalMilliseconds = 100
+        base.liveness = 10   // 1 s: generous on a loaded machine
         var c = base
         c.nodeID = "coordinator"
         c.partitionCount = 4

@@ -200,6 +200,19 @@ struct ShardProcessTests {
             #expect(afterAdd.epoch > before.epoch)
             let addedLoad = afterAdd.assignments.filter { $0.replicas.contains("matcher-3") }.count
             #expect(addedLoad == Int(harness.partitions) * harness.replicas / 4)
+            // Adding balanced the map (every matcher within one of the mean): a rebalance has nothing left to move.
+            let loads = Dictionary(grouping: afterAdd.assignments.flatMap(\.replicas), by: { $0 }).mapValues(\.count)
+            #expect(loads.count == 4 && (loads.values.max()! - loads.values.min()!) <= 1, "\(loads)")
+            // (The add finishes by dropping the old copies after the map settled: until then a change is refused.)
+            var rebalance: WireShardChangeReply?
+            let settle = Date().addingTimeInterval(90)
+            while rebalance == nil {
+                do { rebalance = try await changeShards(client, .rebalance, "") } catch let e as FacetError where e.code == .failedPrecondition && Date() < settle {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            #expect(rebalance?.moves.isEmpty == true)
+            #expect(try await client.shardMap().epoch == afterAdd.epoch)
             try await harness.waitUntilHealthy(client)
             for q in 0..<20 {
                 let query = g.queryVector(q)
