@@ -134,7 +134,7 @@ extension MatcherNode {
         switch env.body {
         case .fillControl(let r)?: return .fillControlReply(try await fillControl(r))
         case .shardMapUpdate(let u)?:
-            let result: Result<ClusterShardMap, FacetError> = await offload(writeQueue) { [self] in
+            let result: Result<ClusterShardMap, FacetError> = await serialWrite { [self] in
                 do {
                     let map = try ClusterShardMap(wire: u.map)
                     let before = shards.map
@@ -161,7 +161,7 @@ extension MatcherNode {
 
     func fillControl(_ r: WireFillControl) async throws(FacetError) -> WireFillControlReply {
         let node = nodeID
-        let result: Result<WireFillControlReply, FacetError> = await offload(writeQueue) { [self] in
+        let result: Result<WireFillControlReply, FacetError> = await serialWrite { [self] in
             let p = r.partition
             let outcome = shards.state.withLock { s -> FacetError? in
                 let now = ContinuousClock.now
@@ -208,7 +208,7 @@ extension MatcherNode {
     func drop(_ r: WireDropPartitionRequest) async throws(FacetError) -> WireDropPartitionReply {
         let node = nodeID
         let staleAfter = configuration.heartbeatInterval * configuration.livenessCount
-        let result: Result<(WireDropPartitionReply, Partition?), FacetError> = await offload(writeQueue) { [self] in
+        let result: Result<(WireDropPartitionReply, Partition?), FacetError> = await serialWrite { [self] in
             let p = r.partition
             let problem = shards.state.withLock { s -> FacetError? in
                 guard let map = s.map else { return FacetError(.failedPrecondition, "no shard map stored", nodeID: node) }

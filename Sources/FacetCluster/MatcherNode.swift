@@ -18,8 +18,23 @@ public final class MatcherNode: Sendable {
     let context: ZMQContext
     let partitions = LockedValue<[UInt32: Partition]>([:])
     let started = nowMilliseconds()
-    /// LMDB commits and partition opens run here, one at a time (writes of one partition are serialised anyway).
+    /// Client writes (and map/fill bookkeeping) run here; replica-fill writes on `fillQueue`. Every write of either
+    /// queue holds `writeLock`, so writes stay one at a time (a fill's "skip what was written meanwhile" check and its
+    /// insert are atomic with respect to client writes), but a client write waits for at most the one fill batch in
+    /// progress instead of every fill batch already queued (a new replica can receive many).
     let writeQueue = DispatchQueue(label: "facet.matcher.write")
+    let fillQueue = DispatchQueue(label: "facet.matcher.fill")
+    let writeLock = NSLock()
+
+    /// Runs `work` on the write queue (or the fill queue) holding the write lock.
+    func serialWrite<T: Sendable>(fill: Bool = false, _ work: @escaping @Sendable () -> T) async -> T {
+        let lock = writeLock
+        return await offload(fill ? fillQueue : writeQueue) {
+            lock.lock()
+            defer { lock.unlock() }
+            return work()
+        }
+    }
     /// Searches run here, concurrently.
     let searchQueue = DispatchQueue(label: "facet.matcher.search", attributes: .concurrent)
     let partitionConfiguration: PartitionConfiguration
@@ -155,7 +170,7 @@ public final class MatcherNode: Sendable {
 
     func insert(_ r: WirePartitionInsertRequest) async throws(FacetError) -> WirePartitionInsertReply {
         let node = nodeID
-        let result: Result<WirePartitionInsertReply, FacetError> = await offload(writeQueue) { [self] in
+        let result: Result<WirePartitionInsertReply, FacetError> = await serialWrite(fill: r.fill) { [self] in
             do throws(FacetError) {
                 try fence(epoch: r.shardMapEpoch, partition: r.partition)
                 let records = try r.fill ? fillRecords(r.partition, r.records) : r.records
@@ -189,7 +204,7 @@ public final class MatcherNode: Sendable {
 
     func delete(_ r: WirePartitionDeleteRequest) async throws(FacetError) -> WirePartitionDeleteReply {
         let node = nodeID
-        let result: Result<WirePartitionDeleteReply, FacetError> = await offload(writeQueue) { [self] in
+        let result: Result<WirePartitionDeleteReply, FacetError> = await serialWrite(fill: r.fill) { [self] in
             var reply = WirePartitionDeleteReply()
             reply.partition = r.partition
             reply.durable = true

@@ -61,7 +61,7 @@ struct RetentionJob: Sendable {
         var total = 0
         for (p, part) in parts {
             let policy = self.policy, node = matcher.nodeID
-            let result: Result<[(SubjectID, Int)], any Error> = await offload(matcher.writeQueue) {
+            let result: Result<[(SubjectID, Int)], any Error> = await matcher.serialWrite {
                 Result {
                     let now = nowMilliseconds()
                     var deleted: [(SubjectID, Int)] = []

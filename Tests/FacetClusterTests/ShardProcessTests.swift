@@ -83,6 +83,17 @@ func changeShards(_ client: FacetClient, _ op: WireShardChangeRequest.Operation,
     return reply
 }
 
+/// A rebalance, retried (bounded) while a change is still finishing: a change ends by dropping the old copies after the
+/// map settled, and until then another change is refused (FAILED_PRECONDITION).
+func rebalanceWhenSettled(_ client: FacetClient, seconds: Double = 90) async throws -> WireShardChangeReply {
+    let deadline = Date().addingTimeInterval(seconds)
+    while true {
+        do { return try await changeShards(client, .rebalance, "") } catch let e as FacetError where e.code == .failedPrecondition && Date() < deadline {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+}
+
 /// Waits (bounded) until the coordinator's map has the target's replicas and nothing incoming.
 func waitForMap(_ client: FacetClient, _ target: WireShardMap, seconds: Double = 120, harness: ClusterHarness) async throws -> WireShardMap {
     let deadline = Date().addingTimeInterval(seconds)
@@ -203,15 +214,8 @@ struct ShardProcessTests {
             // Adding balanced the map (every matcher within one of the mean): a rebalance has nothing left to move.
             let loads = Dictionary(grouping: afterAdd.assignments.flatMap(\.replicas), by: { $0 }).mapValues(\.count)
             #expect(loads.count == 4 && (loads.values.max()! - loads.values.min()!) <= 1, "\(loads)")
-            // (The add finishes by dropping the old copies after the map settled: until then a change is refused.)
-            var rebalance: WireShardChangeReply?
-            let settle = Date().addingTimeInterval(90)
-            while rebalance == nil {
-                do { rebalance = try await changeShards(client, .rebalance, "") } catch let e as FacetError where e.code == .failedPrecondition && Date() < settle {
-                    try await Task.sleep(for: .milliseconds(200))
-                }
-            }
-            #expect(rebalance?.moves.isEmpty == true)
+            let rebalance = try await rebalanceWhenSettled(client)
+            #expect(rebalance.moves.isEmpty)
             #expect(try await client.shardMap().epoch == afterAdd.epoch)
             try await harness.waitUntilHealthy(client)
             for q in 0..<20 {
@@ -229,6 +233,8 @@ struct ShardProcessTests {
             #expect(removed.enrolFailures.isEmpty, "\(removed.enrolFailures)")
             #expect(removed.queryFailures.isEmpty, "\(removed.queryFailures)")
             all += removed.acknowledged
+            // The removal ends by dropping matcher-0's copies; a (no-op) rebalance is accepted once it has finished.
+            #expect(try await rebalanceWhenSettled(client).moves.isEmpty)
             let afterRemove = try await client.shardMap()
             #expect(!afterRemove.matchers.contains { $0.nodeID == "matcher-0" })
             #expect(afterRemove.assignments.allSatisfy { !$0.replicas.contains("matcher-0") })
