@@ -14,9 +14,6 @@ def err(msg):
 # so a typo would silently fall back to a default: catch it here).
 src = (root / "Sources/FacetCluster/NodeConfiguration.swift").read_text()
 known = set(re.findall(r"public var (\w+)\s*:", src))
-# Fields other branches add (metrics/health endpoint, CURVE/at-rest security): accepted with a note until their
-# code is on this branch, then checked like every other field.
-pending = {"httpEndpoint", "security", "backendEndpoints", "shardMapFile"}
 sec_path = root / "Sources/FacetCluster/SecurityConfiguration.swift"
 sec_known = set(re.findall(r"public var (\w+)\s*:", sec_path.read_text())) if sec_path.exists() else None
 
@@ -41,9 +38,7 @@ for name, text in cm["data"].items():
         continue
     configs[name] = c
     for k in c:
-        if k not in known and k in pending:
-            print(f"  note: facet-config/{name}: field {k!r} is not in NodeConfiguration on this branch yet")
-        elif k not in known:
+        if k not in known:
             err(f"facet-config/{name}: unknown field {k!r} (NodeConfiguration has {sorted(known)})")
     if "security" in c and sec_known is not None:
         for k in c["security"]:
@@ -110,6 +105,70 @@ for name, c in configs.items():
     if name != "coordinator.json" and host not in services:
         err(f"facet-config/{name}: backendEndpoint host {host} is not a Service")
 print(f"  workloads: {[w['metadata']['name'] for _, w in workloads]} probe /healthz and /readyz, mounts resolve")
+# The probes and the scrape annotations only work if the node really serves HTTP on that port: the container's
+# `--http HOST:PORT` flag, else `httpEndpoint` in the configuration it reads, must bind the probed containerPort on
+# a non-loopback address (kubelet and Prometheus connect to the pod IP).
+def http_port(endpoint, where):
+    m = re.fullmatch(r"(.*):(\d+)", endpoint or "")
+    if not m:
+        err(f"{where}: HTTP endpoint {endpoint!r} is not HOST:PORT")
+        return None
+    if m.group(1) in ("127.0.0.1", "localhost", "::1"):
+        err(f"{where}: HTTP endpoint {endpoint} is loopback only; probes and scrapes come from outside the container")
+    return int(m.group(2))
+
+for fname, w in workloads:
+    tmpl = w["spec"]["template"]
+    for c in tmpl["spec"]["containers"]:
+        where = f"{fname}/{c['name']}"
+        args = c.get("args", [])
+        ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+        if "--http" in args:
+            endpoint, source = args[args.index("--http") + 1], "--http"
+        else:
+            cfg = args[args.index("--config") + 1].rsplit("/", 1)[1] if "--config" in args else None
+            endpoint, source = configs.get(cfg, {}).get("httpEndpoint"), f"facet-config/{cfg} httpEndpoint"
+        if endpoint is None:
+            err(f"{where}: probes on the health endpoint, but neither --http nor httpEndpoint enables it")
+            continue
+        port = http_port(endpoint, f"{where} ({source})")
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"]:
+            if probe not in c:
+                continue
+            pp = c[probe].get("httpGet", {}).get("port")
+            pp = ports.get(pp) if isinstance(pp, str) else pp
+            if pp != port:
+                err(f"{where}: {probe} probes port {pp}, the node serves HTTP on {port} ({source})")
+        ann = tmpl["metadata"].get("annotations", {})
+        if "prometheus.io/port" in ann and int(ann["prometheus.io/port"]) != port:
+            err(f"{where}: prometheus.io/port {ann['prometheus.io/port']} != HTTP port {port}")
+print("  workloads: every probed container serves HTTP (--http / httpEndpoint) on the probed port")
+
+# systemd units: every node enables the HTTP endpoint, and the three defaults do not collide on one host.
+unit_ports = {}
+for u in sorted((deploy / "systemd").glob("*.service")):
+    text = u.read_text()
+    exec_line = next((l for l in text.splitlines() if l.startswith("ExecStart=")), "")
+    if " serve " not in exec_line:
+        continue
+    m = re.search(r"--http\s+(\S+)", exec_line)
+    if not m:
+        err(f"{u.name}: ExecStart does not pass --http (no /healthz, /readyz, /metrics)")
+        continue
+    endpoint = m.group(1)
+    v = re.fullmatch(r"\$\{(\w+)\}", endpoint)
+    if v:
+        d = re.search(rf"^Environment={v.group(1)}=(\S+)$", text, re.M)
+        if not d:
+            err(f"{u.name}: --http ${{{v.group(1)}}} without a default Environment={v.group(1)}=…")
+            continue
+        endpoint = d.group(1)
+    port = http_port(endpoint, u.name)
+    if port in unit_ports:
+        err(f"{u.name}: default HTTP port {port} is also {unit_ports[port]}'s")
+    unit_ports[port] = u.name
+print(f"  systemd: HTTP endpoints {sorted(unit_ports)} enabled, distinct")
+
 
 kz = yaml.safe_load((deploy / "kubernetes/kustomization.yaml").read_text())
 listed = set(kz["resources"])
@@ -141,6 +200,16 @@ if len(re.findall(r"^FROM ", cf, re.M)) < 2:
     err("Containerfile is not multi-stage")
 if "bookworm" not in cf and "debian:12" not in cf:
     err("Containerfile is not Debian 12 based")
+expose = {int(p) for l in re.findall(r"^EXPOSE (.+)$", cf, re.M) for p in l.split()}
+cmd = re.search(r"^CMD (\[.*\])$", cf, re.M)
+cmd_args = json.loads(cmd.group(1)) if cmd else []
+if "serve" in cmd_args:
+    if "--http" not in cmd_args:
+        err("Containerfile: the default CMD serves without --http")
+    else:
+        p = http_port(cmd_args[cmd_args.index("--http") + 1], "Containerfile CMD")
+        if p not in expose:
+            err(f"Containerfile: HTTP port {p} is not EXPOSEd ({sorted(expose)})")
 
 if errors:
     print(f"[deploy] {len(errors)} problem(s)")
