@@ -7,6 +7,14 @@ import Foundation
 public protocol EmbeddingAdaptation: Sendable {
     var name: String { get }
     func adapt(_ embedding: [Float], maskProbability: Double?) throws -> [Float]
+    /// The same, knowing the image (e.g. to pick a model trained without that image's fold); defaults to the above.
+    func adapt(_ embedding: [Float], maskProbability: Double?, image: LFWImage) throws -> [Float]
+}
+
+extension EmbeddingAdaptation {
+    public func adapt(_ embedding: [Float], maskProbability: Double?, image: LFWImage) throws -> [Float] {
+        try adapt(embedding, maskProbability: maskProbability)
+    }
 }
 
 /// No change: the "mask-aware" column is then the frozen embedding with per-comparison thresholds only.
@@ -69,6 +77,8 @@ public struct LFWEvaluationOptions: Sendable {
     public var svm = LinearSVMOptions()
     /// Probability at or above which the mask detector's decision is "masked" (routing of mask-aware thresholds).
     public var maskThreshold = 0.5
+    /// Mask-aware column only: adaptive score normalisation against this many nearest cohort templates (0 = off).
+    public var cohortSize = 0
     public init() {}
 }
 
@@ -227,6 +237,14 @@ public enum LFWEvaluation {
     struct Embeddings {
         let d: Int
         var v: [Float]
+        /// Cohort statistics per template (score normalisation): mean and 1/std of its `cohortSize` smallest
+        /// distances to the cohort, and the detector's masked decision. When both sides have them and either side
+        /// is called masked, the score is the symmetric normalised distance z mapped back to distance units
+        /// (`unitMean + unitStd · z`); unmasked–unmasked decisions keep the plain distance.
+        var cohortMean: [Float]? = nil
+        var cohortInvStd: [Float]? = nil
+        var detectedMasked: [Bool]? = nil
+        var unitMean = 0.0, unitStd = 1.0
         @inline(__always) func score(_ i: Int, _ other: Embeddings, _ j: Int) -> Double {
             var s: Float = 0
             let a = i * d, b = j * d
@@ -235,8 +253,50 @@ public enum LFWEvaluation {
                     for k in 0..<d { let t = x[a + k] - y[b + k]; s += t * t }
                 }
             }
-            return -Double(s.squareRoot())
+            let dist = Double(s.squareRoot())
+            if let m = cohortMean, let iv = cohortInvStd, let om = other.cohortMean, let oi = other.cohortInvStd,
+               let ma = detectedMasked, let mb = other.detectedMasked, ma[i] || mb[j] {
+                let z = 0.5 * ((dist - Double(m[i])) * Double(iv[i]) + (dist - Double(om[j])) * Double(oi[j]))
+                return -(unitMean + unitStd * z)
+            }
+            return -dist
         }
+    }
+
+    /// Adaptive score normalisation: for each template of `e` whose person is in View 2, the mean and 1/std of
+    /// its `k` smallest distances to `cohort`'s templates of people sharing no View 2 fold with it (people outside
+    /// the pairs file always qualify), so the statistics never use the fold under test. Others get (0, 1).
+    static func cohortStatistics(_ e: Embeddings, cohort: Embeddings, images: [LFWImage], personFolds: [String: Set<Int>],
+                                 k: Int) -> (mean: [Float], invStd: [Float]) {
+        let n = images.count, d = e.d
+        var mean = [Float](repeating: 0, count: n), inv = [Float](repeating: 1, count: n)
+        var byFolds: [[Int]: [Int]] = [:]
+        for i in 0..<n { if let f = personFolds[images[i].name], !f.isEmpty { byFolds[f.sorted(), default: []].append(i) } }
+        for key in byFolds.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            let fs = Set(key)
+            let members = (0..<n).filter { personFolds[images[$0].name].map { $0.isDisjoint(with: fs) } ?? true }
+            guard members.count >= 2 else { continue }
+            let kk = min(k, members.count)
+            var row = [Float](repeating: 0, count: members.count)
+            for i in byFolds[key]! {
+                e.v.withUnsafeBufferPointer { x in
+                    cohort.v.withUnsafeBufferPointer { y in
+                        for (c, j) in members.enumerated() {
+                            var dot: Float = 0
+                            let a = i * d, b = j * d
+                            for t in 0..<d { dot += x[a + t] * y[b + t] }
+                            row[c] = max(0, 2 - 2 * dot).squareRoot()
+                        }
+                    }
+                }
+                row.sort()
+                var s = 0.0, s2 = 0.0
+                for t in 0..<kk { s += Double(row[t]); s2 += Double(row[t]) * Double(row[t]) }
+                let m = s / Double(kk), sd = max(s2 / Double(kk) - m * m, 0).squareRoot()
+                mean[i] = Float(m); inv[i] = Float(1 / max(sd, 1e-6))
+            }
+        }
+        return (mean, inv)
     }
 
     /// Runs the whole evaluation.
@@ -264,7 +324,7 @@ public enum LFWEvaluation {
             var out = [Float]()
             out.reserveCapacity(t.vectors.count)
             for i in 0..<t.images.count {
-                var v = try adaptation.adapt(t.vector(i), maskProbability: t.maskProbability?[i])
+                var v = try adaptation.adapt(t.vector(i), maskProbability: t.maskProbability?[i], image: t.images[i])
                 guard v.count == d else { throw EvalError.countMismatch(what: "adapted embedding dimension", expected: d, got: v.count) }
                 TemplateTable.normalise(&v)
                 out += v
@@ -272,17 +332,38 @@ public enum LFWEvaluation {
             return Embeddings(d: d, v: out)
         }
         let base = (u: Embeddings(d: d, v: unmasked.vectors), m: Embeddings(d: d, v: masked.vectors))
-        let adaptedPair = (u: try adapted(unmasked), m: try adapted(masked))
+        var adaptedPair = (u: try adapted(unmasked), m: try adapted(masked))
+        // Mask decisions per image version (ground truth when no detector ran).
+        let detected: (u: [Bool], m: [Bool]) = (
+            unmasked.maskProbability?.map { $0 >= options.maskThreshold } ?? Array(repeating: false, count: images.count),
+            masked.maskProbability?.map { $0 >= options.maskThreshold } ?? Array(repeating: true, count: images.count))
+        if options.cohortSize > 0 {
+            // Score normalisation of the mask-aware column for decisions with a masked side; cohort = the unmasked
+            // (adapted) templates of people outside the template's folds.
+            var personFolds: [String: Set<Int>] = [:]
+            for p in pairs.pairs { personFolds[p.first.name, default: []].insert(p.fold); personFolds[p.second.name, default: []].insert(p.fold) }
+            log("score normalisation: cohort statistics (\(options.cohortSize) nearest unmasked templates of other folds' people)")
+            let cohort = adaptedPair.u
+            let su = cohortStatistics(adaptedPair.u, cohort: cohort, images: images, personFolds: personFolds, k: options.cohortSize)
+            let sm = cohortStatistics(adaptedPair.m, cohort: cohort, images: images, personFolds: personFolds, k: options.cohortSize)
+            // Distance units: the mean cohort mean and mean cohort std of the unmasked templates in View 2.
+            let inPairs = (0..<images.count).filter { personFolds[images[$0].name] != nil }
+            let unitMean = inPairs.isEmpty ? 0 : inPairs.reduce(0.0) { $0 + Double(su.mean[$1]) } / Double(inPairs.count)
+            let unitStd = inPairs.isEmpty ? 1 : inPairs.reduce(0.0) { $0 + 1 / Double(su.invStd[$1]) } / Double(inPairs.count)
+            for side in 0..<2 {
+                var e = side == 0 ? adaptedPair.u : adaptedPair.m
+                let st = side == 0 ? su : sm
+                e.cohortMean = st.mean; e.cohortInvStd = st.invStd; e.detectedMasked = side == 0 ? detected.u : detected.m
+                e.unitMean = unitMean; e.unitStd = unitStd
+                if side == 0 { adaptedPair.u = e } else { adaptedPair.m = e }
+            }
+        }
         func emb(_ method: MatchingMethod, masked isMasked: Bool) -> Embeddings {
             switch method {
             case .baseline: return isMasked ? base.m : base.u
             case .maskAware: return isMasked ? adaptedPair.m : adaptedPair.u
             }
         }
-        // Mask decisions per image version (ground truth when no detector ran).
-        let detected: (u: [Bool], m: [Bool]) = (
-            unmasked.maskProbability?.map { $0 >= options.maskThreshold } ?? Array(repeating: false, count: images.count),
-            masked.maskProbability?.map { $0 >= options.maskThreshold } ?? Array(repeating: true, count: images.count))
 
         // Pair index arrays: View 2, then genuine + impostors of the extended set.
         let pa = try pairs.pairs.map { try index($0.first) }, pb = try pairs.pairs.map { try index($0.second) }

@@ -53,6 +53,15 @@ extension Embedder {
 /// A face detector (the dlib pipeline uses `MMODFaceDetector`).
 public protocol FaceDetector: Sendable {
     func detect(_ image: RGBImage, upsample: Int) throws -> [FaceDetection]
+    /// Detections scoring above `adjustThreshold` (0 = the detector's own threshold; lower admits weaker ones).
+    func detect(_ image: RGBImage, upsample: Int, adjustThreshold: Double) throws -> [FaceDetection]
+}
+
+extension FaceDetector {
+    /// Detectors without a score threshold to lower return their usual detections above `adjustThreshold`.
+    public func detect(_ image: RGBImage, upsample: Int, adjustThreshold: Double) throws -> [FaceDetection] {
+        try detect(image, upsample: upsample).filter { $0.confidence > adjustThreshold }
+    }
 }
 
 /// A descriptor network over aligned chips (the dlib pipeline uses `ResNetFaceDescriptor`).
@@ -93,11 +102,50 @@ public final class DlibFaceEmbedder: Embedder, @unchecked Sendable {
     /// nose the MMOD detector keys on, and often score just under its threshold at the original size).
     public let retryUpsampleWhenNoFace: Bool
 
+    /// When no detection scores above the detector's threshold, take the weak detection (score above this value)
+    /// nearest the image centre instead (nil = off). Masks hide the mouth and nose MMOD keys on, and a masked face
+    /// often scores just under 0; the weak box is then still a far better place for the landmarks than a fixed crop.
+    /// Costs nothing: the same network pass, with a lower threshold (see `MMODFaceDetector.detect(_:upsample:adjustThreshold:)`).
+    public let weakFaceThreshold: Double?
+
+    /// The default weak-face threshold of the masked pipeline (`facet embed`, embedder nodes, `facet eval lfw`);
+    /// chosen on TEST-masked LFW images that MMOD misses at 0 (docs/masks.md).
+    public static let maskedWeakFaceThreshold = -0.8
+
     public init(detector: any FaceDetector, predictor: ShapePredictor, descriptor: any FaceDescriptorModel,
-                retryUpsampleWhenNoFace: Bool = false) {
+                retryUpsampleWhenNoFace: Bool = false, weakFaceThreshold: Double? = nil) {
         precondition(predictor.numParts == 5, "DlibFaceEmbedder aligns with the 5-point shape predictor")
         self.detector = detector; self.predictor = predictor; self.descriptor = descriptor
         self.retryUpsampleWhenNoFace = retryUpsampleWhenNoFace
+        self.weakFaceThreshold = weakFaceThreshold.flatMap { $0.isFinite && $0 < 0 ? $0 : nil }
+    }
+
+    /// Detections above the detector's threshold at `upsample`, and (when `weakFaceThreshold` is set) the weak detection
+    /// nearest the image centre, from the same network pass.
+    func strongAndWeakFaces(_ image: RGBImage, upsample: Int) throws -> (strong: [FaceDetection], weak: FaceDetection?) {
+        guard let weak = weakFaceThreshold else { return (try detector.detect(image, upsample: upsample), nil) }
+        let all = try detector.detect(image, upsample: upsample, adjustThreshold: weak)
+        let cx = Double(image.width) / 2, cy = Double(image.height) / 2
+        func d(_ f: FaceDetection) -> Double {
+            let x = Double(f.rect.left + f.rect.right) / 2 - cx, y = Double(f.rect.top + f.rect.bottom) / 2 - cy
+            return x * x + y * y
+        }
+        return (all.filter { $0.confidence > 0 }, all.min(by: { d($0) != d($1) ? d($0) < d($1) : $0.confidence > $1.confidence }))
+    }
+
+    /// The detections `analyze` embeds: those above the detector's threshold at `upsample`; if none (and
+    /// `retryUpsampleWhenNoFace`, from upsample 0) those at upsample 1; if still none, the weak detection nearest the
+    /// centre (confidence ≤ 0 tells it apart) when `weakFaceThreshold` is set.
+    public func detectFaces(_ image: RGBImage, upsample: Int) throws -> [FaceDetection] {
+        let first = try strongAndWeakFaces(image, upsample: upsample)
+        if !first.strong.isEmpty { return first.strong }
+        var weak = first.weak
+        if upsample == 0, retryUpsampleWhenNoFace {
+            let second = try strongAndWeakFaces(image, upsample: 1)
+            if !second.strong.isEmpty { return second.strong }
+            weak = weak ?? second.weak
+        }
+        return weak.map { [$0] } ?? []
     }
 
     public static let maxUpsample = 4
@@ -110,11 +158,7 @@ public final class DlibFaceEmbedder: Embedder, @unchecked Sendable {
         guard (0...Self.maxJitter).contains(jitter) else {
             throw EmbedderError(.invalidArgument, "jitter must be in 0...\(Self.maxJitter), got \(jitter)")
         }
-        var detections = try detector.detect(image, upsample: upsample)
-        if detections.isEmpty, upsample == 0, retryUpsampleWhenNoFace {
-            detections = try detector.detect(image, upsample: 1)
-        }
-        return try analyze(image, detections: detections, jitter: jitter)
+        return try analyze(image, detections: try detectFaces(image, upsample: upsample), jitter: jitter)
     }
 
     /// The pipeline after detection, for callers that already have boxes.
@@ -160,11 +204,13 @@ extension MMODFaceDetector: FaceDetector {}
 extension DlibFaceEmbedder {
     /// Loads the three dlib models (MMOD detector, 5-point predictor, ResNet) from `locator`'s folder.
     /// A missing file throws `FaceModelError.missingModel` naming it and `scripts/setup.sh`.
-    public convenience init(locator: FaceModelLocator = FaceModelLocator(), retryUpsampleWhenNoFace: Bool = false) throws {
+    public convenience init(locator: FaceModelLocator = FaceModelLocator(), retryUpsampleWhenNoFace: Bool = false,
+                            weakFaceThreshold: Double? = nil) throws {
         let mmod = try locator.path(of: FaceModelLocator.mmodFile)
         let sp = try locator.path(of: FaceModelLocator.fivePointFile)
         let resnet = try locator.path(of: FaceModelLocator.resnetFile)
         self.init(detector: try MMODFaceDetector(modelPath: mmod), predictor: try ShapePredictor(modelPath: sp),
-                  descriptor: try ResNetFaceDescriptor(modelPath: resnet), retryUpsampleWhenNoFace: retryUpsampleWhenNoFace)
+                  descriptor: try ResNetFaceDescriptor(modelPath: resnet), retryUpsampleWhenNoFace: retryUpsampleWhenNoFace,
+                  weakFaceThreshold: weakFaceThreshold)
     }
 }

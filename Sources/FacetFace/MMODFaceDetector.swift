@@ -51,6 +51,14 @@ public final class MMODFaceDetector: @unchecked Sendable {
     }
 
     public func detect(_ image: RGBImage, upsample: Int = 0) throws -> [FaceDetection] {
+        try detect(image, upsample: upsample, adjustThreshold: 0)
+    }
+
+    /// dlib's `net(img, adjust_threshold)`: windows scoring above `adjustThreshold` (0 = the model's own threshold)
+    /// are kept before non-maximum suppression. Suppression is greedy in descending score, so the detections above 0
+    /// are the same whatever lower `adjustThreshold` is used; weaker ones are added after them.
+    public func detect(_ image: RGBImage, upsample: Int, adjustThreshold: Double) throws -> [FaceDetection] {
+        let adjustThreshold = adjustThreshold.isFinite ? adjustThreshold : 0
         guard (0 ... 8).contains(upsample) else { throw FaceDetectorError.invalidUpsample(upsample) }
         guard image.width > 0, image.height > 0 else { return [] }
         // Upsampled sizes grow as 2n+1 rows and 2n+2 columns per step (dlib's pyramid_up); check before allocating.
@@ -72,7 +80,7 @@ public final class MMODFaceDetector: @unchecked Sendable {
         let tensor = Self.pyramidTensor(img, layout: layout, means: (inp.avgRed, inp.avgGreen, inp.avgBlue))
         let out = network.forward(tensor)
 
-        // tensor_to_dets with adjust_threshold 0, then NMS, as loss_mmod_::to_label.
+        // tensor_to_dets with adjust_threshold, then NMS, as loss_mmod_::to_label.
         struct Candidate { var rect: DRectangle; var score: Double; var order: Int }
         var cands: [Candidate] = []
         for k in 0 ..< min(out.k, options.windows.count) {
@@ -80,7 +88,7 @@ public final class MMODFaceDetector: @unchecked Sendable {
             for r in 0 ..< out.nr {
                 for c in 0 ..< out.nc {
                     let score = Double(out.data[(k * out.nr + r) * out.nc + c])
-                    guard score > 0 else { continue }
+                    guard score > adjustThreshold else { continue }
                     let p = network.outputToInput(x: Double(c), y: Double(r))
                     var rect = DRectangle.centered(x: p.x, y: p.y, width: Double(win.width), height: Double(win.height))
                     rect = pyramid.tiledToImage(layout.rects, rect)

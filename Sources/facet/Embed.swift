@@ -35,6 +35,9 @@ struct Embed: ParsableCommand {
     @Flag(help: "Do not search again at upsample 1 when nothing is found at upsample 0.")
     var noRetry = false
 
+    @Option(help: "When no face scores above MMOD's threshold, take the weak detection scoring above this (negative) value nearest the image centre (0 = off).")
+    var weakThreshold = DlibFaceEmbedder.maskedWeakFaceThreshold
+
     @Flag(help: "Print JSON Lines instead of a human summary.")
     var json = false
 
@@ -57,7 +60,8 @@ struct Embed: ParsableCommand {
     func run() throws {
         let embedder: any Embedder
         do {
-            let dlib = try DlibFaceEmbedder(locator: FaceModelLocator(directory: models), retryUpsampleWhenNoFace: !noRetry)
+            let dlib = try DlibFaceEmbedder(locator: FaceModelLocator(directory: models), retryUpsampleWhenNoFace: !noRetry,
+                                              weakFaceThreshold: weakThreshold < 0 ? weakThreshold : nil)
             embedder = noMask ? dlib : MaskAwareEmbedder(base: dlib, matcher: try MaskAwareMatcher.bundled(withHead: !frozen))
         } catch {
             FileHandle.standardError.write(Data("facet embed: cannot load models: \(error)\n".utf8))

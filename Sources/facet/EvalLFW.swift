@@ -44,8 +44,14 @@ struct EvalLFW: ParsableCommand {
     var onlyCached = false
     @Flag(help: "Do not run the mask detector (mask-aware thresholds are then routed by the ground truth).") var noMaskDetector = false
     @Option(help: "Times the detector doubles the image first (0-4).") var upsample = 0
+    @Option(help: "No face above MMOD's threshold: take the weak detection above this (negative) score nearest the centre before the fallback crop (0 = off, the default: on LFW the fixed crop is as good, docs/masks.md).")
+    var weakThreshold = 0.0
     @Option(help: "Folder with the dlib model files (default: $FACET_MODELS, else ./models).") var models: String?
     @Option(help: "Worker threads for embedding.") var threads = 2
+    @Option(help: "Folder of per-fold unmasking heads (facet mask-heads) for the mask-aware column (default: frozen embedding, per-comparison thresholds only).")
+    var foldHeads: String?
+    @Option(help: "Mask-aware column: adaptive score normalisation against the N nearest unmasked templates of people outside the pair's fold (0 = off).")
+    var cohortSize = 0
 
     func validate() throws {
         if masks != nil && maskSplit != nil { throw ValidationError("give --masks or --mask-split, not both") }
@@ -146,7 +152,10 @@ struct EvalLFW: ParsableCommand {
             let detector = noMaskDetector ? nil : try MaskDetector.bundled()
             options.maskThreshold = detector?.threshold ?? 0.5
             let embedder = Once { () throws -> DlibFaceEmbedder in
-                do { return try DlibFaceEmbedder(locator: FaceModelLocator(directory: modelDir)) } catch {
+                do {
+                    return try DlibFaceEmbedder(locator: FaceModelLocator(directory: modelDir),
+                                                weakFaceThreshold: weakThreshold < 0 ? weakThreshold : nil)
+                } catch {
                     throw fail("cannot load models: \(error)", code: 2)
                 }
             }
@@ -159,8 +168,15 @@ struct EvalLFW: ParsableCommand {
                                                     embedder: makeEmbedder, upsample: upsample, detector: detector,
                                                     threads: threads, log: log)
             log("\(maskedSource.name): \(m.statistics.fromCache) from the cache, \(m.statistics.embedded) embedded, \(m.statistics.failedToTemplate) failed to template")
+            let adaptation: any EmbeddingAdaptation = try foldHeads.map {
+                try FoldHeadAdaptation(directory: URL(fileURLWithPath: $0), pairs: parsed, maskThreshold: options.maskThreshold)
+            } ?? IdentityAdaptation()
+            options.cohortSize = cohortSize
             var r = try LFWEvaluation.run(pairs: parsed, impostors: impostors, split: split, unmasked: u.table, masked: m.table,
-                                          demographics: demo, adaptation: IdentityAdaptation(), options: options, log: log)
+                                          demographics: demo, adaptation: adaptation, options: options, log: log)
+            if cohortSize > 0 {
+                r.notes.append("Mask-aware scores of decisions with a side the detector calls masked are cohort-normalised: z = ((d - mean_a) / std_a + (d - mean_b) / std_b) / 2, mean/std of each template's \(cohortSize) smallest distances to the unmasked mask-aware templates of people sharing no View 2 fold with it; score = -(M + S z) with M, S the average cohort mean/std (distance units); unmasked-unmasked decisions keep the plain distance.")
+            }
             r.notes.append("Templates: unmasked \(u.statistics.images) images (\(u.statistics.embedded) embedded in this run, \(u.statistics.failedToTemplate) on the fallback crop); "
                            + "\(maskedSource.name) \(m.statistics.images) images (\(m.statistics.embedded) embedded in this run, \(m.statistics.failedToTemplate) on the fallback crop).")
             if onlyCached {

@@ -13,6 +13,7 @@ struct Facet: AsyncParsableCommand {
             MaskCommand.self,
             MaskDatasetCommand.self,
             MaskTrainCommand.self,
+            MaskHeadsCommand.self,
             Bench.self,
             EvalCommand.self,
             Serve.self,

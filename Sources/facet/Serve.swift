@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import FacetCluster
 import FacetFace
+import FacetMasking
 import FacetTransport
 
 /// `facet serve coordinator|matcher|embedder --config FILE`: one cluster node, until SIGTERM/SIGINT.
@@ -97,7 +98,10 @@ struct Serve: AsyncParsableCommand {
             readiness = { node.readiness() }
         case .embedder:
             let locator = FaceModelLocator(directory: configuration.modelsDirectory)
-            let dlib = try DlibFaceEmbedder(locator: locator)
+            // Mask-aware (docs/masks.md): the weak-detection fallback for masked faces, mask probability per face, and
+            // the unmasking head for faces the detector calls masked — the same pipeline as `facet embed`.
+            let dlib = try MaskAwareEmbedder(base: DlibFaceEmbedder(locator: locator, retryUpsampleWhenNoFace: true,
+                                                                    weakFaceThreshold: DlibFaceEmbedder.maskedWeakFaceThreshold))
             let embedder: any Embedder = configuration.modelVersionTag.map { VersionTaggedEmbedder(dlib, version: $0) } ?? dlib
             let node = try EmbedderNode(configuration: configuration, embedder: embedder, context: context, logger: logger)
             service = NodeService(name: "embedder") { await node.run() }

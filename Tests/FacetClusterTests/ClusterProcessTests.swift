@@ -269,6 +269,20 @@ struct ClusterProcessTests {
             let subject = try await client.verify(probe: bushProbe, subjectID: "bush")
             #expect(subject.match)
 
+            // The embedder node is mask-aware (Serve.swift builds MaskAwareEmbedder): every face carries the mask
+            // detector's probability; a TEST-masked LFW face (no MMOD face above 0 at upsample 0) is found and called masked.
+            let plainReply = try await client.embed(image: try image("lfw-sample-Anthony_Hopkins_0001.jpg"))
+            let plainFace = try #require(plainReply.faces.first)
+            #expect(plainFace.maskProbability > 0 && plainFace.maskProbability < 0.5 && !plainFace.masked,
+                    "p(mask) \(plainFace.maskProbability)")
+            let maskedURL = fixtureImages.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("FacetMaskingTests/Fixtures/masked/AJ_Lamas_0001.jpg")
+            let maskedReply = try await client.embed(image: try Data(contentsOf: maskedURL))
+            #expect(maskedReply.faces.count == 1)
+            let maskedFace = try #require(maskedReply.faces.first)
+            #expect(maskedFace.masked && maskedFace.maskProbability > 0.5, "p(mask) \(maskedFace.maskProbability)")
+            #expect(maskedFace.embedding.values.count == 128)
+
             // Delete removes the subject: identify no longer finds it, verify against it is NOT_FOUND.
             let deleted = try await client.deleteSubject("hopkins")
             #expect(deleted.templatesDeleted == 1)

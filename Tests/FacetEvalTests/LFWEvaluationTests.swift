@@ -1,4 +1,5 @@
 import FacetFace
+import FacetMasking
 import Foundation
 import Testing
 @testable import FacetEval
@@ -231,5 +232,74 @@ struct LFWEvaluationTests {
         #expect(f.result.equalOpportunityDifference == 0)
         #expect(f.result.equalizedOddsDifference == 1)
         #expect(r.identification.isEmpty)
+    }
+
+    /// Cohort score normalisation on the hand-made templates. A_1 (0°, fold 0): the cohort is everybody sharing no
+    /// fold with A, i.e. C and D (fold 1); its 2 nearest are C_1 (100°) and C_2 (102°): chords 2 sin 50° and
+    /// 2 sin 51°, mean 1.54320, population std 0.01113.
+    @Test("cohort statistics use only other folds' people; unmasked–unmasked and baseline scores are unchanged")
+    func cohortNormalisation() throws {
+        let (pairs, impostors, u, m, demo, _) = try Self.handMade()
+        var folds: [String: Set<Int>] = [:]
+        for p in pairs.pairs { folds[p.first.name, default: []].insert(p.fold); folds[p.second.name, default: []].insert(p.fold) }
+        let e = LFWEvaluation.Embeddings(d: 2, v: u.vectors)
+        let st = LFWEvaluation.cohortStatistics(e, cohort: e, images: u.images, personFolds: folds, k: 2)
+        let a1 = try #require(u.images.firstIndex(of: LFWImage(name: "A", number: 1)))
+        let c1 = 2 * sin(50.0 * .pi / 180), c2 = 2 * sin(51.0 * .pi / 180)
+        #expect(abs(Double(st.mean[a1]) - (c1 + c2) / 2) < 1e-5)
+        #expect(abs(1 / Double(st.invStd[a1]) - abs(c2 - c1) / 2) < 1e-4)
+        var options = LFWEvaluationOptions()
+        let plain = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: u, masked: m,
+                                          demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        options.cohortSize = 2
+        let normed = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: u, masked: m,
+                                           demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        for c in Comparison.allCases {
+            #expect(try #require(plain.row(c, .baseline)).view2 == (try #require(normed.row(c, .baseline)).view2))
+        }
+        // No detector: unmasked sides are "unmasked", masked sides "masked" (ground truth) — the unmasked–unmasked
+        // decisions keep the plain distance; masked–unmasked ones are normalised.
+        let uuPlain = try #require(plain.row(.unmaskedUnmasked, .maskAware)), uuNormed = try #require(normed.row(.unmaskedUnmasked, .maskAware))
+        #expect(uuPlain.view2 == uuNormed.view2 && uuPlain.extended == uuNormed.extended)
+        // The normalised score by hand: d = √2, z = ((√2 − 1)·2 + (√2 − 1.2)·4) / 2 = 0.842641, score = −(0.5 + 0.25 z).
+        var a = LFWEvaluation.Embeddings(d: 2, v: [1, 0]), b = LFWEvaluation.Embeddings(d: 2, v: [0, 1])
+        a.cohortMean = [1]; a.cohortInvStd = [2]; a.detectedMasked = [true]; a.unitMean = 0.5; a.unitStd = 0.25
+        b.cohortMean = [1.2]; b.cohortInvStd = [4]; b.detectedMasked = [false]; b.unitMean = 0.5; b.unitStd = 0.25
+        #expect(abs(a.score(0, b, 0) + (0.5 + 0.25 * 0.842641)) < 1e-5)
+        a.detectedMasked = [false]
+        #expect(abs(a.score(0, b, 0) + 2.0.squareRoot()) < 1e-6)   // both called unmasked: the plain distance
+    }
+
+    /// Per-group heads never see the people they are applied to: head g is trained on people none of whose folds is
+    /// in group g (`f % groups`) and applied to people of group g; people outside the pairs file get a pseudo-fold.
+    @Test("fold heads: disjoint training/application people, head only on faces called masked")
+    func foldHeads() throws {
+        let (pairs, _, _, _, _, _) = try Self.handMade()   // A, B in fold 0; C, D in fold 1
+        let folds = HeadFolds(pairs: pairs, groups: 2)
+        #expect(folds.head(for: "A") == 0 && folds.head(for: "B") == 0 && folds.head(for: "C") == 1 && folds.head(for: "D") == 1)
+        for person in ["A", "B", "C", "D", "Zed", "Someone_Else"] {
+            let g = folds.head(for: person)
+            #expect(folds.groups(person).contains(g))          // so head g's training set (groups ∌ g) excludes the person
+            #expect((0..<2).contains(g))
+        }
+        #expect(folds.folds("Zed") == folds.folds("Zed") && folds.folds("Zed").count == 1)
+        // Two heads of 2-D templates, written and loaded as `facet mask-heads` files.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fold-heads-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for g in 0..<2 {
+            let h = UnmaskingHead(embeddingModel: "test", parameters: UnmaskingHeadParameters(input: 2, hidden: 2, seed: UInt64(g + 1), outputScale: 1))
+            try h.write(to: dir.appendingPathComponent(HeadFolds.fileName(fold: g)))
+        }
+        let adaptation = try FoldHeadAdaptation(directory: dir, pairs: pairs, maskThreshold: 0.5)
+        #expect(adaptation.heads.count == 2 && adaptation.folds.groups == 2)
+        let x: [Float] = [1, 0]
+        let a = LFWImage(name: "A", number: 1), c = LFWImage(name: "C", number: 1)
+        #expect(try adaptation.adapt(x, maskProbability: 0.2, image: a) == x)
+        #expect(try adaptation.adapt(x, maskProbability: nil, image: a) == x)
+        #expect(try adaptation.adapt(x, maskProbability: 0.9, image: a) == adaptation.heads[0].apply(x))
+        #expect(try adaptation.adapt(x, maskProbability: 0.9, image: c) == adaptation.heads[1].apply(x))
+        #expect(adaptation.heads[0].apply(x) != x && adaptation.heads[0].apply(x) != adaptation.heads[1].apply(x))
+        #expect(throws: EvalError.self) { try FoldHeadAdaptation(directory: dir.appendingPathComponent("none"), pairs: pairs, maskThreshold: 0.5) }
     }
 }

@@ -243,6 +243,39 @@ private func gaussianVector(_ rng: inout SplitMix64, _ d: Int) -> [Double] {
         #expect(aware.modelName == retrying.modelName && aware.dimension == retrying.dimension)
     }
 
+    /// The weak-detection fallback (`weakFaceThreshold`): MMOD's pass with a lower `adjustThreshold` keeps every
+    /// detection above 0 unchanged (greedy NMS in score order) and adds weaker ones; the embedder takes the weak one
+    /// nearest the centre only when nothing scores above 0 (after the upsample-1 retry when that is on).
+    @Test("weak detections: strong ones unchanged, the masked fixture found at upsample 0, retry still preferred")
+    func weakDetection() throws {
+        let image = try ImageDecoder().decodeFile(atPath: Self.maskedFixture.path)
+        let locator = FaceModelLocator()
+        let mmod = try MMODFaceDetector(modelPath: try locator.path(of: FaceModelLocator.mmodFile))
+        #expect(try mmod.detect(image, upsample: 0).isEmpty)
+        let weakOnly = try mmod.detect(image, upsample: 0, adjustThreshold: -0.8)
+        #expect(!weakOnly.isEmpty && weakOnly.allSatisfy { $0.confidence > -0.8 && $0.confidence <= 0 })
+        for name in FaceFixture.names.prefix(3) {
+            let f = try FaceFixture.load(name)
+            let picture = try ImageDecoder().decodeFile(atPath: FaceFixture.directory.appendingPathComponent(f.image).path)
+            let strong = try mmod.detect(picture, upsample: 0)
+            #expect(!strong.isEmpty, "\(name)")
+            #expect(try mmod.detect(picture, upsample: 0, adjustThreshold: -1).filter { $0.confidence > 0 } == strong, "\(name)")
+            #expect(try mmod.detect(picture, upsample: 0, adjustThreshold: 0) == strong)
+        }
+        let weak = try DlibFaceEmbedder(locator: locator, weakFaceThreshold: -0.8)
+        let faces = try weak.analyze(image, upsample: 0, jitter: 0)
+        #expect(faces.count == 1)
+        let w = try #require(faces.first)
+        #expect(w.confidence <= 0 && w.confidence > -0.8)
+        // The face's centre is near the image centre (LFW faces are centred) and the box overlaps the upsample-1 one.
+        #expect(abs(Double(w.box.left + w.box.right) / 2 - 125) < 25 && abs(Double(w.box.top + w.box.bottom) / 2 - 125) < 25, "box \(w.box)")
+        let both = try DlibFaceEmbedder(locator: locator, retryUpsampleWhenNoFace: true, weakFaceThreshold: -0.8)
+        let r = try #require(try both.analyze(image, upsample: 0, jitter: 0).first)
+        #expect(r.confidence > 0 && abs(r.box.left - 66) <= 2 && abs(r.box.top - 72) <= 2, "box \(r.box)")
+        #expect(try DlibFaceEmbedder(locator: locator, weakFaceThreshold: 0).weakFaceThreshold == nil)
+        #expect(try DlibFaceEmbedder(locator: locator, weakFaceThreshold: .nan).weakFaceThreshold == nil)
+    }
+
     @Test("unmasked fixture faces keep their frozen embedding")
     func unmaskedUnchanged() throws {
         let matcher = try MaskAwareMatcher.bundled()
