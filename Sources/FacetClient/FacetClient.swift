@@ -86,10 +86,11 @@ public final class FacetClient: Sendable {
         let channel = self.channel, pending = self.pending, endpoint = self.endpoint
         // The waiter is registered before the request is queued, so a fast reply always finds it.
         // The request is handed to the socket's thread at once (no extra task hop on the way out);
-        // a helper task sleeps until the deadline and fails the waiter if no reply came; it is
-        // cancelled as soon as the call is answered. A request that could not leave before its
-        // deadline (no connection) is answered by the server as expired, if it ever arrives.
-        let timer = TimerBox()
+        // the process's deadline thread fails the waiter if no reply came by the deadline (no task
+        // or OS timer per request); the deadline is cancelled as soon as the call is answered. A
+        // request that could not leave before its deadline (no connection) is answered by the
+        // server as expired, if it ever arrives.
+        var timer: DeadlineScheduler.Token?
         let result: Result<WireEnvelope, FacetError> = await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Result<WireEnvelope, FacetError>, Never>) in
                 pending.register(id, c)
@@ -97,15 +98,14 @@ public final class FacetClient: Sendable {
                     pending.resolve(id, with: .failure(FacetError(.unavailable, "cannot send to \(endpoint): \(error)")))
                     return
                 }
-                timer.set(Task {
-                    do { try await Task.sleep(for: timeout) } catch { return }
+                timer = DeadlineScheduler.shared.schedule(after: timeout) {
                     pending.resolve(id, with: .failure(FacetError(.deadlineExceeded, "no reply from \(endpoint) within \(timeout)")))
-                })
+                }
             }
         } onCancel: {
             pending.resolve(id, with: .failure(FacetError(.cancelled, "request cancelled")))
         }
-        timer.cancel()
+        if let timer { DeadlineScheduler.shared.cancel(timer) }
         let reply = try result.get()
         guard let replyBody = reply.body else { throw FacetError(.malformedMessage, "reply without a body") }
         if case .error(let e) = replyBody { throw FacetError(e) }
@@ -343,29 +343,6 @@ final class PendingReplies: @unchecked Sendable {  // @unchecked: all state behi
         waiters = [:]
         lock.unlock()
         for w in all.values { w.resume(returning: .failure(error)) }
-    }
-}
-
-/// Holds a request's helper task so that it can be cancelled once the call is answered.
-final class TimerBox: @unchecked Sendable {  // @unchecked: all state behind `lock`
-    private let lock = NSLock()
-    private var task: Task<Void, Never>?
-    private var cancelled = false
-
-    func set(_ t: Task<Void, Never>) {
-        lock.lock()
-        task = t
-        let c = cancelled
-        lock.unlock()
-        if c { t.cancel() }
-    }
-
-    func cancel() {
-        lock.lock()
-        cancelled = true
-        let t = task
-        lock.unlock()
-        t?.cancel()
     }
 }
 

@@ -230,7 +230,10 @@ extension Coordinator {
             var running = 0
             while true {
                 if !ctx.expired {
-                    let groups = plan.nextRound(ready: { p in self.state.withLock { $0.readyReplicas(of: p) } }, inFlight: inFlight)
+                    // The ready replicas of every pending partition under one lock, not one lock per partition.
+                    let pending = plan.pending
+                    let ready = state.withLock { s in Dictionary(uniqueKeysWithValues: pending.map { ($0, s.readyReplicas(of: $0)) }) }
+                    let groups = plan.nextRound(ready: { ready[$0] ?? [] }, inFlight: inFlight)
                     for (node, ps) in groups.sorted(by: { $0.key < $1.key }) {
                         let body = request(ps)
                         inFlight.formUnion(ps)

@@ -49,7 +49,7 @@ public final class Coordinator: Sendable {
         let node: String
         let continuation: CheckedContinuation<Result<WireEnvelope.OneOf_Body, FacetError>, Never>
         /// Fails the call at its timeout; cancelled when the call is resolved first.
-        var timer: Task<Void, Never>?
+        var timer: DeadlineScheduler.Token?
     }
 
     var interval: Duration { configuration.heartbeatInterval }
@@ -155,8 +155,8 @@ public final class Coordinator: Sendable {
                 resolve(id, .failure(.unavailable("cannot send to \(node): \(error)", node: node)))
                 return
             }
-            let timer = Task {
-                do { try await Task.sleep(for: timeout) } catch { return }
+            // One shared timer thread, not a task per call (see DeadlineScheduler).
+            let timer = DeadlineScheduler.shared.schedule(after: timeout) {
                 self.resolve(id, .failure(FacetError(.deadlineExceeded, "\(node) did not answer within \(timeout)", nodeID: node)))
             }
             let answered = pending.withLock { p -> Bool in
@@ -164,13 +164,13 @@ public final class Coordinator: Sendable {
                 p[id]!.timer = timer
                 return false
             }
-            if answered { timer.cancel() }
+            if answered { DeadlineScheduler.shared.cancel(timer) }
         }
     }
 
     private func resolve(_ id: String, _ result: Result<WireEnvelope.OneOf_Body, FacetError>) {
         guard let p = pending.withLock({ $0.removeValue(forKey: id) }) else { return }
-        p.timer?.cancel()
+        if let timer = p.timer { DeadlineScheduler.shared.cancel(timer) }
         p.continuation.resume(returning: result)
     }
 

@@ -176,6 +176,8 @@ struct FIFO<Element> {
 
     /// Removes and returns the elements matching `predicate`, keeping the order of the rest.
     mutating func removeAll(where predicate: (Element) -> Bool) -> [Element] {
+        // The owner thread asks on every loop iteration; usually nothing matches: answer without allocating.
+        guard items[head...].contains(where: predicate) else { return [] }
         var removed: [Element] = []
         var kept: [Element] = []
         for e in items[head...] {
