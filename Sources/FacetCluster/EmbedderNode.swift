@@ -14,23 +14,21 @@ public final class EmbedderNode: Sendable {
     let configuration: NodeConfiguration
     let embedder: any Embedder
     let logger: Logger
-    let context: ZMQContext
-    let started = nowMilliseconds()
+    /// Identity, start time, CURVE settings and the links to the coordinators (shared with ``MatcherNode``).
+    let links: WorkerLinks
     let inFlight = LockedValue(0)
     let work = DispatchQueue(label: "facet.embedder.work")
     let decoder = ImageDecoder()
     public let metrics = NodeMetrics(role: "embedder")
     public static let maxFaces = 32
-    /// CURVE client settings towards the coordinator's back end.
-    let linkSecurity: SocketSecurity
 
     public init(configuration: NodeConfiguration, embedder: any Embedder, context: ZMQContext, logger: Logger) throws {
-        nodeID = configuration.nodeID ?? "embedder-\(ProcessInfo.processInfo.processIdentifier)"
-        linkSecurity = try configuration.securitySettings.workerSecurity(role: "embedder")
+        let id = configuration.nodeID ?? "embedder-\(ProcessInfo.processInfo.processIdentifier)"
+        nodeID = id
+        links = try WorkerLinks(nodeID: id, role: .embedder, roleName: "embedder", configuration: configuration, context: context, logger: logger)
         self.configuration = configuration
         self.embedder = embedder
         self.logger = logger
-        self.context = context
     }
 
     var model: WireEmbeddingModel {
@@ -43,35 +41,15 @@ public final class EmbedderNode: Sendable {
 
     public func run() async {
         logger.info("embedder running", metadata: ["node.id": "\(nodeID)", "model": "\(embedder.modelName)"])
-        await withTaskGroup(of: Void.self) { group in
-            for endpoint in configuration.backends { group.addTask { await self.link(to: endpoint).run() } }
-            await group.waitForAll()
-        }
+        await links.run { self.link(to: $0) }
         logger.info("embedder stopped", metadata: ["node.id": "\(nodeID)"])
     }
 
     private func link(to endpoint: String) -> WorkerLink {
-        WorkerLink(
-            context: context, endpoint: endpoint, nodeID: nodeID, interval: configuration.heartbeatInterval,
-            liveness: configuration.livenessCount, maxFrameBytes: configuration.frameLimit, logger: logger,
-            makeRegister: { [self] in
-                var r = WireWorkerRegister()
-                r.nodeID = nodeID
-                r.role = .embedder
-                r.model = model
-                r.capacity = 1
-                r.softwareVersion = FacetCluster.softwareVersion
-                r.startedUnixMs = started
-                return r
-            },
-            makeHeartbeat: { [self] in
-                var h = WireHeartbeat()
-                h.nodeID = nodeID
-                h.state = .ready
-                h.inFlight = UInt32(inFlight.withLock { $0 })
-                return h
-            },
-            handle: { [self] env in await handle(env) }, security: linkSecurity)
+        links.link(to: endpoint, capacity: 1,
+                   register: { [self] r in r.model = model },
+                   heartbeat: { [self] h in h.inFlight = UInt32(inFlight.withLock { $0 }) },
+                   handle: { [self] env in await handle(env) })
     }
 
     func handle(_ env: WireEnvelope) async -> WireEnvelope.OneOf_Body {

@@ -15,9 +15,9 @@ public final class MatcherNode: Sendable {
     public let dataDirectory: String
     let configuration: NodeConfiguration
     let logger: Logger
-    let context: ZMQContext
     let partitions = LockedValue<[UInt32: Partition]>([:])
-    let started = nowMilliseconds()
+    /// Identity, start time, CURVE settings and the links to the coordinators (shared with ``EmbedderNode``).
+    let links: WorkerLinks
     /// Client writes (and map/fill bookkeeping) run here; replica-fill writes on `fillQueue`. Every write of either
     /// queue holds `writeLock`, so writes stay one at a time (a fill's "skip what was written meanwhile" check and its
     /// insert are atomic with respect to client writes), but a client write waits for at most the one fill batch in
@@ -38,8 +38,6 @@ public final class MatcherNode: Sendable {
     /// Searches run here, concurrently.
     let searchQueue = DispatchQueue(label: "facet.matcher.search", attributes: .concurrent)
     let partitionConfiguration: PartitionConfiguration
-    /// CURVE client settings towards the coordinator's back end.
-    let linkSecurity: SocketSecurity
     /// This matcher's audit trail (retention deletions), when configured.
     let audit: AuditLog?
     /// Stored shard map, synced partitions, fill windows (MatcherNode+Shards.swift).
@@ -53,9 +51,8 @@ public final class MatcherNode: Sendable {
         dataDirectory = dir
         self.configuration = configuration
         self.logger = logger
-        self.context = context
         let security = configuration.securitySettings
-        linkSecurity = try security.workerSecurity(role: "matcher")
+        links = try WorkerLinks(nodeID: id, role: .matcher, roleName: "matcher", configuration: configuration, context: context, logger: logger)
         var pc = PartitionConfiguration(dimension: 128, metric: .l2Squared)
         if let master = try security.masterKey() {
             pc.sealer = EncryptedTemplateSealer(master: master)
@@ -86,42 +83,24 @@ public final class MatcherNode: Sendable {
         logger.info("matcher running", metadata: ["node.id": "\(nodeID)", "coordinators": "\(configuration.backends)",
                                                   "partitions": "\(partitions.withLock { $0.count })"])
         let retention = RetentionJob(matcher: self, settings: configuration.securitySettings)
-        await withTaskGroup(of: Void.self) { group in
-            for endpoint in configuration.backends {
-                group.addTask { await self.link(to: endpoint).run() }
-            }
-            group.addTask { await retention.run() }
-            await group.waitForAll()
-        }
+        await links.run({ self.link(to: $0) }, alongside: [{ await retention.run() }])
         audit?.close()
         for (_, part) in partitions.withLock({ $0 }) { try? part.checkpoint() }
         logger.info("matcher stopped", metadata: ["node.id": "\(nodeID)"])
     }
 
     private func link(to endpoint: String) -> WorkerLink {
-        WorkerLink(
-            context: context, endpoint: endpoint, nodeID: nodeID, interval: configuration.heartbeatInterval,
-            liveness: configuration.livenessCount, maxFrameBytes: configuration.frameLimit, logger: logger,
-            makeRegister: { [self] in
-                var r = WireWorkerRegister()
-                r.nodeID = nodeID
-                r.role = .matcher
+        links.link(
+            to: endpoint, capacity: 4,
+            register: { [self] r in
                 r.holdings = holdings
-                r.capacity = 4
-                r.softwareVersion = FacetCluster.softwareVersion
-                r.startedUnixMs = started
                 if let map = shards.map { r.shardMap = map.wire }
-                return r
             },
-            makeHeartbeat: { [self] in
-                var h = WireHeartbeat()
-                h.nodeID = nodeID
-                h.state = .ready
+            heartbeat: { [self] h in
                 h.holdings = holdings
                 h.shardMapEpoch = shards.map?.epoch ?? 0
-                return h
             },
-            handle: { [self] env in await handle(env) }, security: linkSecurity,
+            handle: { [self] env in await handle(env) },
             observe: { [self] env in noteCoordinator(endpoint, env) })
     }
 
