@@ -146,38 +146,19 @@ final class SoakCluster: @unchecked Sendable {   // mutable state guarded by `lo
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory + "/config", withIntermediateDirectories: true)
         try fm.createDirectory(atPath: directory + "/logs", withIntermediateDirectories: true)
-        var base = NodeConfiguration()
-        base.frontendEndpoint = frontend
-        base.backendEndpoint = "tcp://127.0.0.1:\(port + 1)"
-        base.heartbeatIntervalMilliseconds = heartbeatMilliseconds
-        var nodes: [(name: String, role: String, config: NodeConfiguration)] = []
-        var c = base
-        c.nodeID = "coordinator"
-        c.partitionCount = partitions
-        c.replicationFactor = replicas
-        c.matchers = matcherNames
-        c.stateDirectory = directory + "/coordinator"
-        c.maxInFlight = 1024
-        nodes.append(("coordinator", "coordinator", c))
-        for m in matcherNames {
-            var w = base
-            w.nodeID = m
-            w.dataDirectory = directory + "/" + m
-            nodes.append((m, "matcher", w))
-        }
+        var local = LocalNodes(directory: directory, frontend: frontend, backend: "tcp://127.0.0.1:\(port + 1)",
+                               heartbeatMilliseconds: heartbeatMilliseconds, partitions: partitions, replicas: replicas,
+                               matchers: matcherNames)
+        local.configure("coordinator") { $0.maxInFlight = 1024 }
+        try local.secure(secure, directory: directory)
         if secure {
-            let security = try ClusterKeys.prepare(directory: directory, nodes: nodes.map { ($0.name, $0.role) })
-            for i in nodes.indices { nodes[i].config.security = security[nodes[i].name] }
             let keys = directory + "/keys"
             curve = FacetClient.Curve(clientKeys: try CurveKeyFiles.readKeyPair(secretKeyAt: keys + "/client.key_secret"),
                                       serverPublicKey: try CurveKeyFiles.readKey(at: keys + "/coordinator.key"))
         } else {
-            var s = SecurityConfiguration()
-            s.insecurePlaintext = true
-            for i in nodes.indices { nodes[i].config.security = s }
             curve = nil
         }
-        for n in nodes { try n.config.write(path: "\(directory)/config/\(n.name).json") }
+        try local.write(directory: directory)
     }
 
     var nodeNames: [String] { ["coordinator"] + matcherNames }

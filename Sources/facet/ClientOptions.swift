@@ -19,6 +19,22 @@ struct ClientOptions: ParsableArguments {
         try FacetClient(endpoint: endpoint, curve: try curve(), timeout: .milliseconds(timeoutMilliseconds))
     }
 
+    /// Connects, runs `body` with the client and closes it. An error from `body` is printed and ends the process
+    /// (`fail`), except `ExitCode`, which is passed on; an error while connecting (bad options) is thrown.
+    func withClient(_ body: (FacetClient) async throws -> Void) async throws {
+        let c = try connect()
+        do {
+            try await body(c)
+        } catch let e as ExitCode {
+            await c.close()
+            throw e
+        } catch {
+            await c.close()
+            fail(error)
+        }
+        await c.close()
+    }
+
     /// The CURVE settings from --client-key/--server-key, --keys or $FACET_KEYS; nil with --insecure-plaintext.
     func curve() throws -> FacetClient.Curve? {
         if insecurePlaintext { return nil }

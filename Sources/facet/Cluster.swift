@@ -49,40 +49,12 @@ struct Cluster: AsyncParsableCommand {
             let backendEndpoint = backend ?? "\(host):\(port + 1)"
             let matcherIDs = (0..<matchers).map { "matcher-\($0)" }
 
-            var base = NodeConfiguration()
-            base.frontendEndpoint = endpoint
-            base.backendEndpoint = backendEndpoint
-            base.heartbeatIntervalMilliseconds = heartbeatMilliseconds
-            base.liveness = liveness
-            var nodes: [(name: String, role: String, config: NodeConfiguration)] = []
-            var c = base
-            c.nodeID = "coordinator"
-            c.partitionCount = partitions
-            c.replicationFactor = replicas
-            c.matchers = matcherIDs
-            c.stateDirectory = dir + "/coordinator"
-            nodes.append(("coordinator", "coordinator", c))
-            for id in matcherIDs {
-                var m = base
-                m.nodeID = id
-                m.dataDirectory = dir + "/" + id
-                nodes.append((id, "matcher", m))
-            }
-            for i in 0..<embedders {
-                var e = base
-                e.nodeID = "embedder-\(i)"
-                e.modelsDirectory = models
-                nodes.append(("embedder-\(i)", "embedder", e))
-            }
-            if insecurePlaintext {
-                var s = SecurityConfiguration()
-                s.insecurePlaintext = true
-                for i in nodes.indices { nodes[i].config.security = s }
-            } else {
-                let security = try ClusterKeys.prepare(directory: dir, nodes: nodes.map { ($0.name, $0.role) })
-                for i in nodes.indices { nodes[i].config.security = security[nodes[i].name] }
-            }
-            for n in nodes { try n.config.write(path: "\(dir)/config/\(n.name).json") }
+            var local = LocalNodes(directory: dir, frontend: endpoint, backend: backendEndpoint, heartbeatMilliseconds: heartbeatMilliseconds,
+                                   liveness: liveness, partitions: partitions, replicas: replicas, matchers: matcherIDs,
+                                   embedders: (0..<embedders).map { "embedder-\($0)" }, models: models)
+            try local.secure(!insecurePlaintext, directory: dir)
+            try local.write(directory: dir)
+            let nodes = local.nodes
 
             let supervisor = Supervisor(executable: try Self.executablePath(), directory: dir,
                                         nodes: nodes.map { ($0.name, $0.role) })

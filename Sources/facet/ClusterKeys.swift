@@ -58,3 +58,62 @@ enum ClusterKeys {
         return out
     }
 }
+
+/// The node configurations of a local cluster on loopback, as `facet cluster up`, `facet bench soak` and
+/// `facet bench cluster` start it: a coordinator named "coordinator" (state under DIR/coordinator), matchers with
+/// their data under DIR/NAME, embedders; all on the same front and back endpoints and heartbeat settings.
+struct LocalNodes {
+    var nodes: [(name: String, role: String, config: NodeConfiguration)] = []
+
+    init(directory: String, frontend: String, backend: String, heartbeatMilliseconds: Int, liveness: Int? = nil,
+         partitions: UInt32, replicas: Int, matchers: [String], embedders: [String] = [], models: String? = nil) {
+        var base = NodeConfiguration()
+        base.frontendEndpoint = frontend
+        base.backendEndpoint = backend
+        base.heartbeatIntervalMilliseconds = heartbeatMilliseconds
+        base.liveness = liveness
+        var c = base
+        c.nodeID = "coordinator"
+        c.partitionCount = partitions
+        c.replicationFactor = replicas
+        c.matchers = matchers
+        c.stateDirectory = directory + "/coordinator"
+        nodes.append(("coordinator", "coordinator", c))
+        for id in matchers {
+            var m = base
+            m.nodeID = id
+            m.dataDirectory = directory + "/" + id
+            nodes.append((id, "matcher", m))
+        }
+        for id in embedders {
+            var e = base
+            e.nodeID = id
+            e.modelsDirectory = models
+            nodes.append((id, "embedder", e))
+        }
+    }
+
+    /// Changes the configuration of every node of `role`.
+    mutating func configure(_ role: String, _ change: (inout NodeConfiguration) -> Void) {
+        for i in nodes.indices where nodes[i].role == role { change(&nodes[i].config) }
+    }
+
+    /// CURVE keys, at-rest keys and audit keys for every node (`ClusterKeys`, under DIR/keys), or, with `secure`
+    /// false, development mode (plaintext sockets, no encryption at rest).
+    mutating func secure(_ secure: Bool, directory: String) throws {
+        if secure {
+            let security = try ClusterKeys.prepare(directory: directory, nodes: nodes.map { ($0.name, $0.role) })
+            for i in nodes.indices { nodes[i].config.security = security[nodes[i].name] }
+        } else {
+            var s = SecurityConfiguration()
+            s.insecurePlaintext = true
+            for i in nodes.indices { nodes[i].config.security = s }
+        }
+    }
+
+    /// Writes DIR/config/NAME.json for every node.
+    func write(directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory + "/config", withIntermediateDirectories: true)
+        for n in nodes { try n.config.write(path: "\(directory)/config/\(n.name).json") }
+    }
+}

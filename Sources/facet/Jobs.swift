@@ -23,9 +23,7 @@ struct Jobs: AsyncParsableCommand {
                 guard let st = jobState(named: s) else { throw ValidationError("unknown state \(s)") }
                 wanted = st
             }
-            let c = try client.connect()
-            defer { Task { await c.close() } }
-            do {
+            try await client.withClient { c in
                 var jobs: [WireJob] = []
                 var token = ""
                 repeat {
@@ -37,40 +35,35 @@ struct Jobs: AsyncParsableCommand {
                     if jobs.isEmpty { print("no jobs") }
                     for j in jobs { print(jobLine(j)) }
                 }
-            } catch { fail(error) }
+            }
+        }
+    }
+
+    /// The arguments of a command on one job (`show ID`, `cancel ID`).
+    struct OneJob: ParsableArguments {
+        @OptionGroup var client: ClientOptions
+        @Flag(help: "Print JSON.") var json = false
+        @Argument(help: "Job id.") var id: String
+
+        /// Runs `request` for the job and prints the job it returns (as JSON with --json, else with `text`).
+        func run(_ request: (FacetClient, String) async throws -> WireJob, text: (WireJob) -> Void) async throws {
+            try await client.withClient { c in
+                let j = try await request(c, id)
+                if json { printJSON(jobJSON(j)) } else { text(j) }
+            }
         }
     }
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "show", abstract: "One job's state and progress.")
-        @OptionGroup var client: ClientOptions
-        @Flag(help: "Print JSON.") var json = false
-        @Argument(help: "Job id.") var id: String
-
-        func run() async throws {
-            let c = try client.connect()
-            defer { Task { await c.close() } }
-            do {
-                let j = try await c.job(id: id)
-                if json { printJSON(jobJSON(j)) } else { printJob(j) }
-            } catch { fail(error) }
-        }
+        @OptionGroup var job: OneJob
+        func run() async throws { try await job.run({ c, id in try await c.job(id: id) }, text: printJob) }
     }
 
     struct Cancel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a pending or running job.")
-        @OptionGroup var client: ClientOptions
-        @Flag(help: "Print JSON.") var json = false
-        @Argument(help: "Job id.") var id: String
-
-        func run() async throws {
-            let c = try client.connect()
-            defer { Task { await c.close() } }
-            do {
-                let j = try await c.cancelJob(id: id)
-                if json { printJSON(jobJSON(j)) } else { print(jobLine(j)) }
-            } catch { fail(error) }
-        }
+        @OptionGroup var job: OneJob
+        func run() async throws { try await job.run({ c, id in try await c.cancelJob(id: id) }, text: { print(jobLine($0)) }) }
     }
 
     struct Start: AsyncParsableCommand {
@@ -101,9 +94,7 @@ struct RetrainOptions: ParsableArguments {
     @Flag(help: "Print JSON.") var json = false
 
     func start() async throws {
-        let c = try client.connect()
-        defer { Task { await c.close() } }
-        do {
+        try await client.withClient { c in
             var r = WireStartRetrainRequest()
             r.cost = cost
             r.balanceClasses = balance
@@ -120,7 +111,7 @@ struct RetrainOptions: ParsableArguments {
             }
             if json { printJSON(jobJSON(job)) } else { printJob(job) }
             if wait && job.state != .succeeded { throw ExitCode(1) }
-        } catch let e as ExitCode { throw e } catch { fail(error) }
+        }
     }
 }
 

@@ -20,72 +20,68 @@ struct Shards: AsyncParsableCommand {
         @Flag(help: "Print the map as JSON.") var json = false
 
         func run() async throws {
-            let c = try client.connect()
-            defer { Task { await c.close() } }
-            do { printMap(try await c.shardMap(), json: json) } catch { fail(error) }
+            try await client.withClient { c in printMap(try await c.shardMap(), json: json) }
         }
     }
 
+    /// The arguments every change takes, and the change itself.
     struct ChangeOptions: ParsableArguments {
         @Flag(name: .customLong("dry-run"), help: "Only print the planned moves.") var dryRun = false
         @Flag(help: "Wait until the partitions have moved (bounded by --timeout-ms).") var wait = false
         @Flag(help: "Print the reply as JSON.") var json = false
+        @OptionGroup var client: ClientOptions
+
+        /// Asks for the change, prints the moves, and with --wait polls the map until it matches the target.
+        func change(_ op: WireShardChangeRequest.Operation, _ node: String = "") async throws {
+            try await client.withClient { c in
+                var r = WireShardChangeRequest()
+                r.operation = op
+                r.nodeID = node
+                r.dryRun = dryRun
+                guard case .shardChangeReply(let reply) = try await c.call(.shardChangeRequest(r)) else {
+                    throw FacetError(.internalError, "unexpected reply")
+                }
+                if json {
+                    printJSON(["job_id": reply.jobID, "moves": reply.moves.map { ["partition": Int($0.partition), "from": $0.fromNodeID, "to": $0.toNodeID] }])
+                } else {
+                    print("\(reply.moves.count) moves\(dryRun ? " planned (dry run)" : " started (\(reply.jobID))")")
+                    for m in reply.moves { print("  p\(m.partition): \(m.fromNodeID) -> \(m.toNodeID)") }
+                }
+                guard wait, !dryRun else { return }
+                let target = reply.target
+                let deadline = ContinuousClock.now + .milliseconds(client.timeoutMilliseconds)
+                while ContinuousClock.now < deadline {
+                    let map = try await c.shardMap()
+                    if shardMapReached(map, target) {
+                        if !json { print("done: shard map epoch \(map.epoch)") }
+                        return
+                    }
+                    try await Task.sleep(for: .milliseconds(250))
+                }
+                throw FacetError(.deadlineExceeded, "partitions still moving after \(client.timeoutMilliseconds) ms (see facet shards show)")
+            }
+        }
     }
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "add", abstract: "Add a running matcher and give it its share of partitions.")
         @Argument(help: "Node id of the matcher to add.") var node: String
         @OptionGroup var options: ChangeOptions
-        @OptionGroup var client: ClientOptions
-        func run() async throws { try await change(.addMatcher, node, options, client) }
+        func run() async throws { try await options.change(.addMatcher, node) }
     }
 
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "remove", abstract: "Move every partition off a matcher and forget it.")
         @Argument(help: "Node id of the matcher to remove.") var node: String
         @OptionGroup var options: ChangeOptions
-        @OptionGroup var client: ClientOptions
-        func run() async throws { try await change(.removeMatcher, node, options, client) }
+        func run() async throws { try await options.change(.removeMatcher, node) }
     }
 
     struct Rebalance: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "rebalance", abstract: "Even out partitions over the matchers in the map.")
         @OptionGroup var options: ChangeOptions
-        @OptionGroup var client: ClientOptions
-        func run() async throws { try await change(.rebalance, "", options, client) }
+        func run() async throws { try await options.change(.rebalance) }
     }
-}
-
-private func change(_ op: WireShardChangeRequest.Operation, _ node: String, _ options: Shards.ChangeOptions, _ client: ClientOptions) async throws {
-    let c = try client.connect()
-    defer { Task { await c.close() } }
-    do {
-        var r = WireShardChangeRequest()
-        r.operation = op
-        r.nodeID = node
-        r.dryRun = options.dryRun
-        guard case .shardChangeReply(let reply) = try await c.call(.shardChangeRequest(r)) else {
-            throw FacetError(.internalError, "unexpected reply")
-        }
-        if options.json {
-            printJSON(["job_id": reply.jobID, "moves": reply.moves.map { ["partition": Int($0.partition), "from": $0.fromNodeID, "to": $0.toNodeID] }])
-        } else {
-            print("\(reply.moves.count) moves\(options.dryRun ? " planned (dry run)" : " started (\(reply.jobID))")")
-            for m in reply.moves { print("  p\(m.partition): \(m.fromNodeID) -> \(m.toNodeID)") }
-        }
-        guard options.wait, !options.dryRun else { return }
-        let target = reply.target
-        let deadline = ContinuousClock.now + .milliseconds(client.timeoutMilliseconds)
-        while ContinuousClock.now < deadline {
-            let map = try await c.shardMap()
-            if shardMapReached(map, target) {
-                if !options.json { print("done: shard map epoch \(map.epoch)") }
-                return
-            }
-            try await Task.sleep(for: .milliseconds(250))
-        }
-        throw FacetError(.deadlineExceeded, "partitions still moving after \(client.timeoutMilliseconds) ms (see facet shards show)")
-    } catch { fail(error) }
 }
 
 /// Whether `map` has the target's read replicas (order ignored), nothing incoming, and the target's matchers.
