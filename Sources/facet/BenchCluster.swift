@@ -46,6 +46,8 @@ struct BenchCluster: AsyncParsableCommand {
     var efConstruction: Int = 200
     @Option(name: .customLong("load-threads"), help: "Threads of the bulk load (partitions in parallel).")
     var loadThreads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    @Flag(help: "Reuse the partitions a previous run bulk-loaded under --data when they hold exactly the templates asked for (same seed and counts); else load them again.")
+    var reuse = false
     @Flag(help: "One JSON object per result line.") var json = false
 
     var templateCounts: [Int] { templates.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
@@ -87,8 +89,8 @@ struct BenchCluster: AsyncParsableCommand {
         }
         if !json {
             print("")
-            print("| templates | matchers | direct p50 / p99 ms | cluster p50 / p99 ms | overhead p50 / p99 ms | paired overhead p50 / p99 ms | direct q/s | cluster q/s | load |")
-            print("|---|---|---|---|---|---|---|---|---|")
+            print("| templates | matchers | direct p50 / p99 ms | cluster p50 / p99 ms | overhead p50 / p99 ms | paired overhead p50 / p99 ms | CPU ms per query direct / cluster (client + coordinator + matchers) | q/s direct / cluster (\(concurrency) callers) | queries per CPU second direct / cluster | load |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             for r in rows { print(r) }
         }
     }
@@ -103,63 +105,24 @@ struct BenchCluster: AsyncParsableCommand {
         let soakGallery = generator.makeGallery(count: max(3, Int(soakSeconds * enrolRate * 3) + 30), photosPerIdentity: 3, queryCount: 0)
         let queryVectors = (0..<queries).map { gallery.queryVector($0) }
 
-        // 1. The partitions, written once (bulk load): the same template ids and partition of each subject that an
-        //    enrolment through the cluster gives, inserted in batches of 1000 per LMDB transaction, partitions in
-        //    parallel, then checkpointed (HNSW snapshot) so that the matchers open them without replaying a log.
-        //    Each matcher count then links the partition directories into its matchers' data directories.
+        // 1. The partitions, written once (bulk load, or reused from a previous run with --reuse); each matcher count
+        //    then links the partition directories into its matchers' data directories.
         let partsDir = dir + "/partitions"
-        try? FileManager.default.removeItem(atPath: dir)
-        try FileManager.default.createDirectory(atPath: partsDir, withIntermediateDirectories: true)
-        let placement = try ShardLayout(partitionCount: partitions, replicationFactor: 1, matchers: ["m"])
-        var rowsOfPartition = [[Int]](repeating: [], count: Int(partitions))
-        for i in 0..<gallery.count { rowsOfPartition[Int(placement.partition(of: "s\(gallery.baseIdentities[i])"))].append(i) }
-        let byPartition = rowsOfPartition
         let configuration = PartitionConfiguration(dimension: 128, metric: .l2Squared, efConstruction: efConstruction)
-        say("bulk-loading \(templates) templates into \(partitions) partitions (\(loadThreads) threads, efConstruction \(efConstruction))")
-        let t0 = Date()
-        let opened = LockedValue<[UInt32: Partition]>([:])
-        let failures = LockedValue<[String]>([])
-        let progress = LockedValue(0)
-        let next = LockedValue(0)
-        let say = self.say
-        DispatchQueue.concurrentPerform(iterations: loadThreads) { _ in
-            while true {
-                let p = next.withLock { v -> Int in defer { v += 1 }; return v }
-                guard p < Int(partitions) else { return }
-                do {
-                    let part = try Partition.open(at: partsDir + "/" + String(format: "p-%05u", UInt32(p)), configuration: configuration)
-                    let rows = byPartition[p]
-                    for start in stride(from: 0, to: rows.count, by: 1000) {
-                        let batch = rows[start..<min(rows.count, start + 1000)].map { i -> TemplateRecord in
-                            let v = gallery.baseVector(i)
-                            let subject = "s\(gallery.baseIdentities[i])"
-                            let digest = TemplateIdentity.sourceDigest(WireEmbedding(values: v, modelVersion: "").littleEndianBytes)
-                            let id = TemplateIdentity.templateID(subject: subject, collection: "default", sourceDigest: digest)
-                            return TemplateRecord(id: TemplateID(id), subject: SubjectID(subject), collection: "default", embedding: v,
-                                                  masked: false, modelVersion: "1", createdAtMilliseconds: 0)
-                        }
-                        try part.insert(batch)
-                        let done = progress.withLock { v -> Int in v += batch.count; return v }
-                        if done / 50_000 != (done - batch.count) / 50_000 {
-                            say("  \(done) / \(templates) loaded (\(String(format: "%.0f", Date().timeIntervalSince(t0))) s)")
-                        }
-                    }
-                    try part.checkpoint()
-                    opened.withLock { $0[UInt32(p)] = part }
-                } catch {
-                    failures.withLock { $0.append("partition \(p): \(error)") }
-                }
-            }
+        var reused: [Partition]?
+        if reuse { reused = reusablePartitions(partsDir, templates: templates, configuration: configuration) }
+        if reused == nil { try? FileManager.default.removeItem(atPath: dir) }
+        for round in matcherCounts { try? FileManager.default.removeItem(atPath: "\(dir)/m\(round)") }
+        try FileManager.default.createDirectory(atPath: partsDir, withIntermediateDirectories: true)
+        let parts: [Partition]
+        if let reused {
+            say("reusing the \(templates) templates bulk-loaded in \(partsDir)")
+            parts = reused
+            emit([("kind", "load"), ("templates", templates), ("partitions", Int(partitions)), ("reused", "yes")],
+                 text: "bulk load: reused \(templates) templates in \(partitions) partitions from \(partsDir)")
+        } else {
+            parts = try bulkLoad(gallery, into: partsDir, configuration: configuration)
         }
-        if let f = failures.withLock({ $0.first }) { throw ValidationError("bulk load failed: \(f)") }
-        let loadSeconds = Date().timeIntervalSince(t0)
-        say(String(format: "loaded in %.1f s (%.0f templates/s)", loadSeconds, Double(templates) / loadSeconds))
-        let held = opened.withLock { $0 }
-        let parts = (0..<partitions).map { held[$0]! }
-        emit([("kind", "load"), ("templates", templates), ("partitions", Int(partitions)), ("seconds", loadSeconds),
-              ("ef_construction", efConstruction), ("threads", loadThreads)],
-             text: String(format: "bulk load: %d templates into %d partitions in %.1f s (%d threads, efConstruction %d)",
-                          templates, Int(partitions), loadSeconds, loadThreads, efConstruction))
 
         // The direct query: the same partitions, searched in this process one after the other with the same k and ef,
         // top-k merged: the work of one matcher holding everything, without sockets or processes.
@@ -201,43 +164,76 @@ struct BenchCluster: AsyncParsableCommand {
                 if r.partial { throw FacetError(.unavailable, "partial result") }
                 return r.candidates.count
             }
-            // Latency, one request at a time, the direct query and the cluster query of each probe back to back (so a
+            // Latency, one request at a time, the direct query and the cluster query of each probe back to back, in alternating order (so a
             // burst of load on the machine hits both); the first 10% are warm-up.
             say("\(n) matcher(s): \(queries) probes, direct and through the cluster, interleaved")
             var directMs: [Double] = [], clusterMs: [Double] = [], differenceMs: [Double] = []
             var errors = 0, mismatches = 0
+            // CPU time (user + system) of each side, which machine load does not inflate the way it does wall time:
+            // the direct query's own thread; this process minus that (the client); every node process.
+            var directCPU = 0.0
+            let cpuBefore = CPUSample(cluster)
             for (i, q) in queryVectors.enumerated() {
-                let t = DispatchTime.now().uptimeNanoseconds
-                let expected = try direct(q)
-                let d = Double(DispatchTime.now().uptimeNanoseconds - t) / 1e6
-                let u = DispatchTime.now().uptimeNanoseconds
-                var got = 0
-                do { got = try await identify(q) } catch { errors += 1; continue }
-                let c = Double(DispatchTime.now().uptimeNanoseconds - u) / 1e6
+                // Which side goes first alternates, so that neither always runs right after the other.
+                func timedDirect() throws -> (Int, Double) {
+                    let t = DispatchTime.now().uptimeNanoseconds
+                    let tc = threadCPUSeconds()
+                    let expected = try direct(q)
+                    directCPU += threadCPUSeconds() - tc
+                    return (expected, Double(DispatchTime.now().uptimeNanoseconds - t) / 1e6)
+                }
+                func timedCluster() async throws -> (Int, Double) {
+                    let u = DispatchTime.now().uptimeNanoseconds
+                    let got = try await identify(q)
+                    return (got, Double(DispatchTime.now().uptimeNanoseconds - u) / 1e6)
+                }
+                var expected = 0, got = 0, d = 0.0, c = 0.0
+                do {
+                    if i % 2 == 0 {
+                        (expected, d) = try timedDirect()
+                        (got, c) = try await timedCluster()
+                    } else {
+                        (got, c) = try await timedCluster()
+                        (expected, d) = try timedDirect()
+                    }
+                } catch { errors += 1; continue }
                 if got != expected { mismatches += 1 }
                 if i >= queryVectors.count / 10 { directMs.append(d); clusterMs.append(c); differenceMs.append(c - d) }
             }
+            let cpu = CPUSample(cluster).since(cpuBefore)
+            let probes = Double(max(1, queryVectors.count - errors))
+            let directCPUms = directCPU / Double(queryVectors.count) * 1000
+            let clientCPUms = max(0, cpu.this - directCPU) / probes * 1000
+            let coordinatorCPUms = cpu.coordinator / probes * 1000, matchersCPUms = cpu.matchers / probes * 1000
+            let clusterCPUms = clientCPUms + coordinatorCPUms + matchersCPUms
             let directL = percentiles(directMs, errors: 0), clusterL = percentiles(clusterMs, errors: errors)
             let diff = percentiles(differenceMs, errors: 0)
-            // Throughput: `concurrency` callers for `throughputSeconds`, through the cluster and directly.
-            let qps = try await throughput(queryVectors, seconds: throughputSeconds, concurrency: concurrency, identify)
-            let directQPS = try await throughput(queryVectors, seconds: throughputSeconds, concurrency: concurrency) { q in try direct(q) }
+            // Throughput: `concurrency` callers for `throughputSeconds`, through the cluster and directly; also per CPU
+            // second (this process and the nodes for the cluster, this process for the direct query).
+            let qps = try await throughput(queryVectors, seconds: throughputSeconds, concurrency: concurrency, cluster: cluster, identify)
+            let directQPS = try await throughput(queryVectors, seconds: throughputSeconds, concurrency: concurrency, cluster: nil) { q in try direct(q) }
             let rss = cluster.rssKiB()
             let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?"
             emit([("kind", "identify"), ("templates", templates), ("matchers", n), ("partitions", Int(partitions)), ("k", k), ("ef", ef),
                   ("direct_p50_ms", directL.p50), ("direct_p99_ms", directL.p99), ("cluster_p50_ms", clusterL.p50), ("cluster_p99_ms", clusterL.p99),
                   ("overhead_p50_ms", clusterL.p50 - directL.p50), ("overhead_p99_ms", clusterL.p99 - directL.p99),
                   ("paired_overhead_p50_ms", diff.p50), ("paired_overhead_p99_ms", diff.p99),
+                  ("direct_cpu_ms_per_query", directCPUms), ("cluster_cpu_ms_per_query", clusterCPUms),
+                  ("client_cpu_ms_per_query", clientCPUms), ("coordinator_cpu_ms_per_query", coordinatorCPUms),
+                  ("matchers_cpu_ms_per_query", matchersCPUms),
                   ("cluster_qps", qps.qps), ("direct_qps", directQPS.qps), ("concurrency", concurrency),
+                  ("cluster_queries_per_cpu_s", qps.perCPUSecond), ("direct_queries_per_cpu_s", directQPS.perCPUSecond),
                   ("errors", errors + qps.errors), ("count_mismatches", mismatches), ("load1", load),
                   ("rss_kib", rss.map { "\($0.0)=\($0.1)" }.joined(separator: " "))],
-                 text: String(format: "%7d templates, %d matcher(s): direct p50 %.3f p99 %.3f ms | cluster p50 %.3f p99 %.3f ms | overhead p50 %.3f p99 %.3f ms (paired p50 %.3f p99 %.3f) | %.0f q/s cluster vs %.0f q/s direct at %d callers | errors %d | load %@ | RSS %@",
+                 text: String(format: "%7d templates, %d matcher(s): direct p50 %.3f p99 %.3f ms | cluster p50 %.3f p99 %.3f ms | overhead p50 %.3f p99 %.3f ms (paired p50 %.3f p99 %.3f) | CPU per query direct %.3f ms, cluster %.3f ms (client %.3f, coordinator %.3f, matchers %.3f) | %.0f q/s cluster vs %.0f q/s direct at %d callers (%.0f vs %.0f queries per CPU second) | errors %d | load %@ | RSS %@",
                               templates, n, directL.p50, directL.p99, clusterL.p50, clusterL.p99, clusterL.p50 - directL.p50, clusterL.p99 - directL.p99,
-                              diff.p50, diff.p99, qps.qps, directQPS.qps, concurrency, errors + qps.errors, load,
+                              diff.p50, diff.p99, directCPUms, clusterCPUms, clientCPUms, coordinatorCPUms, matchersCPUms,
+                              qps.qps, directQPS.qps, concurrency, qps.perCPUSecond, directQPS.perCPUSecond, errors + qps.errors, load,
                               rss.map { "\($0.0) \($0.1 / 1024) MiB" }.joined(separator: ", ")))
-            rows.append(String(format: "| %d | %d | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.0f | %.0f | %@ |",
+            rows.append(String(format: "| %d | %d | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f (%.2f + %.2f + %.2f) | %.0f / %.0f | %.0f / %.0f | %@ |",
                                templates, n, directL.p50, directL.p99, clusterL.p50, clusterL.p99, clusterL.p50 - directL.p50,
-                               clusterL.p99 - directL.p99, diff.p50, diff.p99, directQPS.qps, qps.qps, load))
+                               clusterL.p99 - directL.p99, diff.p50, diff.p99, directCPUms, clusterCPUms, clientCPUms, coordinatorCPUms,
+                               matchersCPUms, directQPS.qps, qps.qps, directQPS.perCPUSecond, qps.perCPUSecond, load))
 
             // Soak on the last configuration.
             if doSoak, round == matcherCounts.count - 1 {
@@ -246,6 +242,83 @@ struct BenchCluster: AsyncParsableCommand {
             await client.close()
             cluster.stopAll()
         }
+    }
+
+    /// Bulk load: the same template ids and partition of each subject that an enrolment through the cluster gives,
+    /// inserted in batches of 1000 per LMDB transaction, partitions in parallel (`--load-threads`), then checkpointed
+    /// (HNSW snapshot) so that the matchers open them without replaying a log.
+    func bulkLoad(_ gallery: FaceLikeGenerator.Gallery, into partsDir: String, configuration: PartitionConfiguration) throws -> [Partition] {
+        let templates = gallery.count
+        let placement = try ShardLayout(partitionCount: partitions, replicationFactor: 1, matchers: ["m"])
+        var rowsOfPartition = [[Int]](repeating: [], count: Int(partitions))
+        for i in 0..<gallery.count { rowsOfPartition[Int(placement.partition(of: "s\(gallery.baseIdentities[i])"))].append(i) }
+        let byPartition = rowsOfPartition
+        say("bulk-loading \(gallery.count) templates into \(partitions) partitions (\(loadThreads) threads, efConstruction \(efConstruction))")
+        let t0 = Date()
+        let opened = LockedValue<[UInt32: Partition]>([:])
+        let failures = LockedValue<[String]>([])
+        let progress = LockedValue(0)
+        let next = LockedValue(0)
+        let say = self.say
+        DispatchQueue.concurrentPerform(iterations: loadThreads) { _ in
+            while true {
+                let p = next.withLock { v -> Int in defer { v += 1 }; return v }
+                guard p < Int(partitions) else { return }
+                do {
+                    let part = try Partition.open(at: partsDir + "/" + String(format: "p-%05u", UInt32(p)), configuration: configuration)
+                    let rows = byPartition[p]
+                    for start in stride(from: 0, to: rows.count, by: 1000) {
+                        let batch = rows[start..<min(rows.count, start + 1000)].map { i -> TemplateRecord in
+                            let v = gallery.baseVector(i)
+                            let subject = "s\(gallery.baseIdentities[i])"
+                            let digest = TemplateIdentity.sourceDigest(WireEmbedding(values: v, modelVersion: "").littleEndianBytes)
+                            let id = TemplateIdentity.templateID(subject: subject, collection: "default", sourceDigest: digest)
+                            return TemplateRecord(id: TemplateID(id), subject: SubjectID(subject), collection: "default", embedding: v,
+                                                  masked: false, modelVersion: "1", createdAtMilliseconds: 0)
+                        }
+                        try part.insert(batch)
+                        let done = progress.withLock { v -> Int in v += batch.count; return v }
+                        if done / 50_000 != (done - batch.count) / 50_000 {
+                            say("  \(done) / \(gallery.count) loaded (\(String(format: "%.0f", Date().timeIntervalSince(t0))) s)")
+                        }
+                    }
+                    try part.checkpoint()
+                    opened.withLock { $0[UInt32(p)] = part }
+                } catch {
+                    failures.withLock { $0.append("partition \(p): \(error)") }
+                }
+            }
+        }
+        if let f = failures.withLock({ $0.first }) { throw ValidationError("bulk load failed: \(f)") }
+        let loadSeconds = Date().timeIntervalSince(t0)
+        say(String(format: "loaded in %.1f s (%.0f templates/s)", loadSeconds, Double(gallery.count) / loadSeconds))
+        let held = opened.withLock { $0 }
+        let parts = (0..<partitions).map { held[$0]! }
+        emit([("kind", "load"), ("templates", gallery.count), ("partitions", Int(partitions)), ("seconds", loadSeconds),
+              ("ef_construction", efConstruction), ("threads", loadThreads)],
+             text: String(format: "bulk load: %d templates into %d partitions in %.1f s (%d threads, efConstruction %d)",
+                          gallery.count, Int(partitions), loadSeconds, loadThreads, efConstruction))
+        return parts
+
+    }
+
+    /// The partitions under `partsDir` if all of them open and hold `templates` templates in all (a previous run's bulk
+    /// load with the same counts); nil otherwise.
+    func reusablePartitions(_ partsDir: String, templates: Int, configuration: PartitionConfiguration) -> [Partition]? {
+        var parts: [Partition] = []
+        for p in 0..<partitions {
+            let path = partsDir + "/" + String(format: "p-%05u", p)
+            guard FileManager.default.fileExists(atPath: path), let part = try? Partition.open(at: path, configuration: configuration) else {
+                return nil
+            }
+            parts.append(part)
+        }
+        let total = parts.reduce(0) { $0 + $1.count }
+        guard total == templates else {
+            say("\(partsDir) holds \(total) templates, not \(templates): loading again")
+            return nil
+        }
+        return parts
     }
 
     struct Latencies { var p50: Double; var p99: Double; var errors: Int }
@@ -279,10 +352,13 @@ struct BenchCluster: AsyncParsableCommand {
         return percentiles(ms, errors: errors)
     }
 
-    func throughput(_ queries: [[Float]], seconds: Double, concurrency: Int,
-                    _ body: @escaping @Sendable ([Float]) async throws -> Int) async throws -> (qps: Double, errors: Int) {
+    /// `concurrency` callers for `seconds`: queries per second, errors, and queries per CPU second (this process's CPU,
+    /// plus the nodes' when `cluster` is given).
+    func throughput(_ queries: [[Float]], seconds: Double, concurrency: Int, cluster: LocalCluster?,
+                    _ body: @escaping @Sendable ([Float]) async throws -> Int) async throws -> (qps: Double, errors: Int, perCPUSecond: Double) {
         let end = Date().addingTimeInterval(seconds)
         let start = Date()
+        let cpuBefore = CPUSample(cluster)
         let results = await withTaskGroup(of: (Int, Int).self) { group in
             for c in 0..<concurrency {
                 group.addTask {
@@ -298,7 +374,8 @@ struct BenchCluster: AsyncParsableCommand {
             for await r in group { total.0 += r.0; total.1 += r.1 }
             return total
         }
-        return (Double(results.0) / Date().timeIntervalSince(start), results.1)
+        let cpu = CPUSample(cluster).since(cpuBefore)
+        return (Double(results.0) / Date().timeIntervalSince(start), results.1, Double(results.0) / max(1e-9, cpu.this + cpu.coordinator + cpu.matchers))
     }
 
     /// Open-loop steady load: identify and enrol requests are started on a fixed schedule (not when the previous
@@ -433,28 +510,15 @@ final class LocalCluster: @unchecked Sendable {  // used from the benchmark's ta
     }
 
     func start(defaultEf: Int) throws {
-        var base = NodeConfiguration()
-        base.backendEndpoint = backend
-        base.heartbeatIntervalMilliseconds = 250
-        base.liveness = 8   // 2 s: no false deaths while the machine is loaded
-        var c = base
-        c.nodeID = "coordinator"
-        c.frontendEndpoint = frontend
-        c.matchers = matchers
-        c.partitionCount = partitions
-        c.replicationFactor = 1
-        c.maxInFlight = 4096
-        var nodes: [(String, String, NodeConfiguration)] = [("coordinator", "coordinator", c)]
-        for m in matchers {
-            var w = base
-            w.nodeID = m
-            w.dataDirectory = "\(directory)/\(m)"
-            w.defaultEf = defaultEf
-            nodes.append((m, "matcher", w))
-        }
-        for (name, role, config) in nodes {
+        // Liveness 8 × 250 ms = 2 s: no false deaths while the machine is loaded. Plaintext: loopback only.
+        var local = LocalNodes(directory: directory, frontend: frontend, backend: backend, heartbeatMilliseconds: 250, liveness: 8,
+                               partitions: partitions, replicas: 1, matchers: matchers)
+        local.configure("coordinator") { $0.maxInFlight = 4096 }
+        local.configure("matcher") { $0.defaultEf = defaultEf }
+        try local.secure(false, directory: directory)
+        try local.write(directory: directory)
+        for (name, role, _) in local.nodes {
             let path = "\(directory)/config/\(name).json"
-            try config.write(path: path)
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
             p.arguments = ["serve", role, "--config", path, "--log-level", "warning", "--insecure-plaintext"]  // loopback only
@@ -478,6 +542,19 @@ final class LocalCluster: @unchecked Sendable {  // used from the benchmark's ta
             try await Task.sleep(for: .milliseconds(200))
         }
         throw ValidationError("the cluster was not ready after \(Int(seconds)) s (logs in \(directory))")
+    }
+
+    /// CPU seconds (user + system) used so far by every running node (from /proc/PID/stat, in clock ticks).
+    func cpuSeconds() -> [(String, Double)] {
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return processes.compactMap { name, p in
+            guard p.isRunning, let s = try? String(contentsOfFile: "/proc/\(p.processIdentifier)/stat", encoding: .utf8),
+                  let close = s.lastIndex(of: ")") else { return nil }
+            // After "pid (comm)": state is field 3, utime field 14, stime field 15.
+            let fields = s[s.index(after: close)...].split(separator: " ")
+            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+            return (name, (user + system) / ticks)
+        }
     }
 
     /// RSS of every node in KiB (from /proc).
@@ -512,4 +589,37 @@ extension FacetClient {
         }
         return reply
     }
+}
+
+/// CPU seconds (user + system) used so far by this process and by a local cluster's nodes.
+struct CPUSample {
+    var this: Double
+    var coordinator: Double
+    var matchers: Double
+
+    init(this: Double, coordinator: Double, matchers: Double) {
+        self.this = this
+        self.coordinator = coordinator
+        self.matchers = matchers
+    }
+
+    init(_ cluster: LocalCluster?) {
+        var u = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+        this = Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6 + Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) / 1e6
+        let nodes = cluster?.cpuSeconds() ?? []
+        coordinator = nodes.filter { $0.0 == "coordinator" }.reduce(0) { $0 + $1.1 }
+        matchers = nodes.filter { $0.0 != "coordinator" }.reduce(0) { $0 + $1.1 }
+    }
+
+    func since(_ before: CPUSample) -> CPUSample {
+        CPUSample(this: this - before.this, coordinator: coordinator - before.coordinator, matchers: matchers - before.matchers)
+    }
+}
+
+/// CPU seconds used so far by the calling thread.
+func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
