@@ -47,7 +47,7 @@ let package = Package(
 
         // MARK: face pipeline
         .target(name: "FacetFace", dependencies: ["FacetImaging", "FacetNN"], swiftSettings: optimisedInDebug),
-        .target(name: "FacetMasking", dependencies: ["FacetImaging", "FacetFace", "CPNG"],
+        .target(name: "FacetMasking", dependencies: ["FacetImaging", "FacetFace", "CPNG", "COpenBLAS"],
                 resources: [.copy("Resources")], swiftSettings: optimisedInDebug),
         .target(name: "FacetEval", dependencies: ["FacetFace", "FacetMasking", "FacetClassify", "FacetIndex"], swiftSettings: optimisedInDebug),
 

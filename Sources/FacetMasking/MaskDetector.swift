@@ -1,3 +1,4 @@
+import COpenBLAS
 import FacetImaging
 import Foundation
 
@@ -15,8 +16,10 @@ public struct MaskDetector: Sendable, Codable, Equatable {
     public static let formatName = "facet-mask-detector"
     /// Version 1: `features` = embedding + colour/contrast statistics + grey patch (215 numbers).
     /// Version 2: version 1's features + `hogFeatures` of the lower face (215 + 360 numbers).
-    public static let currentVersion = 2
-    public static let readableVersions = 1...2
+    /// Version 3: pixel features only from the chip plus the embedding: `denseHOGFeatures` (864) +
+    /// `colourGridFeatures` (80) + the embedding (128) = 1,072 numbers; trained with mirrored chips too.
+    public static let currentVersion = 3
+    public static let readableVersions = 1...3
 
     public var format: String = MaskDetector.formatName
     public var version: Int = MaskDetector.currentVersion
@@ -56,8 +59,101 @@ public struct MaskDetector: Sendable, Codable, Equatable {
 
     /// The features this file's version reads.
     public static func features(chip: RGBImage, embedding: [Float], version: Int) -> [Float] {
-        version >= 2 ? features(chip: chip, embedding: embedding) + hogFeatures(chip: chip)
-                     : features(chip: chip, embedding: embedding)
+        switch version {
+        case ...1: return features(chip: chip, embedding: embedding)
+        case 2: return features(chip: chip, embedding: embedding) + hogFeatures(chip: chip)
+        default:
+            let c = chip.width == 150 && chip.height == 150 ? chip : resampled(chip, to: 150)
+            return denseHOGFeatures(chip: c) + colourGridFeatures(chip: c) + embedding
+        }
+    }
+
+    /// Nearest-neighbour resampling to a square `size`×`size` image (chips are 150×150; this only guards
+    /// against other chip sizes).
+    static func resampled(_ chip: RGBImage, to size: Int) -> RGBImage {
+        guard chip.width > 0, chip.height > 0 else { return RGBImage(width: size, height: size) }
+        var out = RGBImage(width: size, height: size)
+        for y in 0..<size {
+            for x in 0..<size { out[x, y] = chip[min(x * chip.width / size, chip.width - 1), min(y * chip.height / size, chip.height - 1)] }
+        }
+        return out
+    }
+
+    /// The chip mirrored left to right (training augmentation: a mask is as much a mask mirrored).
+    public static func mirrored(_ chip: RGBImage) -> RGBImage {
+        var out = RGBImage(width: chip.width, height: chip.height)
+        for y in 0..<chip.height { for x in 0..<chip.width { out[chip.width - 1 - x, y] = chip[x, y] } }
+        return out
+    }
+
+    /// Version 3's structure features: unsigned 9-bin gradient-orientation histograms (bilinear in angle) over
+    /// 10×10-pixel cells of a 150×150 chip's rows 70–150 and columns 15–135 (8×12 cells), each value the square
+    /// root of the cell-bin's share of the region's total gradient magnitude: independent of brightness,
+    /// contrast and of light-on-dark vs dark-on-light, so a white mask looks like a black one. 864 numbers.
+    public static func denseHOGFeatures(chip: RGBImage) -> [Float] {
+        gradientHistograms(chip: chip, x0: 15, y0: 70, cellsX: 12, cellsY: 8, cell: 10)
+    }
+
+    /// Version 3's colour features: for each 15×15 cell of rows 75–150, columns 15–135 (5×8 cells), the
+    /// distance of the cell's rgb chromaticity from that of the skin under the eyes and on the nose bridge
+    /// (×10), then for each cell |log((grey + 8) / (skin grey + 8))|. Magnitudes only, so no mask colour is
+    /// preferred. 40 + 40 numbers.
+    public static func colourGridFeatures(chip: RGBImage) -> [Float] {
+        func mean(_ x0: Int, _ y0: Int, _ x1: Int, _ y1: Int, into s: inout (Double, Double, Double, Double)) {
+            for y in y0..<y1 {
+                for x in x0..<x1 {
+                    let p = chip[min(x, chip.width - 1), min(y, chip.height - 1)]
+                    s.0 += Double(p.r); s.1 += Double(p.g); s.2 += Double(p.b); s.3 += 1
+                }
+            }
+        }
+        var ref = (0.0, 0.0, 0.0, 0.0)
+        mean(30, 52, 58, 64, into: &ref); mean(92, 52, 120, 64, into: &ref); mean(66, 50, 84, 66, into: &ref)
+        let rr = ref.0 / ref.3, rg = ref.1 / ref.3, rb = ref.2 / ref.3
+        let rs = rr + rg + rb + 1
+        let rl = 0.299 * rr + 0.587 * rg + 0.114 * rb
+        var chroma: [Float] = [], light: [Float] = []
+        for cy in 0..<5 {
+            for cx in 0..<8 {
+                var s = (0.0, 0.0, 0.0, 0.0)
+                mean(15 + cx * 15, 75 + cy * 15, 30 + cx * 15, 90 + cy * 15, into: &s)
+                let r = s.0 / s.3, g = s.1 / s.3, b = s.2 / s.3
+                let t = r + g + b + 1
+                let d = ((r / t - rr / rs) * (r / t - rr / rs) + (g / t - rg / rs) * (g / t - rg / rs)
+                         + (b / t - rb / rs) * (b / t - rb / rs)).squareRoot()
+                chroma.append(Float(d * 10))
+                light.append(Float(abs(log((0.299 * r + 0.587 * g + 0.114 * b + 8) / (rl + 8)))))
+            }
+        }
+        return chroma + light
+    }
+
+    /// Gradient-orientation histograms of the grey chip (central differences, coordinates clamped at the
+    /// border), 9 unsigned bins with bilinear angle weights, over `cellsX`×`cellsY` cells of `cell` pixels from
+    /// (`x0`, `y0`), each value √(bin magnitude / total magnitude of the region).
+    static func gradientHistograms(chip: RGBImage, x0: Int, y0: Int, cellsX: Int, cellsY: Int, cell: Int) -> [Float] {
+        let bins = 9, w = chip.width, h = chip.height
+        var g = [Double](repeating: 0, count: w * h)
+        for y in 0..<h { for x in 0..<w { let p = chip[x, y]; g[y * w + x] = 0.299 * Double(p.r) + 0.587 * Double(p.g) + 0.114 * Double(p.b) } }
+        func grey(_ x: Int, _ y: Int) -> Double { g[min(max(y, 0), h - 1) * w + min(max(x, 0), w - 1)] }
+        var hist = [Double](repeating: 0, count: cellsX * cellsY * bins)
+        var total = 0.0
+        for y in y0..<(y0 + cellsY * cell) {
+            for x in x0..<(x0 + cellsX * cell) {
+                let gx = grey(x + 1, y) - grey(x - 1, y), gy = grey(x, y + 1) - grey(x, y - 1)
+                let mag = (gx * gx + gy * gy).squareRoot()
+                if mag == 0 { continue }
+                var angle = atan2(gy, gx)
+                if angle < 0 { angle += .pi }
+                let pos = angle / .pi * Double(bins) - 0.5
+                let lo = Int(pos.rounded(.down)), frac = pos - Double(lo)
+                let c = ((y - y0) / cell) * cellsX + (x - x0) / cell
+                hist[c * bins + ((lo % bins) + bins) % bins] += mag * (1 - frac)
+                hist[c * bins + (((lo + 1) % bins) + bins) % bins] += mag * frac
+                total += mag
+            }
+        }
+        return hist.map { Float(($0 / max(total, 1e-9)).squareRoot()) }
     }
 
     /// Colour-blind structure of the lower face: histograms of oriented grey gradients (9 unsigned orientation
@@ -177,30 +273,34 @@ public struct MaskDetector: Sendable, Codable, Equatable {
         for j in 0..<d { mean[j] /= Double(all.count) }
         for v in all { for j in 0..<d { let t = Double(v[j]) - mean[j]; scale[j] += t * t } }
         for j in 0..<d { scale[j] = max((scale[j] / Double(all.count)).squareRoot(), 1e-6) }
-        let x = all.map { v in (0..<d).map { (Double(v[$0]) - mean[$0]) / scale[$0] } + [1] }   // bias last
+        // Standardised design matrix with a trailing bias column, row-major n × p.
+        let n = all.count, p = d + 1
+        var x = [Double](repeating: 1, count: n * p)
+        for (i, v) in all.enumerated() { for j in 0..<d { x[i * p + j] = (Double(v[j]) - mean[j]) / scale[j] } }
         let y = [Double](repeating: 1, count: masked.count) + [Double](repeating: 0, count: unmasked.count)
-        let n = Double(x.count), p = d + 1
+        let nd = Double(n)
         var w = [Double](repeating: 0, count: p)
+        var z = [Double](repeating: 0, count: n), resid = [Double](repeating: 0, count: n)
+        var xw = [Double](repeating: 0, count: n * p)
         for _ in 0..<iterations {
-            var grad = [Double](repeating: 0, count: p)
-            var hess = [Double](repeating: 0, count: p * p)
-            for (xi, yi) in zip(x, y) {
-                var z = 0.0
-                for j in 0..<p { z += w[j] * xi[j] }
-                let mu = 1 / (1 + exp(-z))
-                let r = max(mu * (1 - mu), 1e-9)
-                for j in 0..<p {
-                    grad[j] += (mu - yi) * xi[j]
-                    let rx = r * xi[j]
-                    for k in j..<p { hess[j * p + k] += rx * xi[k] }
-                }
+            // z = X w; residuals μ − y; rows scaled by √(μ(1 − μ)); gradient Xᵀ(μ − y); Hessian (√R X)ᵀ(√R X).
+            cblas_dgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(p), 1, x, Int32(p), w, 1, 0, &z, 1)
+            for i in 0..<n {
+                let mu = 1 / (1 + exp(-z[i]))
+                resid[i] = mu - y[i]
+                let s = max(mu * (1 - mu), 1e-9).squareRoot()
+                for j in 0..<p { xw[i * p + j] = s * x[i * p + j] }
             }
+            var grad = [Double](repeating: 0, count: p)
+            cblas_dgemv(CblasRowMajor, CblasTrans, Int32(n), Int32(p), 1, x, Int32(p), resid, 1, 0, &grad, 1)
+            var hess = [Double](repeating: 0, count: p * p)
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(p), Int32(n), 1, xw, Int32(p), 0, &hess, Int32(p))
             for j in 0..<p { for k in 0..<j { hess[j * p + k] = hess[k * p + j] } }
             for j in 0..<d {
-                grad[j] += l2 * n * w[j]
-                hess[j * p + j] += l2 * n
+                grad[j] += l2 * nd * w[j]
+                hess[j * p + j] += l2 * nd
             }
-            hess[d * p + d] += 1e-9 * n
+            hess[d * p + d] += 1e-9 * nd
             guard let step = solveSymmetric(hess, grad, p) else { break }
             var norm = 0.0
             for j in 0..<p { w[j] -= step[j]; norm += step[j] * step[j] }
@@ -232,7 +332,7 @@ public struct MaskDetector: Sendable, Codable, Equatable {
         try encoder.encode(self).write(to: url, options: .atomic)
     }
 
-    public static let bundledFileName = "mask-detector-v2.json"
+    public static let bundledFileName = "mask-detector-v3.json"
 
     /// The detector bundled with FacetMasking (`Resources/\(bundledFileName)`), trained by
     /// `facet mask-detector train` on LFW (see docs/masks.md).

@@ -118,7 +118,7 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: "Evaluation data folder (see above).") var eval: String
     @Option(help: "LFW folder (unmasked images).") var lfw: String
     @Option(help: "LFW view 2 pairs file.") var pairs: String
-    @Option(help: "Folder for mask-detector-v2.json, unmasking-head-v1.json, comparison-thresholds-v1.json and report.json.")
+    @Option(help: "Folder for mask-detector-v3.json, unmasking-head-v1.json, comparison-thresholds-v1.json and report.json.")
     var outDir: String
     @Option(help: "Held-out images per class for the detector measurement (0 = all).") var detectorHeldOut: Int = 3000
     @Option(help: "Pairs-file images whose cross-person pairs form the large impostor set (0 = all).") var impostorImages: Int = 2000
@@ -128,7 +128,10 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: "Weight of the identity term for unmasked inputs.") var identityWeight: Double = 1.0
     @Option(help: "Adam learning rate.") var learningRate: Double = 1e-3
     @Option(help: "Target false-match rate for the thresholds.") var targetFmr: Double = 1e-3
-    @Option(help: "Logistic-regression ridge penalty of the detector.") var l2: Double = 1e-2
+    @Option(help: "Logistic-regression ridge penalty of the detector (per sample, on standardised features).") var l2: Double = 1e-2
+    @Option(help: "Newton iterations of the detector's logistic regression (stops earlier when converged).") var detectorIterations: Int = 25
+    @Option(help: "Decision threshold written into the trained detector (0.40 = best mean accuracy in leave-one-TRAIN-mask-type-out validation, docs/masks.md).")
+    var detectorThreshold: Double = 0.5
     @Option(help: "Use this detector file instead of training one.") var detector: String?
     @Option(help: "Use this head file instead of training one.") var head: String?
     @Option(help: "Folder of the dlib model files (default: $FACET_MODELS, else ./models).") var models: String?
@@ -208,10 +211,16 @@ struct MaskTrainCommand: ParsableCommand {
             detectorModel = try MaskDetector(contentsOf: URL(fileURLWithPath: path))
         } else {
             let v = MaskDetector.currentVersion
-            guard let d = MaskDetector.train(
-                masked: trainMaskedFaces.map { MaskDetector.features(chip: $0.chip, embedding: $0.embedding, version: v) },
-                unmasked: trainPlainFaces.map { MaskDetector.features(chip: $0.chip, embedding: $0.embedding, version: v) },
-                embeddingModel: embedder.modelName, l2: l2) else { throw ValidationError("no detector training data") }
+            // Version 3 also trains on every chip mirrored (same embedding).
+            func feats(_ faces: [(path: String, embedding: [Float], chip: RGBImage)]) -> [[Float]] {
+                faces.map { MaskDetector.features(chip: $0.chip, embedding: $0.embedding, version: v) }
+                    + (v >= 3 ? faces.map { MaskDetector.features(chip: MaskDetector.mirrored($0.chip), embedding: $0.embedding, version: v) } : [])
+            }
+            log("detector: training version \(v) on \(trainMaskedFaces.count) + \(trainPlainFaces.count) faces\(v >= 3 ? " and their mirror images" : "")")
+            guard var d = MaskDetector.train(masked: feats(trainMaskedFaces), unmasked: feats(trainPlainFaces),
+                                             embeddingModel: embedder.modelName, l2: l2, iterations: detectorIterations)
+            else { throw ValidationError("no detector training data") }
+            d.threshold = detectorThreshold
             detectorModel = d
         }
 
@@ -269,7 +278,7 @@ struct MaskTrainCommand: ParsableCommand {
                        "heldout_unmasked_specificity": pct("heldout_unmasked_specificity"),
                        "heldout_per_type": detectorResult["heldout_per_type"] as? String ?? "",
                        "command": "facet mask-train (scripts/masks/train.sh)"]
-            try d.write(to: out.appendingPathComponent("mask-detector-v2.json"))
+            try d.write(to: out.appendingPathComponent("mask-detector-v\(d.version).json"))
         }
         report["detector"] = detectorResult
 

@@ -24,9 +24,9 @@ import Testing
         #expect(MaskDetector.train(masked: [], unmasked: unmasked, embeddingModel: "toy") == nil)
     }
 
-    /// The bundled detector (version 2) measures 96.4 % on 6,000 held-out LFW faces (docs/masks.md), short of the
-    /// 99 % the issue asks for. This test holds it to at least 21 of these 24 fixture faces and to clear separation
-    /// on average, so a broken feature or model file fails it.
+    /// The bundled detector (version 3, pixel features + embedding) measures about 97.7 % on held-out LFW people
+    /// with TEST-family masks (docs/masks.md), short of the 99 % the issue asks for. This test holds it to at least
+    /// 21 of these 24 fixture faces and to clear separation on average, so a broken feature or model file fails it.
     @Test("the bundled detector tells masked from unmasked fixture faces (TEST-family masks)")
     func separatesFixtures() throws {
         let detector = try MaskDetector.bundled()
@@ -44,16 +44,44 @@ import Testing
                 let masked = try renderer.apply(to: picture, landmarks: f.points, spec: spec).image
                 let a = try #require(try embedder.analyze(masked, detections: [detection]).first)
                 let p = detector.probability(chip: FaceChip.extract(masked, details: a.chip), embedding: a.embedding)
-                total += 1; right += p > 0.5 ? 1 : 0
+                total += 1; right += p >= detector.threshold ? 1 : 0
                 maskedSum += p
             }
             let a = try #require(try embedder.analyze(picture, detections: [detection]).first)
             let p = detector.probability(chip: FaceChip.extract(picture, details: a.chip), embedding: a.embedding)
-            total += 1; right += p < 0.5 ? 1 : 0
+            total += 1; right += p < detector.threshold ? 1 : 0
             plainSum += p
         }
         #expect(total == 24)
         #expect(right >= 21, "\(right) of \(total) fixture faces classified right")
         #expect(maskedSum / 18 > 0.75 && plainSum / 6 < 0.35, "mean p(mask): masked \(maskedSum / 18), plain \(plainSum / 6)")
+    }
+
+    @Test("the bundled version-3 detector file round-trips and its pixel features behave")
+    func versionThreeFile() throws {
+        let detector = try MaskDetector.bundled()
+        #expect(detector.version == 3 && detector.dimension == 864 + 80 + 128)
+        #expect(detector.threshold > 0 && detector.threshold < 1)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("mask-detector-\(UUID()).json")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try detector.write(to: url)
+        #expect(try MaskDetector(contentsOf: url) == detector)
+        // A file whose weights do not match its standardisation is refused.
+        var broken = detector
+        broken.mean.removeLast()
+        try JSONEncoder().encode(broken).write(to: url)
+        #expect(throws: MaskingError.self) { try MaskDetector(contentsOf: url) }
+
+        // Features of a real (resampled) photo: sizes, mirror twice = identity, HOG blind to photographic negatives.
+        let f = try FaceFixture.load(FaceFixture.names[0])
+        let picture = try ImageDecoder().decodeFile(atPath: FaceFixture.directory.appendingPathComponent(f.image).path)
+        let chip = MaskDetector.resampled(picture, to: 150)
+        #expect(MaskDetector.features(chip: chip, embedding: [Float](repeating: 0, count: 128), version: 3).count == detector.dimension)
+        #expect(MaskDetector.mirrored(MaskDetector.mirrored(chip)) == chip)
+        var negative = chip
+        negative.pixels = chip.pixels.map { 255 - $0 }
+        let a = MaskDetector.denseHOGFeatures(chip: chip), b = MaskDetector.denseHOGFeatures(chip: negative)
+        #expect(a.count == 864 && zip(a, b).allSatisfy { abs($0 - $1) < 1e-5 })
+        #expect(MaskDetector.colourGridFeatures(chip: chip).count == 80)
     }
 }

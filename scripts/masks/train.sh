@@ -7,5 +7,5 @@ LFW=${LFW:-../shared/datasets/lfw_color/lfw}; PAIRS=${PAIRS:-../shared/datasets/
 export FACET_MODELS=${FACET_MODELS:-./models} OPENBLAS_NUM_THREADS=1
 swift build -c release --product facet
 .build/release/facet mask-train --train "$DATA/train" --eval "$DATA/eval" --lfw "$LFW" --pairs "$PAIRS" \
-    --out-dir "$OUT" --face-cache "$OUT/faces.bin" 2>&1 | tee "$OUT/mask-train.log"
-echo "copy $OUT/{mask-detector-v2,unmasking-head-v1,comparison-thresholds-v1}.json to Sources/FacetMasking/Resources/"
+    --out-dir "$OUT" --face-cache "$OUT/faces.bin" --l2 0.027 --detector-threshold 0.40 2>&1 | tee "$OUT/mask-train.log"
+echo "copy $OUT/{mask-detector-v3,unmasking-head-v1,comparison-thresholds-v1}.json to Sources/FacetMasking/Resources/"
