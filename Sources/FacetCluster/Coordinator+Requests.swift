@@ -73,23 +73,40 @@ extension Coordinator {
 
     private func replicateOnce(_ p: UInt32, _ body: WireEnvelope.OneOf_Body, insertedIDs: [UInt64], deletedSubject: String?,
                                policy: WireWritePolicy, _ ctx: RequestContext) async throws(FacetError) -> (WireDurability, [WireEnvelope.OneOf_Body]) {
-        let (writeID, targets, epoch, replicationFactor) = state.withLock { s in
-            (s.beginWrite(p, inserted: insertedIDs, deletedSubject: deletedSubject), s.writeTargets(of: p), s.map.epoch, s.map.replicationFactor)
+        let startingUp = Duration.milliseconds(nowMilliseconds() - started) < interval * configuration.livenessCount * 2
+        let (writeID, assigned, targets, complete, allKnown, epoch, replicationFactor) = state.withLock { s in
+            let targets = s.writeTargets(of: p)
+            return (s.beginWrite(p, inserted: insertedIDs, deletedSubject: deletedSubject), s.map.writeSet(of: p), targets,
+                    Set(targets.filter { s.isReady(ReplicaKey($0, p)) }), s.allCopiesKnown(p), s.map.epoch, s.map.replicationFactor)
         }
         defer { state.withLock { $0.endWrite(p, writeID) } }
-        var body = body
-        switch body {
-        case .partitionInsertRequest(var r): r.shardMapEpoch = epoch; body = .partitionInsertRequest(r)
-        case .partitionDeleteRequest(var r): r.shardMapEpoch = epoch; body = .partitionDeleteRequest(r)
-        default: break
-        }
         guard !targets.isEmpty else {
             throw FacetError(.notDurable, "no live replica holds partition \(p)", retryAfterMilliseconds: 500)
         }
+        // An acknowledged write must be on a copy known to be complete: acknowledging it only on copies that lack
+        // earlier writes would leave no copy holding everything. Just after start, the copies that have not
+        // registered yet may hold marks against the live ones, so writes wait for them (or for the start-up grace).
+        guard !complete.isEmpty, allKnown || !startingUp else {
+            throw FacetError(.notDurable, complete.isEmpty ? "no complete copy of partition \(p) is live (being filled)"
+                                                          : "partition \(p): waiting for its replicas to register",
+                             retryAfterMilliseconds: 200)
+        }
+        // Copies in the map that this write will not reach are marked stale, durably, on every copy that takes it
+        // (before it is applied there), so every coordinator — this one after a restart too — knows they must be
+        // filled before they serve reads again.
+        let skipped = assigned.filter { !targets.contains($0) }.sorted()
+        func withEpochAndMarks(_ body: WireEnvelope.OneOf_Body, _ stale: [String]) -> WireEnvelope.OneOf_Body {
+            switch body {
+            case .partitionInsertRequest(var r): r.shardMapEpoch = epoch; r.staleReplicas = stale; return .partitionInsertRequest(r)
+            case .partitionDeleteRequest(var r): r.shardMapEpoch = epoch; r.staleReplicas = stale; return .partitionDeleteRequest(r)
+            default: return body
+            }
+        }
+        let first = withEpochAndMarks(body, skipped)
         let timeout = ctx.within(.seconds(10))
         let results = await withTaskGroup(of: (String, Result<WireEnvelope.OneOf_Body, FacetError>).self) { group in
             for node in targets {
-                group.addTask { (node, await self.call(node, body, timeout: timeout, parent: ctx.id)) }
+                group.addTask { (node, await self.call(node, first, timeout: timeout, parent: ctx.id)) }
             }
             var out: [(String, Result<WireEnvelope.OneOf_Body, FacetError>)] = []
             for await r in group { out.append(r) }
@@ -115,20 +132,44 @@ extension Coordinator {
         let stillLive = state.withLock { s in targets.filter { s.isAlive($0) } }
         let required = WriteQuorum.required(policy: policy, replicationFactor: replicationFactor,
                                             liveTargets: Set(stillLive).union(durable).count)
+        // Replicas that failed or died during the write missed it too: the copies that took it mark them (the same
+        // request again: idempotent, applied as already present); only copies holding the mark count.
+        let missed = assigned.filter { !durable.contains($0) }.sorted()
+        if durable.count >= required, missed != skipped {
+            let again = withEpochAndMarks(body, missed)
+            let marked = await withTaskGroup(of: (String, Bool).self) { group in
+                for node in durable {
+                    group.addTask {
+                        if case .success = await self.call(node, again, timeout: timeout, parent: ctx.id) { return (node, true) }
+                        return (node, false)
+                    }
+                }
+                var out: [String] = []
+                for await (node, ok) in group where ok { out.append(node) }
+                return out
+            }
+            for node in durable where !marked.contains(node) { failures.append("\(node): could not mark \(missed) stale") }
+            durable = durable.filter { marked.contains($0) }
+        }
         var d = WireDurability()
         d.policy = policy == .unspecified ? .all : policy
         d.replicasRequired = UInt32(required)
         d.replicasAcknowledged = UInt32(durable.count)
         d.durableOn = durable.sorted()
         d.shardMapEpoch = epoch
-        guard durable.count >= required else {
+        guard durable.count >= required, durable.contains(where: complete.contains) else {
             // A replica out of storage will not recover by retrying: say so rather than NOT_DURABLE (retryable).
-            throw FacetError(storageFull ? .resourceExhausted : .notDurable, "partition \(p): \(durable.count) of \(required) replicas committed (\(failures.joined(separator: "; ")))",
+            throw FacetError(storageFull ? .resourceExhausted : .notDurable,
+                             "partition \(p): \(durable.count) of \(required) replicas committed"
+                                + (durable.contains(where: complete.contains) ? "" : ", none of them a complete copy")
+                                + " (\(failures.joined(separator: "; ")))",
                              retryAfterMilliseconds: 200)
         }
         if !failures.isEmpty {
             ctx.logger.warning("write skipped replicas that died", metadata: ["partition": "\(p)", "failures": "\(failures)"])
         }
+        // This coordinator knows at once (the marks reach it with the holders' next heartbeats).
+        if !missed.isEmpty { state.withLock { s in for n in missed { s.mustFill.insert(ReplicaKey(n, p)) } } }
         return (d, replies)
     }
 

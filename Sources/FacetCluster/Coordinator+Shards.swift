@@ -163,7 +163,11 @@ extension Coordinator {
                     // This coordinator skipped writes to it, or the matcher has said for a while that the copy is
                     // incomplete and nobody fills it.
                     let idle = w.idleUnsynced[p].map { $0.duration(to: now) >= settle } ?? false
-                    guard s.mustFill.contains(key) || (idle && !s.ready.contains(key)) else { continue }
+                    // A copy some matcher marked stale (it missed a write) is filled too, unless a fill is running.
+                    let marked = s.isMarkedStale(key) && !w.fillingReported.contains(p)
+                    guard s.mustFill.contains(key) || marked || (idle && !s.ready.contains(key)) else { continue }
+                    // Just after start, copies not registered yet may hold marks against the others: wait for them.
+                    guard adoptAllowed || s.allCopiesKnown(p) else { continue }
                     // A copy with nothing to copy from (and not the one to adopt) waits without taking a slot;
                     // otherwise the first matcher's unfillable copies would starve every other copy's fill.
                     guard s.canFill(key, adoptAllowed: adoptAllowed) else { continue }
@@ -187,14 +191,23 @@ extension Coordinator {
         }
     }
 
-    func newFillID() -> String { "\(nodeID)-fill-\(shardWork.withLock { $0.fillCounter += 1; return $0.fillCounter })" }
+    /// Unique across restarts of this coordinator (its start time is part of it), so a window left open by a previous
+    /// incarnation is never taken for one of this incarnation's fills.
+    func newFillID() -> String { "\(nodeID)-\(started)-fill-\(shardWork.withLock { $0.fillCounter += 1; return $0.fillCounter })" }
 
-    func fillControl(_ node: String, _ p: UInt32, _ id: String, _ action: WireFillControl.Action) async -> Result<WireFillControlReply, FacetError> {
+    func fillControl(_ node: String, _ p: UInt32, _ id: String, _ action: WireFillControl.Action,
+                     covering marks: [String: UInt64] = [:]) async -> Result<WireFillControlReply, FacetError> {
         var c = WireFillControl()
         c.partition = p
         c.fillID = id
         c.action = action
         c.shardMapEpoch = currentMap.epoch
+        c.covered = marks.sorted { $0.key < $1.key }.map { n, seq in
+            var m = WireReplicaMark()
+            m.nodeID = n
+            m.sequence = seq
+            return m
+        }
         switch await call(node, .fillControl(c), timeout: .seconds(10)) {
         case .success(.fillControlReply(let r)): return .success(r)
         case .success: return .failure(FacetError(.internalError, "unexpected reply", nodeID: node))
@@ -214,10 +227,12 @@ extension Coordinator {
         }
         guard let generation else { return false }
         if sources.isEmpty {
-            // Nobody has a complete copy to offer: after the start-up grace the fullest live copy is the partition.
+            // Nobody has a complete copy to offer: after the start-up grace the fullest live copy is the partition
+            // (never one marked stale or left incomplete by a fill: see fullestLiveReplica).
             guard windowOpen == nil, isReplica, adoptAllowed, fullest == node else { return false }
-            guard case .success(let r) = await fillControl(node, p, newFillID(), .adopt), r.synced else { return false }
-            state.withLock { s in s.ready.insert(key); s.mustFill.remove(key) }
+            let marks = state.withLock { $0.marksAgainst(key) }
+            guard case .success(let r) = await fillControl(node, p, newFillID(), .adopt, covering: marks), r.synced else { return false }
+            state.withLock { s in s.ready.insert(key); s.mustFill.remove(key); s.cover(key, marks) }
             logger.info("partition adopted as it is", metadata: ["node.id": "\(node)", "partition": "\(p)", "templates": "\(r.templates)"])
             return true
         }
@@ -226,16 +241,24 @@ extension Coordinator {
             fillID = newFillID()
             guard case .success = await fillControl(node, p, fillID, .begin) else { return false }
         }
-        state.withLock { s in s.mustFill.remove(key); s.openWindow(key) }
+        // The marks against this copy known now: the fill makes them good (marks made later are not covered and
+        // cause another fill).
+        let marks = state.withLock { s in
+            s.mustFill.remove(key)
+            s.openWindow(key)
+            return s.marksAgainst(key)
+        }
         defer { state.withLock { _ = $0.windows.removeValue(forKey: key) } }
         let source = sources[Int(p) % sources.count]
         let started = ContinuousClock.now
-        let outcome = await copy(p, from: source, to: node)
-        let stillAssigned = state.withLock { s in
-            s.workers[node]?.generation == generation && s.isAlive(node) && s.map.writeSet(of: p).contains(node)
+        let outcome = await copy(p, from: source, to: node, fillID: fillID)
+        // The copy is complete only if the source still is (no mark against it appeared meanwhile).
+        let (stillAssigned, sourceComplete) = state.withLock { s in
+            (s.workers[node]?.generation == generation && s.isAlive(node) && s.map.writeSet(of: p).contains(node),
+             !s.isMarkedStale(ReplicaKey(source, p)) && s.isAlive(source))
         }
-        guard case .success(let copied) = outcome, stillAssigned,
-              case .success(let r) = await fillControl(node, p, fillID, .done), r.synced else {
+        guard case .success(let copied) = outcome, stillAssigned, sourceComplete,
+              case .success(let r) = await fillControl(node, p, fillID, .done, covering: marks), r.synced else {
             _ = await fillControl(node, p, fillID, .abort)
             if case .failure(let e) = outcome {
                 logger.warning("replica fill failed; will retry", metadata: ["node.id": "\(node)", "partition": "\(p)", "from": "\(source)", "error": "\(e)"])
@@ -245,6 +268,7 @@ extension Coordinator {
         state.withLock { s in
             s.ready.insert(key)
             s.filledAt[key] = .now
+            s.cover(key, marks)
         }
         metrics.fillsCompleted.increment()
         metrics.fillSeconds.record(started.duration(to: .now))
@@ -274,12 +298,13 @@ extension Coordinator {
         }
     }
 
-    private func fillInsert(_ p: UInt32, _ records: [WireTemplateRecord], into target: String) async -> FacetError? {
+    private func fillInsert(_ p: UInt32, _ records: [WireTemplateRecord], into target: String, fillID: String) async -> FacetError? {
         guard !records.isEmpty else { return nil }
         var ins = WirePartitionInsertRequest()
         ins.partition = p
         ins.records = records
         ins.fill = true
+        ins.fillID = fillID
         ins.shardMapEpoch = currentMap.epoch
         if case .failure(let e) = await call(target, .partitionInsertRequest(ins), timeout: .seconds(10)) { return e }
         return nil
@@ -289,13 +314,13 @@ extension Coordinator {
     /// after this coordinator's writes that were in flight when the window opened have finished, pass 2 compares ids
     /// and inserts what the target still lacks and deletes what it has but the source has not. The target's window
     /// keeps copies from undoing ordinary writes made meanwhile. Returns the number of records inserted.
-    func copy(_ p: UInt32, from source: String, to target: String) async -> Result<Int, FacetError> {
+    func copy(_ p: UInt32, from source: String, to target: String, fillID: String) async -> Result<Int, FacetError> {
         let key = ReplicaKey(target, p)
         var copied = 0
         // Pass 1: everything the source holds now.
         if let e = await streamRecords(p, from: source, idsOnly: false, { records in
             copied += records.count
-            return await self.fillInsert(p, records, into: target)
+            return await self.fillInsert(p, records, into: target, fillID: fillID)
         }) { return .failure(e) }
         // Writes that started before the window opened may have skipped the target; wait for them (bounded).
         for _ in 0..<500 where !state.withLock({ $0.earlierWritesDone(key) }) { try? await Task.sleep(for: .milliseconds(20)) }
@@ -310,7 +335,7 @@ extension Coordinator {
                 found = records.filter { $0.templateID == id }
                 return nil
             }) { return .failure(e) }
-            if let e = await fillInsert(p, found, into: target) { return .failure(e) }
+            if let e = await fillInsert(p, found, into: target, fillID: fillID) { return .failure(e) }
             copied += found.count
         }
         let extra = targetIDs.subtracting(sourceIDs)
@@ -319,6 +344,7 @@ extension Coordinator {
             del.partition = p
             del.templateIds = extra.sorted()
             del.fill = true
+            del.fillID = fillID
             del.shardMapEpoch = currentMap.epoch
             if case .failure(let e) = await call(target, .partitionDeleteRequest(del), timeout: .seconds(10)) { return .failure(e) }
         }

@@ -20,6 +20,10 @@ struct WorkerInfo: Sendable {
     /// Partitions the matcher reports neither synced nor being filled, since when (a fill is due after a short wait,
     /// so that reports lagging behind another coordinator's fill do not start a second one).
     var idleUnsynced: [UInt32: ContinuousClock.Instant] = [:]
+    /// Partitions whose copy the matcher reports being filled (an open, unexpired fill window).
+    var fillingReported: Set<UInt32> = []
+    /// Partitions whose copy the matcher reports incomplete (a fill began and did not finish): never adopted.
+    var incomplete: Set<UInt32> = []
     var inFlight = 0
     var model = WireEmbeddingModel()
     var startedUnixMs: Int64 = 0
@@ -54,13 +58,47 @@ struct CoordinatorState: Sendable {
     var writesInFlight: [UInt32: Set<UInt64>] = [:]
     var nextWriteID: UInt64 = 0
     var rotation = 0
+    /// Durable marks the matchers report (``MatcherShardState/ReplicaMarks``): holder → partition → copy that missed a
+    /// write the holder took → the holder's mark sequence. Kept when the holder dies (a dead holder's marks still count).
+    var staleMarks: [String: [UInt32: [String: UInt64]]] = [:]
+    /// Copy's node → partition → holder → the holder's sequence that a fill (or adoption) of the copy made good.
+    var coveredMarks: [String: [UInt32: [String: UInt64]]] = [:]
 
     func isAlive(_ node: String) -> Bool { workers[node]?.alive ?? false }
 
     init(map: ClusterShardMap) { self.map = map }
 
     func isReady(_ key: ReplicaKey) -> Bool {
-        isAlive(key.node) && ready.contains(key) && !filling.contains(key) && !mustFill.contains(key)
+        isAlive(key.node) && ready.contains(key) && !filling.contains(key) && !mustFill.contains(key) && !isMarkedStale(key)
+    }
+
+    /// Whether some matcher reported that copy `key` missed a write it took, and no fill made that good since.
+    func isMarkedStale(_ key: ReplicaKey) -> Bool {
+        !marksAgainst(key).isEmpty
+    }
+
+    /// The marks against copy `key` that no fill made good yet: holder → sequence.
+    func marksAgainst(_ key: ReplicaKey) -> [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for (holder, parts) in staleMarks where holder != key.node {
+            guard let seq = parts[key.partition]?[key.node] else { continue }
+            if seq > coveredMarks[key.node]?[key.partition]?[holder] ?? 0 { out[holder] = seq }
+        }
+        return out
+    }
+
+    /// Records that a fill or adoption of `key` made good the marks `marks` (holder → sequence).
+    mutating func cover(_ key: ReplicaKey, _ marks: [String: UInt64]) {
+        for (holder, seq) in marks {
+            coveredMarks[key.node, default: [:]][key.partition, default: [:]][holder] =
+                max(coveredMarks[key.node]?[key.partition]?[holder] ?? 0, seq)
+        }
+    }
+
+    /// Whether every copy of `p` in the map (replicas and incoming) has registered with this coordinator, so that
+    /// their marks are known.
+    func allCopiesKnown(_ p: UInt32) -> Bool {
+        map.writeSet(of: p).allSatisfy { workers[$0] != nil }
     }
 
     /// Live read replicas of `p` whose copy is complete, in map order.
@@ -68,12 +106,16 @@ struct CoordinatorState: Sendable {
         map.replicas(of: p).filter { isReady(ReplicaKey($0, p)) }
     }
 
-    /// The live read replica of `p` holding the most templates (the first in map order among equals): the copy
-    /// adopted as the partition when no replica is complete (cluster start).
+    /// The copy adopted as the partition when no replica is complete (cluster start): the live read replica holding
+    /// the most templates (the first in map order among equals) among those no matcher marked stale and whose last fill
+    /// did not stop half-way. None when every live copy is marked or incomplete: adopting one could drop acknowledged
+    /// writes that only the other copies hold, so the partition waits (logged) for a complete copy to come back.
     func fullestLiveReplica(of p: UInt32) -> String? {
         var fullest: String?
         var most: UInt64 = 0
         for r in map.replicas(of: p) where isAlive(r) {
+            let key = ReplicaKey(r, p)
+            guard !isMarkedStale(key), workers[r]?.incomplete.contains(p) != true else { continue }
             let n = workers[r]?.holdings[p] ?? 0
             if fullest == nil || n > most { fullest = r; most = n }
         }
@@ -100,7 +142,19 @@ struct CoordinatorState: Sendable {
             var idle: [UInt32: ContinuousClock.Instant] = [:]
             for h in holdings where !h.synced && !h.filling { idle[h.partition] = w.idleUnsynced[h.partition] ?? now }
             w.idleUnsynced = idle
+            w.fillingReported = Set(holdings.filter(\.filling).map(\.partition))
+            w.incomplete = Set(holdings.filter(\.incomplete).map(\.partition))
             workers[node] = w
+        }
+        // The holder's marks replace what it reported before (they only grow, or vanish with a dropped partition);
+        // marks made good are merged (this coordinator may know of a fill the copy has not reported yet).
+        var marks: [UInt32: [String: UInt64]] = [:]
+        for h in holdings where !h.staleReplicas.isEmpty {
+            marks[h.partition] = Dictionary(h.staleReplicas.map { ($0.nodeID, $0.sequence) }, uniquingKeysWith: max)
+        }
+        staleMarks[node] = marks.isEmpty ? nil : marks
+        for h in holdings where !h.covered.isEmpty {
+            cover(ReplicaKey(node, h.partition), Dictionary(h.covered.map { ($0.nodeID, $0.sequence) }, uniquingKeysWith: max))
         }
         ready = ready.filter { $0.node != node || (filledAt[$0].map { $0.duration(to: now) < .seconds(1) } ?? false) }
         for h in holdings where h.synced { ready.insert(ReplicaKey(node, h.partition)) }

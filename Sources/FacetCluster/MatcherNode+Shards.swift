@@ -17,21 +17,47 @@ final class MatcherShardState: Sendable {
         var touched: ContinuousClock.Instant
     }
 
+    /// Durable notes about replica copies (`DATA/replica-marks.json`, written before the write they describe is
+    /// acknowledged): which copies of a partition missed a write this copy took, which such marks against this copy a
+    /// fill made good, and which copies of this matcher are incomplete (a fill began and did not finish). They survive
+    /// restarts of this matcher and of every coordinator, so no coordinator's memory is needed to know that a copy
+    /// reporting itself synced lacks an acknowledged write.
+    struct ReplicaMarks: Codable, Sendable, Equatable {
+        /// Grows with every mark (persisted with the marks, so it never goes back).
+        var counter: UInt64 = 0
+        /// Partition (decimal) → copy (node id) → sequence of the latest write it missed.
+        var stale: [String: [String: UInt64]] = [:]
+        /// Partition → holder → the holder's mark sequence this copy was filled (or adopted) past.
+        var covered: [String: [String: UInt64]] = [:]
+        var incomplete: Set<UInt32> = []
+    }
+
     struct State: Sendable {
         var map: ClusterShardMap?
         var synced: Set<UInt32> = []
         var windows: [UInt32: FillWindow] = [:]
         /// Coordinator endpoint → (its shard-map epoch, when heard).
         var coordinatorEpochs: [String: (epoch: UInt64, heard: ContinuousClock.Instant)] = [:]
+        var marks = ReplicaMarks()
+        /// Ordinary writes of the last ``recentWritesKept`` per partition (ids written or deleted, subject deleted):
+        /// a fill window opened later starts with them, so a write that reached this copy just before the window
+        /// opened, and the source only after the fill compared ids, is not deleted here by the fill.
+        var recent: [UInt32: [(ids: [UInt64], deletedSubject: String?, at: ContinuousClock.Instant)]] = [:]
     }
 
+    /// Longer than any write can take (a coordinator's replica write times out after 10 s).
+    static let recentWritesKept: Duration = .seconds(60)
+
     let path: String
+    let marksPath: String
     let state: LockedValue<State>
-    /// A window whose owner has not touched it for this long may be taken over (its coordinator died mid-fill).
+    /// A window whose owner has not touched it for this long may be taken over (its coordinator died mid-fill); it is
+    /// no longer reported as `filling`, so coordinators start a new fill.
     static let windowExpiry: Duration = .seconds(30)
 
     init(directory: String, logger: Logger) {
         path = directory + "/shard-map.pb"
+        marksPath = directory + "/replica-marks.json"
         var s = State()
         if let data = FileManager.default.contents(atPath: path) {
             do {
@@ -40,7 +66,40 @@ final class MatcherShardState: Sendable {
                 logger.error("stored shard map unreadable; ignored", metadata: ["path": "\(path)", "error": "\(error)"])
             }
         }
+        if let data = FileManager.default.contents(atPath: marksPath) {
+            do {
+                s.marks = try JSONDecoder().decode(ReplicaMarks.self, from: data)
+            } catch {
+                // Without its marks this matcher cannot vouch for any copy: every copy it holds counts as incomplete.
+                logger.error("replica marks unreadable; every local copy counts as incomplete", metadata: ["path": "\(marksPath)", "error": "\(error)"])
+                s.marks.incomplete = Set((try? FileManager.default.contentsOfDirectory(atPath: directory))?
+                    .compactMap { $0.hasPrefix("p-") ? UInt32($0.dropFirst(2)) : nil } ?? [])
+            }
+        }
         state = LockedValue(s)
+    }
+
+    var marks: ReplicaMarks { state.withLock { $0.marks } }
+
+    /// Makes `update`'s change to the marks durable (temp file, fsync, rename, fsync of the directory), then current.
+    /// Runs on the matcher's write queue (the only writer of the marks).
+    func updateMarks(_ update: (inout ReplicaMarks) -> Void) throws {
+        var m = marks
+        let before = m
+        update(&m)
+        guard m != before else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let bytes = try encoder.encode(m)
+        let tmp = marksPath + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: bytes) else { throw FacetError(.internalError, "cannot write \(tmp)") }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp))
+        try handle.synchronize()
+        try handle.close()
+        guard rename(tmp, marksPath) == 0 else { throw FacetError(.internalError, "cannot rename \(tmp): errno \(errno)") }
+        let dir = open((marksPath as NSString).deletingLastPathComponent, O_RDONLY)
+        if dir >= 0 { _ = fsync(dir); close(dir) }
+        state.withLock { $0.marks = m }
     }
 
     var map: ClusterShardMap? { state.withLock { $0.map } }
@@ -85,23 +144,63 @@ extension MatcherNode {
         return map.writeSet(of: p).contains(nodeID)
     }
 
-    /// Holdings reported to coordinators: partitions on disk, synced or assigned, with their counts.
+    /// Holdings reported to coordinators: partitions on disk, synced, assigned or with marks, with their counts and
+    /// the durable replica marks. An expired fill window (its coordinator died) is not reported as filling.
     var shardHoldings: [WirePartitionHolding] {
         let held = partitions.withLock { $0 }
-        let s = shards.state.withLock { ($0.synced, $0.map.map { $0.assigned(to: nodeID) } ?? [], Set($0.windows.keys)) }
-        return Set(held.keys).union(s.0).union(s.1).sorted().map { p in
+        let now = ContinuousClock.now
+        let s = shards.state.withLock { s in
+            (s.synced, s.map.map { $0.assigned(to: nodeID) } ?? [],
+             Set(s.windows.filter { $0.value.touched.duration(to: now) < MatcherShardState.windowExpiry }.keys), s.marks)
+        }
+        let marks = s.3
+        let marked = Set(marks.stale.keys.compactMap(UInt32.init)).union(marks.covered.keys.compactMap(UInt32.init)).union(marks.incomplete)
+        func list(_ m: [String: UInt64]?) -> [WireReplicaMark] {
+            (m ?? [:]).sorted { $0.key < $1.key }.map { n, seq in
+                var w = WireReplicaMark()
+                w.nodeID = n
+                w.sequence = seq
+                return w
+            }
+        }
+        return Set(held.keys).union(s.0).union(s.1).union(marked).sorted().map { p in
             var h = WirePartitionHolding()
             h.partition = p
             h.templates = UInt64(held[p]?.count ?? 0)
             h.synced = s.0.contains(p)
             h.filling = s.2.contains(p)
+            h.staleReplicas = list(marks.stale[String(p)])
+            h.covered = list(marks.covered[String(p)])
+            h.incomplete = marks.incomplete.contains(p)
             return h
+        }
+    }
+
+    /// Durably marks the copies of `p` on `nodes` (other than this one) as having missed a write, before the write is
+    /// applied here (so a write acknowledged without them is never without its mark). Runs on the write queue.
+    func markStale(_ p: UInt32, _ nodes: [String]) throws(FacetError) {
+        let others = nodes.filter { $0 != nodeID }
+        guard !others.isEmpty else { return }
+        do {
+            try shards.updateMarks { m in
+                m.counter += 1
+                for n in others { m.stale[String(p), default: [:]][n] = m.counter }
+            }
+        } catch {
+            throw storageFailure(error, "recording stale replicas of partition \(p)", node: nodeID, directory: dataDirectory)
         }
     }
 
     /// Records an ordinary write in the partition's fill window, if one is open. Runs on the write queue.
     func noteWrite(_ p: UInt32, ids: [UInt64], deletedSubject: String?) {
+        let now = ContinuousClock.now
         shards.state.withLock { s in
+            var recent = s.recent[p] ?? []
+            if let first = recent.first, first.at.duration(to: now) > MatcherShardState.recentWritesKept {
+                recent.removeAll { $0.at.duration(to: now) > MatcherShardState.recentWritesKept }
+            }
+            recent.append((ids, deletedSubject, now))
+            s.recent[p] = recent
             guard s.windows[p] != nil else { return }
             s.windows[p]!.heard.formUnion(ids)
             if let d = deletedSubject { s.windows[p]!.deletedSubjects.insert(d) }
@@ -109,23 +208,29 @@ extension MatcherNode {
     }
 
     /// A copy's records less those written or deleted through ordinary writes during the window. Runs on the write queue.
-    func fillRecords(_ p: UInt32, _ records: [WireTemplateRecord]) throws(FacetError) -> [WireTemplateRecord] {
-        let window = shards.state.withLock { s -> MatcherShardState.FillWindow? in
-            s.windows[p]?.touched = .now
-            return s.windows[p]
-        }
-        guard let window else { throw FacetError(.failedPrecondition, "no fill window open for partition \(p)", nodeID: nodeID) }
+    func fillRecords(_ p: UInt32, fillID: String, _ records: [WireTemplateRecord]) throws(FacetError) -> [WireTemplateRecord] {
+        let window = try fillWindow(p, fillID)
         return records.filter { !window.heard.contains($0.templateID) && !window.deletedSubjects.contains($0.subjectID) }
     }
 
     /// Ids a reconciliation may delete: those not written or deleted through ordinary writes during the window.
-    func fillDeletions(_ p: UInt32, _ ids: [UInt64]) throws(FacetError) -> [UInt64] {
-        let window = shards.state.withLock { s -> MatcherShardState.FillWindow? in
-            s.windows[p]?.touched = .now
-            return s.windows[p]
-        }
-        guard let window else { throw FacetError(.failedPrecondition, "no fill window open for partition \(p)", nodeID: nodeID) }
+    func fillDeletions(_ p: UInt32, fillID: String, _ ids: [UInt64]) throws(FacetError) -> [UInt64] {
+        let window = try fillWindow(p, fillID)
         return ids.filter { !window.heard.contains($0) }
+    }
+
+    /// The open window of `p` for a fill write, touched; a write of another fill (one that was aborted or taken
+    /// over) is refused and does not keep the window alive.
+    private func fillWindow(_ p: UInt32, _ fillID: String) throws(FacetError) -> MatcherShardState.FillWindow {
+        let window = shards.state.withLock { s -> MatcherShardState.FillWindow? in
+            guard let w = s.windows[p], fillID.isEmpty || w.owner == fillID else { return nil }
+            s.windows[p]!.touched = .now
+            return w
+        }
+        guard let window else {
+            throw FacetError(.failedPrecondition, "fill \(fillID) of partition \(p) is not open here", nodeID: nodeID)
+        }
+        return window
     }
 
     // MARK: requests
@@ -163,6 +268,37 @@ extension MatcherNode {
         let node = nodeID
         let result: Result<WireFillControlReply, FacetError> = await serialWrite { [self] in
             let p = r.partition
+            // The durable part first: a copy being filled is incomplete until DONE (never adopted after a restart);
+            // DONE and ADOPT make good the marks against this copy that the coordinator saw before the fill.
+            let refused = shards.state.withLock { s -> Bool in
+                let now = ContinuousClock.now
+                switch r.action {
+                case .begin:
+                    if let w = s.windows[p], w.owner != r.fillID, w.touched.duration(to: now) < MatcherShardState.windowExpiry { return true }
+                case .done: return s.windows[p]?.owner != r.fillID
+                case .adopt:
+                    if let w = s.windows[p], w.touched.duration(to: now) < MatcherShardState.windowExpiry { return true }
+                default: break
+                }
+                return false
+            }
+            if !refused {
+                do {
+                    switch r.action {
+                    case .begin: try shards.updateMarks { $0.incomplete.insert(p) }
+                    case .done, .adopt:
+                        try shards.updateMarks { m in
+                            m.incomplete.remove(p)
+                            for c in r.covered where c.nodeID != node {
+                                m.covered[String(p), default: [:]][c.nodeID] = max(m.covered[String(p)]?[c.nodeID] ?? 0, c.sequence)
+                            }
+                        }
+                    default: break
+                    }
+                } catch {
+                    return .failure(storageFailure(error, "recording the fill state of partition \(p)", node: node, directory: dataDirectory))
+                }
+            }
             let outcome = shards.state.withLock { s -> FacetError? in
                 let now = ContinuousClock.now
                 switch r.action {
@@ -170,7 +306,12 @@ extension MatcherNode {
                     if let w = s.windows[p], w.owner != r.fillID, w.touched.duration(to: now) < MatcherShardState.windowExpiry {
                         return FacetError(.failedPrecondition, "partition \(p) is being filled by \(w.owner)", retryAfterMilliseconds: 500, nodeID: node)
                     }
-                    s.windows[p] = MatcherShardState.FillWindow(owner: r.fillID, touched: now)
+                    var w = MatcherShardState.FillWindow(owner: r.fillID, touched: now)
+                    for e in s.recent[p] ?? [] where e.at.duration(to: now) <= MatcherShardState.recentWritesKept {
+                        w.heard.formUnion(e.ids)
+                        if let d = e.deletedSubject { w.deletedSubjects.insert(d) }
+                    }
+                    s.windows[p] = w
                     s.synced.remove(p)
                 case .done:
                     guard s.windows[p]?.owner == r.fillID else {
@@ -226,6 +367,7 @@ extension MatcherNode {
                 return nil
             }
             if let problem { return .failure(problem) }
+            try? shards.updateMarks { $0.incomplete.remove(p) }
             let part = partitions.withLock { $0.removeValue(forKey: p) }
             var reply = WireDropPartitionReply()
             reply.partition = p

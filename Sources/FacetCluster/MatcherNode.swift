@@ -152,7 +152,8 @@ public final class MatcherNode: Sendable {
         let result: Result<WirePartitionInsertReply, FacetError> = await serialWrite(fill: r.fill) { [self] in
             do throws(FacetError) {
                 try fence(epoch: r.shardMapEpoch, partition: r.partition)
-                let records = try r.fill ? fillRecords(r.partition, r.records) : r.records
+                if !r.fill { try markStale(r.partition, r.staleReplicas) }
+                let records = try r.fill ? fillRecords(r.partition, fillID: r.fillID, r.records) : r.records
                 if !r.fill { noteWrite(r.partition, ids: r.records.map(\.templateID), deletedSubject: nil) }
                 guard let part = try partition(r.partition, create: true) else { throw FacetError(.internalError, "no partition") }
                 var fresh: [TemplateRecord] = []
@@ -190,7 +191,8 @@ public final class MatcherNode: Sendable {
             var requested = r.templateIds
             do throws(FacetError) {
                 try fence(epoch: r.shardMapEpoch, partition: r.partition)
-                if r.fill { requested = try fillDeletions(r.partition, r.templateIds) }
+                if !r.fill { try markStale(r.partition, r.staleReplicas) }
+                if r.fill { requested = try fillDeletions(r.partition, fillID: r.fillID, r.templateIds) }
                 else { noteWrite(r.partition, ids: r.templateIds, deletedSubject: r.templateIds.isEmpty ? r.subjectID : nil) }
             } catch { return .failure(error) }
             if r.fill && requested.isEmpty { return .success(reply) }

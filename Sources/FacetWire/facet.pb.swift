@@ -2179,6 +2179,31 @@ public nonisolated struct WirePartitionHolding: Sendable {
   /// a fill window is open (a coordinator is copying into it)
   public var filling: Bool = false
 
+  /// Durable replica marks (kept in DATA/replica-marks.json, so they survive restarts of matchers and coordinators):
+  public var staleReplicas: [WireReplicaMark] = []
+
+  /// marks on this copy (holder, sequence) that a fill or adoption made good
+  public var covered: [WireReplicaMark] = []
+
+  /// a fill of this copy began and did not finish: never adopt it as the partition
+  public var incomplete: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A durable note about a replica copy of one partition: `node_id` and the holder's mark `sequence` (a counter
+/// persisted by the holder, growing with every mark).
+public nonisolated struct WireReplicaMark: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeID: String = String()
+
+  public var sequence: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2383,6 +2408,12 @@ public nonisolated struct WirePartitionInsertRequest: Sendable {
   /// a copy from another replica: skip records written or deleted meanwhile
   public var fill: Bool = false
 
+  /// with fill: the window it belongs to (refused unless that window is open)
+  public var fillID: String = String()
+
+  /// copies of the partition this write does not reach: marked stale (durably) first
+  public var staleReplicas: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2429,6 +2460,12 @@ public nonisolated struct WirePartitionDeleteRequest: Sendable {
 
   /// reconciliation after a copy: keep templates written meanwhile
   public var fill: Bool = false
+
+  /// with fill: the window it belongs to
+  public var fillID: String = String()
+
+  /// as in PartitionInsertRequest
+  public var staleReplicas: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2642,6 +2679,9 @@ public nonisolated struct WireFillControl: Sendable {
   public var action: WireFillControl.Action = .unspecified
 
   public var shardMapEpoch: UInt64 = 0
+
+  /// DONE, ADOPT: the marks against this copy (holder, sequence) the copy now makes good
+  public var covered: [WireReplicaMark] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -6024,7 +6064,7 @@ nonisolated extension WireShardChangeReply: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PartitionHolding"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}templates\0\u{3}last_sequence\0\u{1}synced\0\u{1}filling\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}templates\0\u{3}last_sequence\0\u{1}synced\0\u{1}filling\0\u{3}stale_replicas\0\u{1}covered\0\u{1}incomplete\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6037,6 +6077,9 @@ nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.lastSequence) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.synced) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.filling) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.staleReplicas) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.covered) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.incomplete) }()
       default: break
       }
     }
@@ -6058,6 +6101,15 @@ nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf
     if self.filling != false {
       try visitor.visitSingularBoolField(value: self.filling, fieldNumber: 5)
     }
+    if !self.staleReplicas.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.staleReplicas, fieldNumber: 6)
+    }
+    if !self.covered.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.covered, fieldNumber: 7)
+    }
+    if self.incomplete != false {
+      try visitor.visitSingularBoolField(value: self.incomplete, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6067,6 +6119,44 @@ nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.lastSequence != rhs.lastSequence {return false}
     if lhs.synced != rhs.synced {return false}
     if lhs.filling != rhs.filling {return false}
+    if lhs.staleReplicas != rhs.staleReplicas {return false}
+    if lhs.covered != rhs.covered {return false}
+    if lhs.incomplete != rhs.incomplete {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireReplicaMark: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReplicaMark"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}sequence\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
+    }
+    if self.sequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireReplicaMark, rhs: WireReplicaMark) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.sequence != rhs.sequence {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6438,7 +6528,7 @@ nonisolated extension WireTemplateRecord: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension WirePartitionInsertRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PartitionInsertRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}shard_map_epoch\0\u{1}records\0\u{1}fill\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}shard_map_epoch\0\u{1}records\0\u{1}fill\0\u{3}fill_id\0\u{3}stale_replicas\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6450,6 +6540,8 @@ nonisolated extension WirePartitionInsertRequest: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.shardMapEpoch) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.records) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.fill) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.fillID) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.staleReplicas) }()
       default: break
       }
     }
@@ -6468,6 +6560,12 @@ nonisolated extension WirePartitionInsertRequest: SwiftProtobuf.Message, SwiftPr
     if self.fill != false {
       try visitor.visitSingularBoolField(value: self.fill, fieldNumber: 4)
     }
+    if !self.fillID.isEmpty {
+      try visitor.visitSingularStringField(value: self.fillID, fieldNumber: 5)
+    }
+    if !self.staleReplicas.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.staleReplicas, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6476,6 +6574,8 @@ nonisolated extension WirePartitionInsertRequest: SwiftProtobuf.Message, SwiftPr
     if lhs.shardMapEpoch != rhs.shardMapEpoch {return false}
     if lhs.records != rhs.records {return false}
     if lhs.fill != rhs.fill {return false}
+    if lhs.fillID != rhs.fillID {return false}
+    if lhs.staleReplicas != rhs.staleReplicas {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6533,7 +6633,7 @@ nonisolated extension WirePartitionInsertReply: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension WirePartitionDeleteRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PartitionDeleteRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}shard_map_epoch\0\u{3}subject_id\0\u{3}template_ids\0\u{1}collection\0\u{1}fill\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}shard_map_epoch\0\u{3}subject_id\0\u{3}template_ids\0\u{1}collection\0\u{1}fill\0\u{3}fill_id\0\u{3}stale_replicas\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6547,6 +6647,8 @@ nonisolated extension WirePartitionDeleteRequest: SwiftProtobuf.Message, SwiftPr
       case 4: try { try decoder.decodeRepeatedUInt64Field(value: &self.templateIds) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.collection) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.fill) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.fillID) }()
+      case 8: try { try decoder.decodeRepeatedStringField(value: &self.staleReplicas) }()
       default: break
       }
     }
@@ -6571,6 +6673,12 @@ nonisolated extension WirePartitionDeleteRequest: SwiftProtobuf.Message, SwiftPr
     if self.fill != false {
       try visitor.visitSingularBoolField(value: self.fill, fieldNumber: 6)
     }
+    if !self.fillID.isEmpty {
+      try visitor.visitSingularStringField(value: self.fillID, fieldNumber: 7)
+    }
+    if !self.staleReplicas.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.staleReplicas, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6581,6 +6689,8 @@ nonisolated extension WirePartitionDeleteRequest: SwiftProtobuf.Message, SwiftPr
     if lhs.templateIds != rhs.templateIds {return false}
     if lhs.collection != rhs.collection {return false}
     if lhs.fill != rhs.fill {return false}
+    if lhs.fillID != rhs.fillID {return false}
+    if lhs.staleReplicas != rhs.staleReplicas {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -7007,7 +7117,7 @@ nonisolated extension WireDropPartitionReply: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension WireFillControl: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FillControl"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}fill_id\0\u{1}action\0\u{3}shard_map_epoch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{3}fill_id\0\u{1}action\0\u{3}shard_map_epoch\0\u{1}covered\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -7019,6 +7129,7 @@ nonisolated extension WireFillControl: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 2: try { try decoder.decodeSingularStringField(value: &self.fillID) }()
       case 3: try { try decoder.decodeSingularEnumField(value: &self.action) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.shardMapEpoch) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.covered) }()
       default: break
       }
     }
@@ -7037,6 +7148,9 @@ nonisolated extension WireFillControl: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.shardMapEpoch != 0 {
       try visitor.visitSingularUInt64Field(value: self.shardMapEpoch, fieldNumber: 4)
     }
+    if !self.covered.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.covered, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -7045,6 +7159,7 @@ nonisolated extension WireFillControl: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.fillID != rhs.fillID {return false}
     if lhs.action != rhs.action {return false}
     if lhs.shardMapEpoch != rhs.shardMapEpoch {return false}
+    if lhs.covered != rhs.covered {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1729,6 +1729,51 @@ void   facet__v1__partition_holding__free_unpacked
   assert(message->base.descriptor == &facet__v1__partition_holding__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   facet__v1__replica_mark__init
+                     (Facet__V1__ReplicaMark         *message)
+{
+  static const Facet__V1__ReplicaMark init_value = FACET__V1__REPLICA_MARK__INIT;
+  *message = init_value;
+}
+size_t facet__v1__replica_mark__get_packed_size
+                     (const Facet__V1__ReplicaMark *message)
+{
+  assert(message->base.descriptor == &facet__v1__replica_mark__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t facet__v1__replica_mark__pack
+                     (const Facet__V1__ReplicaMark *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &facet__v1__replica_mark__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t facet__v1__replica_mark__pack_to_buffer
+                     (const Facet__V1__ReplicaMark *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &facet__v1__replica_mark__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Facet__V1__ReplicaMark *
+       facet__v1__replica_mark__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Facet__V1__ReplicaMark *)
+     protobuf_c_message_unpack (&facet__v1__replica_mark__descriptor,
+                                allocator, len, data);
+}
+void   facet__v1__replica_mark__free_unpacked
+                     (Facet__V1__ReplicaMark *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &facet__v1__replica_mark__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   facet__v1__worker_register__init
                      (Facet__V1__WorkerRegister         *message)
 {
@@ -7423,7 +7468,7 @@ const ProtobufCMessageDescriptor facet__v1__shard_change_reply__descriptor =
   (ProtobufCMessageInit) facet__v1__shard_change_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__partition_holding__field_descriptors[5] =
+static const ProtobufCFieldDescriptor facet__v1__partition_holding__field_descriptors[8] =
 {
   {
     "partition",
@@ -7485,18 +7530,57 @@ static const ProtobufCFieldDescriptor facet__v1__partition_holding__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stale_replicas",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__PartitionHolding, n_stale_replicas),
+    offsetof(Facet__V1__PartitionHolding, stale_replicas),
+    &facet__v1__replica_mark__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "covered",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__PartitionHolding, n_covered),
+    offsetof(Facet__V1__PartitionHolding, covered),
+    &facet__v1__replica_mark__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "incomplete",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionHolding, incomplete),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__partition_holding__field_indices_by_name[] = {
+  6,   /* field[6] = covered */
   4,   /* field[4] = filling */
+  7,   /* field[7] = incomplete */
   2,   /* field[2] = last_sequence */
   0,   /* field[0] = partition */
+  5,   /* field[5] = stale_replicas */
   3,   /* field[3] = synced */
   1,   /* field[1] = templates */
 };
 static const ProtobufCIntRange facet__v1__partition_holding__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor facet__v1__partition_holding__descriptor =
 {
@@ -7506,11 +7590,62 @@ const ProtobufCMessageDescriptor facet__v1__partition_holding__descriptor =
   "Facet__V1__PartitionHolding",
   "facet.v1",
   sizeof(Facet__V1__PartitionHolding),
-  5,
+  8,
   facet__v1__partition_holding__field_descriptors,
   facet__v1__partition_holding__field_indices_by_name,
   1,  facet__v1__partition_holding__number_ranges,
   (ProtobufCMessageInit) facet__v1__partition_holding__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor facet__v1__replica_mark__field_descriptors[2] =
+{
+  {
+    "node_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__ReplicaMark, node_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sequence",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__ReplicaMark, sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned facet__v1__replica_mark__field_indices_by_name[] = {
+  0,   /* field[0] = node_id */
+  1,   /* field[1] = sequence */
+};
+static const ProtobufCIntRange facet__v1__replica_mark__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor facet__v1__replica_mark__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "facet.v1.ReplicaMark",
+  "ReplicaMark",
+  "Facet__V1__ReplicaMark",
+  "facet.v1",
+  sizeof(Facet__V1__ReplicaMark),
+  2,
+  facet__v1__replica_mark__field_descriptors,
+  facet__v1__replica_mark__field_indices_by_name,
+  1,  facet__v1__replica_mark__number_ranges,
+  (ProtobufCMessageInit) facet__v1__replica_mark__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor facet__v1__worker_register__field_descriptors[9] =
@@ -8104,7 +8239,7 @@ const ProtobufCMessageDescriptor facet__v1__template_record__descriptor =
   (ProtobufCMessageInit) facet__v1__template_record__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__partition_insert_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor facet__v1__partition_insert_request__field_descriptors[6] =
 {
   {
     "partition",
@@ -8154,17 +8289,43 @@ static const ProtobufCFieldDescriptor facet__v1__partition_insert_request__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "fill_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionInsertRequest, fill_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stale_replicas",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Facet__V1__PartitionInsertRequest, n_stale_replicas),
+    offsetof(Facet__V1__PartitionInsertRequest, stale_replicas),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__partition_insert_request__field_indices_by_name[] = {
   3,   /* field[3] = fill */
+  4,   /* field[4] = fill_id */
   0,   /* field[0] = partition */
   2,   /* field[2] = records */
   1,   /* field[1] = shard_map_epoch */
+  5,   /* field[5] = stale_replicas */
 };
 static const ProtobufCIntRange facet__v1__partition_insert_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor facet__v1__partition_insert_request__descriptor =
 {
@@ -8174,7 +8335,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_insert_request__descriptor
   "Facet__V1__PartitionInsertRequest",
   "facet.v1",
   sizeof(Facet__V1__PartitionInsertRequest),
-  4,
+  6,
   facet__v1__partition_insert_request__field_descriptors,
   facet__v1__partition_insert_request__field_indices_by_name,
   1,  facet__v1__partition_insert_request__number_ranges,
@@ -8271,7 +8432,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_insert_reply__descriptor =
   (ProtobufCMessageInit) facet__v1__partition_insert_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__partition_delete_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor facet__v1__partition_delete_request__field_descriptors[8] =
 {
   {
     "partition",
@@ -8345,19 +8506,45 @@ static const ProtobufCFieldDescriptor facet__v1__partition_delete_request__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "fill_id",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionDeleteRequest, fill_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stale_replicas",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Facet__V1__PartitionDeleteRequest, n_stale_replicas),
+    offsetof(Facet__V1__PartitionDeleteRequest, stale_replicas),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__partition_delete_request__field_indices_by_name[] = {
   4,   /* field[4] = collection */
   5,   /* field[5] = fill */
+  6,   /* field[6] = fill_id */
   0,   /* field[0] = partition */
   1,   /* field[1] = shard_map_epoch */
+  7,   /* field[7] = stale_replicas */
   2,   /* field[2] = subject_id */
   3,   /* field[3] = template_ids */
 };
 static const ProtobufCIntRange facet__v1__partition_delete_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor facet__v1__partition_delete_request__descriptor =
 {
@@ -8367,7 +8554,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_delete_request__descriptor
   "Facet__V1__PartitionDeleteRequest",
   "facet.v1",
   sizeof(Facet__V1__PartitionDeleteRequest),
-  6,
+  8,
   facet__v1__partition_delete_request__field_descriptors,
   facet__v1__partition_delete_request__field_indices_by_name,
   1,  facet__v1__partition_delete_request__number_ranges,
@@ -9127,7 +9314,7 @@ const ProtobufCEnumDescriptor facet__v1__fill_control__action__descriptor =
   facet__v1__fill_control__action__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor facet__v1__fill_control__field_descriptors[4] =
+static const ProtobufCFieldDescriptor facet__v1__fill_control__field_descriptors[5] =
 {
   {
     "partition",
@@ -9177,9 +9364,22 @@ static const ProtobufCFieldDescriptor facet__v1__fill_control__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "covered",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__FillControl, n_covered),
+    offsetof(Facet__V1__FillControl, covered),
+    &facet__v1__replica_mark__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__fill_control__field_indices_by_name[] = {
   2,   /* field[2] = action */
+  4,   /* field[4] = covered */
   1,   /* field[1] = fill_id */
   0,   /* field[0] = partition */
   3,   /* field[3] = shard_map_epoch */
@@ -9187,7 +9387,7 @@ static const unsigned facet__v1__fill_control__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__fill_control__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor facet__v1__fill_control__descriptor =
 {
@@ -9197,7 +9397,7 @@ const ProtobufCMessageDescriptor facet__v1__fill_control__descriptor =
   "Facet__V1__FillControl",
   "facet.v1",
   sizeof(Facet__V1__FillControl),
-  4,
+  5,
   facet__v1__fill_control__field_descriptors,
   facet__v1__fill_control__field_indices_by_name,
   1,  facet__v1__fill_control__number_ranges,

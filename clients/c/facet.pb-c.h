@@ -55,6 +55,7 @@ typedef struct Facet__V1__PartitionMove Facet__V1__PartitionMove;
 typedef struct Facet__V1__ShardChangeRequest Facet__V1__ShardChangeRequest;
 typedef struct Facet__V1__ShardChangeReply Facet__V1__ShardChangeReply;
 typedef struct Facet__V1__PartitionHolding Facet__V1__PartitionHolding;
+typedef struct Facet__V1__ReplicaMark Facet__V1__ReplicaMark;
 typedef struct Facet__V1__WorkerRegister Facet__V1__WorkerRegister;
 typedef struct Facet__V1__WorkerRegistered Facet__V1__WorkerRegistered;
 typedef struct Facet__V1__WorkerReady Facet__V1__WorkerReady;
@@ -1337,10 +1338,42 @@ struct  Facet__V1__PartitionHolding
    * a fill window is open (a coordinator is copying into it)
    */
   protobuf_c_boolean filling;
+  /*
+   * Durable replica marks (kept in DATA/replica-marks.json, so they survive restarts of matchers and coordinators):
+   */
+  /*
+   * copies of this partition that missed a write this copy took (mark sequence)
+   */
+  size_t n_stale_replicas;
+  Facet__V1__ReplicaMark **stale_replicas;
+  /*
+   * marks on this copy (holder, sequence) that a fill or adoption made good
+   */
+  size_t n_covered;
+  Facet__V1__ReplicaMark **covered;
+  /*
+   * a fill of this copy began and did not finish: never adopt it as the partition
+   */
+  protobuf_c_boolean incomplete;
 };
 #define FACET__V1__PARTITION_HOLDING__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_holding__descriptor) \
-    , 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0 }
+
+
+/*
+ * A durable note about a replica copy of one partition: `node_id` and the holder's mark `sequence` (a counter
+ * persisted by the holder, growing with every mark).
+ */
+struct  Facet__V1__ReplicaMark
+{
+  ProtobufCMessage base;
+  char *node_id;
+  uint64_t sequence;
+};
+#define FACET__V1__REPLICA_MARK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&facet__v1__replica_mark__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Facet__V1__WorkerRegister
@@ -1482,10 +1515,19 @@ struct  Facet__V1__PartitionInsertRequest
    * a copy from another replica: skip records written or deleted meanwhile
    */
   protobuf_c_boolean fill;
+  /*
+   * with fill: the window it belongs to (refused unless that window is open)
+   */
+  char *fill_id;
+  /*
+   * copies of the partition this write does not reach: marked stale (durably) first
+   */
+  size_t n_stale_replicas;
+  char **stale_replicas;
 };
 #define FACET__V1__PARTITION_INSERT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_insert_request__descriptor) \
-    , 0, 0, 0,NULL, 0 }
+    , 0, 0, 0,NULL, 0, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 struct  Facet__V1__PartitionInsertReply
@@ -1527,10 +1569,19 @@ struct  Facet__V1__PartitionDeleteRequest
    * reconciliation after a copy: keep templates written meanwhile
    */
   protobuf_c_boolean fill;
+  /*
+   * with fill: the window it belongs to
+   */
+  char *fill_id;
+  /*
+   * as in PartitionInsertRequest
+   */
+  size_t n_stale_replicas;
+  char **stale_replicas;
 };
 #define FACET__V1__PARTITION_DELETE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_delete_request__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0 }
+    , 0, 0, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 struct  Facet__V1__PartitionDeleteReply
@@ -1718,10 +1769,15 @@ struct  Facet__V1__FillControl
   char *fill_id;
   Facet__V1__FillControl__Action action;
   uint64_t shard_map_epoch;
+  /*
+   * DONE, ADOPT: the marks against this copy (holder, sequence) the copy now makes good
+   */
+  size_t n_covered;
+  Facet__V1__ReplicaMark **covered;
 };
 #define FACET__V1__FILL_CONTROL__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__fill_control__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, FACET__V1__FILL_CONTROL__ACTION__ACTION_UNSPECIFIED, 0 }
+    , 0, (char *)protobuf_c_empty_string, FACET__V1__FILL_CONTROL__ACTION__ACTION_UNSPECIFIED, 0, 0,NULL }
 
 
 struct  Facet__V1__FillControlReply
@@ -2726,6 +2782,25 @@ Facet__V1__PartitionHolding *
 void   facet__v1__partition_holding__free_unpacked
                      (Facet__V1__PartitionHolding *message,
                       ProtobufCAllocator *allocator);
+/* Facet__V1__ReplicaMark methods */
+void   facet__v1__replica_mark__init
+                     (Facet__V1__ReplicaMark         *message);
+size_t facet__v1__replica_mark__get_packed_size
+                     (const Facet__V1__ReplicaMark   *message);
+size_t facet__v1__replica_mark__pack
+                     (const Facet__V1__ReplicaMark   *message,
+                      uint8_t             *out);
+size_t facet__v1__replica_mark__pack_to_buffer
+                     (const Facet__V1__ReplicaMark   *message,
+                      ProtobufCBuffer     *buffer);
+Facet__V1__ReplicaMark *
+       facet__v1__replica_mark__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   facet__v1__replica_mark__free_unpacked
+                     (Facet__V1__ReplicaMark *message,
+                      ProtobufCAllocator *allocator);
 /* Facet__V1__WorkerRegister methods */
 void   facet__v1__worker_register__init
                      (Facet__V1__WorkerRegister         *message);
@@ -3481,6 +3556,9 @@ typedef void (*Facet__V1__ShardChangeReply_Closure)
 typedef void (*Facet__V1__PartitionHolding_Closure)
                  (const Facet__V1__PartitionHolding *message,
                   void *closure_data);
+typedef void (*Facet__V1__ReplicaMark_Closure)
+                 (const Facet__V1__ReplicaMark *message,
+                  void *closure_data);
 typedef void (*Facet__V1__WorkerRegister_Closure)
                  (const Facet__V1__WorkerRegister *message,
                   void *closure_data);
@@ -3642,6 +3720,7 @@ extern const ProtobufCMessageDescriptor facet__v1__shard_change_request__descrip
 extern const ProtobufCEnumDescriptor    facet__v1__shard_change_request__operation__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__shard_change_reply__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__partition_holding__descriptor;
+extern const ProtobufCMessageDescriptor facet__v1__replica_mark__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__worker_register__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__worker_registered__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__worker_ready__descriptor;
