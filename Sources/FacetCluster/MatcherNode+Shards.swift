@@ -364,6 +364,7 @@ extension MatcherNode {
                 }
                 s.synced.remove(p)
                 s.windows[p] = nil
+                s.recent[p] = nil   // the copy goes: a later fill of this partition must not count on these writes
                 return nil
             }
             if let problem { return .failure(problem) }
