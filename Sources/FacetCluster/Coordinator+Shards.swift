@@ -243,7 +243,7 @@ extension Coordinator {
         }
         // The marks against this copy known now: the fill makes them good (marks made later are not covered and
         // cause another fill).
-        let marks = state.withLock { s in
+        let marksAtStart = state.withLock { s in
             s.mustFill.remove(key)
             s.openWindow(key)
             return s.marksAgainst(key)
@@ -252,6 +252,17 @@ extension Coordinator {
         let source = sources[Int(p) % sources.count]
         let started = ContinuousClock.now
         let outcome = await copy(p, from: source, to: node, fillID: fillID)
+        // The source's marks against this copy as of a report it sent after the copy read it (a mark is written before
+        // its write, so every write the source took before that is in the copy): taking them from before the fill
+        // could miss marks not reported yet, leaving the filled copy marked (and not ready) without cause.
+        var marks = marksAtStart
+        if case .success = outcome {
+            let seen = state.withLock { $0.workers[source]?.reports ?? 0 }
+            for _ in 0..<250 where state.withLock({ ($0.workers[source]?.reports ?? 0) <= seen }) {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            marks = state.withLock { s in s.marksAgainst(key) }.merging(marksAtStart, uniquingKeysWith: max)
+        }
         // The copy is complete only if the source still is (no mark against it appeared meanwhile).
         let (stillAssigned, sourceComplete) = state.withLock { s in
             (s.workers[node]?.generation == generation && s.isAlive(node) && s.map.writeSet(of: p).contains(node),

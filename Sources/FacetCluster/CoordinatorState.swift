@@ -24,6 +24,8 @@ struct WorkerInfo: Sendable {
     var fillingReported: Set<UInt32> = []
     /// Partitions whose copy the matcher reports incomplete (a fill began and did not finish): never adopted.
     var incomplete: Set<UInt32> = []
+    /// Holdings reports taken from this worker (a fill waits for one sent after it read the source).
+    var reports = 0
     var inFlight = 0
     var model = WireEmbeddingModel()
     var startedUnixMs: Int64 = 0
@@ -144,6 +146,7 @@ struct CoordinatorState: Sendable {
             w.idleUnsynced = idle
             w.fillingReported = Set(holdings.filter(\.filling).map(\.partition))
             w.incomplete = Set(holdings.filter(\.incomplete).map(\.partition))
+            w.reports += 1
             workers[node] = w
         }
         // The holder's marks replace what it reported before (they only grow, or vanish with a dropped partition);
