@@ -132,10 +132,18 @@ public struct MaskDetector: Sendable, Codable, Equatable {
     /// border), 9 unsigned bins with bilinear angle weights, over `cellsX`×`cellsY` cells of `cell` pixels from
     /// (`x0`, `y0`), each value √(bin magnitude / total magnitude of the region).
     static func gradientHistograms(chip: RGBImage, x0: Int, y0: Int, cellsX: Int, cellsY: Int, cell: Int) -> [Float] {
-        let bins = 9, w = chip.width, h = chip.height
+        let w = chip.width, h = chip.height
         var g = [Double](repeating: 0, count: w * h)
         for y in 0..<h { for x in 0..<w { let p = chip[x, y]; g[y * w + x] = 0.299 * Double(p.r) + 0.587 * Double(p.g) + 0.114 * Double(p.b) } }
         func grey(_ x: Int, _ y: Int) -> Double { g[min(max(y, 0), h - 1) * w + min(max(x, 0), w - 1)] }
+        return orientedHistograms(x0: x0, y0: y0, cellsX: cellsX, cellsY: cellsY, cell: cell, grey: grey)
+    }
+
+    /// The histogram loop both versions share: 9 unsigned orientation bins with bilinear angle weights per cell,
+    /// central differences of `grey`, each value √(bin magnitude / total magnitude of the region).
+    private static func orientedHistograms(x0: Int, y0: Int, cellsX: Int, cellsY: Int, cell: Int,
+                                           grey: (Int, Int) -> Double) -> [Float] {
+        let bins = 9
         var hist = [Double](repeating: 0, count: cellsX * cellsY * bins)
         var total = 0.0
         for y in y0..<(y0 + cellsY * cell) {
@@ -163,30 +171,13 @@ public struct MaskDetector: Sendable, Codable, Equatable {
     /// surface with a long edge across the face where it ends. 360 numbers.
     public static func hogFeatures(chip: RGBImage) -> [Float] {
         let sx = Double(chip.width) / 150, sy = Double(chip.height) / 150
-        let bins = 9, cellsX = 8, cellsY = 5, cell = 15, x0 = 15, y0 = 75
+        let cellsX = 8, cellsY = 5, cell = 15, x0 = 15, y0 = 75
         func grey(_ x: Int, _ y: Int) -> Double {
             let cx = min(max(Int(Double(x) * sx), 0), chip.width - 1), cy = min(max(Int(Double(y) * sy), 0), chip.height - 1)
             let p = chip[cx, cy]
             return 0.299 * Double(p.r) + 0.587 * Double(p.g) + 0.114 * Double(p.b)
         }
-        var h = [Double](repeating: 0, count: cellsX * cellsY * bins)
-        var total = 0.0
-        for y in y0..<(y0 + cellsY * cell) {
-            for x in x0..<(x0 + cellsX * cell) {
-                let gx = grey(x + 1, y) - grey(x - 1, y), gy = grey(x, y + 1) - grey(x, y - 1)
-                let mag = (gx * gx + gy * gy).squareRoot()
-                if mag == 0 { continue }
-                var angle = atan2(gy, gx)
-                if angle < 0 { angle += .pi }
-                let pos = angle / .pi * Double(bins) - 0.5
-                let lo = Int(pos.rounded(.down)), frac = pos - Double(lo)
-                let c = ((y - y0) / cell) * cellsX + (x - x0) / cell
-                h[c * bins + ((lo % bins) + bins) % bins] += mag * (1 - frac)
-                h[c * bins + (((lo + 1) % bins) + bins) % bins] += mag * frac
-                total += mag
-            }
-        }
-        return h.map { Float(($0 / max(total, 1e-9)).squareRoot()) }
+        return orientedHistograms(x0: x0, y0: y0, cellsX: cellsX, cellsY: cellsY, cell: cell, grey: grey)
     }
 
     public func isMasked(features x: [Float]) -> Bool { probability(features: x) >= threshold }
