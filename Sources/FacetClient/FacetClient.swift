@@ -52,13 +52,17 @@ public final class FacetClient: Sendable {
             throw FacetError(.unavailable, "cannot open a client socket to \(endpoint): \(error)")
         }
         let channel = self.channel, pending = self.pending, limit = maxFrameBytes
+        let deliver: @Sendable (Multipart) -> Void = { m in
+            guard let frame = m.routingSplit.body.first, m.limitViolation == nil,
+                  let reply = try? WireFrame.decode(frame: frame, maxBytes: limit) else { return }
+            pending.resolve(reply.requestID, with: .success(reply))
+        }
+        // Replies are matched to their calls on the socket's thread (one hop less than a reader task); the reader
+        // only waits for the channel to close, then fails what is still waiting.
+        channel.setReceiveHandler { m in deliver(m); return true }
         reader = Task {
             while true {
-                let m: Multipart
-                do { m = try await channel.receive() } catch { break }
-                guard let frame = m.routingSplit.body.first, m.limitViolation == nil,
-                      let reply = try? WireFrame.decode(frame: frame, maxBytes: limit) else { continue }
-                pending.resolve(reply.requestID, with: .success(reply))
+                do { deliver(try await channel.receive()) } catch { break }
             }
             pending.failAll(FacetError(.unavailable, "client closed"))
         }

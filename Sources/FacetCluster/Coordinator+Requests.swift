@@ -258,89 +258,99 @@ extension Coordinator {
 
     // MARK: reads
 
-    /// Scatter-gather over `partitions` with fail-over: `request` builds the call for one matcher's share of the
-    /// partitions, `answer` takes a reply and returns the partitions it covered (nil: not an answer). Returns the
-    /// partitions that no replica answered for by the deadline.
-    func scatter(partitions: [UInt32], _ ctx: RequestContext, request: ([UInt32]) -> WireEnvelope.OneOf_Body,
-                 answer: (WireEnvelope.OneOf_Body) -> [UInt32]?) async -> [UInt32] {
-        let rotation = state.withLock { $0.rotation += 1; return $0.rotation }
-        var plan = ScatterPlan(partitions: partitions, rotation: rotation)
-        typealias Outcome = (node: String, asked: [UInt32], result: Result<WireEnvelope.OneOf_Body, FacetError>)
-        await withTaskGroup(of: Outcome.self) { group in
-            var inFlight = Set<UInt32>()
-            var running = 0
-            while true {
-                if !ctx.expired {
-                    // The ready replicas of every pending partition under one lock, not one lock per partition.
-                    let pending = plan.pending
-                    let ready = state.withLock { s in Dictionary(uniqueKeysWithValues: pending.map { ($0, s.readyReplicas(of: $0)) }) }
-                    let groups = plan.nextRound(ready: { ready[$0] ?? [] }, inFlight: inFlight)
-                    for (node, ps) in groups.sorted(by: { $0.key < $1.key }) {
-                        let body = request(ps)
-                        inFlight.formUnion(ps)
-                        running += 1
-                        let timeout = ctx.within(replicaTimeout)
-                        group.addTask { (node, ps, await self.call(node, body, timeout: timeout, parent: ctx.id)) }
-                    }
-                }
-                guard running > 0, let outcome = await group.next() else { break }
-                running -= 1
-                inFlight.subtract(outcome.asked)
-                if case .success(let body) = outcome.result, let covered = answer(body) {
-                    plan.succeeded(covered.filter { outcome.asked.contains($0) })
-                } else {
-                    ctx.logger.debug("replica failed; failing over", metadata: ["node.id": "\(outcome.node)"])
-                }
-                if plan.isComplete { break }
-            }
+    /// Scatter-gather over `partitions` with fail-over (``ScatterRun``): `request` builds the call for one matcher's
+    /// share of the partitions, `covered` takes a reply and returns the partitions it answered for (nil: not an
+    /// answer). Returns the answers and the partitions that no replica answered for by the deadline.
+    func scatter(partitions: [UInt32], _ ctx: RequestContext, request: @escaping @Sendable ([UInt32]) -> WireEnvelope.OneOf_Body,
+                 covered: @escaping @Sendable (WireEnvelope.OneOf_Body) -> [UInt32]?) async -> (answers: [WireEnvelope.OneOf_Body], missing: [UInt32]) {
+        await withCheckedContinuation { c in
+            ScatterRun.start(self, partitions: partitions, ctx, request: request, covered: covered) { c.resume(returning: ($0, $1)) }
         }
-        return plan.missing
+    }
+
+    /// The partition search request of every scatter (with this coordinator's shard-map epoch).
+    private func searchScatter(_ base: WirePartitionSearchRequest, partitions: [UInt32], _ ctx: RequestContext,
+                               then: @escaping @Sendable (_ lists: [[WireCandidate]], _ missing: [UInt32]) -> Void) {
+        var base = base
+        base.shardMapEpoch = currentMap.epoch
+        ScatterRun.start(self, partitions: partitions, ctx, request: { [base] ps in
+            var req = base
+            req.partitions = ps
+            return .partitionSearchRequest(req)
+        }, covered: { body in
+            guard case .partitionSearchReply(let reply) = body else { return nil }
+            return reply.searchedPartitions
+        }, finish: { answers, missing in
+            then(answers.compactMap { if case .partitionSearchReply(let r) = $0 { return r.candidates } else { return nil } }, missing)
+        })
     }
 
     /// Scatter-gather search over `partitions`; returns the per-node candidate lists and the partitions missing.
     func scatterSearch(_ base: WirePartitionSearchRequest, partitions: [UInt32], _ ctx: RequestContext)
         async -> (lists: [[WireCandidate]], missing: [UInt32])
     {
-        var lists: [[WireCandidate]] = []
-        var base = base
-        base.shardMapEpoch = currentMap.epoch
-        let missing = await scatter(partitions: partitions, ctx, request: { ps in
-            var req = base
-            req.partitions = ps
-            return .partitionSearchRequest(req)
-        }, answer: { body in
-            guard case .partitionSearchReply(let reply) = body else { return nil }
-            lists.append(reply.candidates)
-            return reply.searchedPartitions
-        })
-        return (lists, missing)
+        await withCheckedContinuation { c in
+            searchScatter(base, partitions: partitions, ctx) { c.resume(returning: ($0, $1)) }
+        }
     }
 
     func identify(_ r: WireIdentifyRequest, _ ctx: RequestContext) async throws(FacetError) -> WireIdentifyReply {
-        let k = Int(r.k == 0 ? 5 : r.k)
-        guard k <= 1000 else { throw FacetError(.invalidArgument, "k must be at most 1000", field: "k", limit: 1000) }
-        var reply = WireIdentifyReply()
         let query: [Float]
         var version = activeModelVersion
+        var face: WireFace?
         switch r.query {
         case .embedding(let e)?:
             query = try checked(e)
             if !e.modelVersion.isEmpty { version = e.modelVersion }
         case .image(let image)?:
-            let (face, values) = try await embedding(of: image, upsample: r.upsample, ctx)
-            var f = face
-            f.clearEmbedding()
-            reply.face = f
+            let (f, values) = try await embedding(of: image, upsample: r.upsample, ctx)
+            face = f
+            face!.clearEmbedding()
             query = values
         case nil: throw FacetError(.invalidArgument, "give an image or an embedding", field: "query")
         }
+        let search = try identifySearch(r, query: query, version: version)
+        let (lists, missing) = await scatterSearch(search, partitions: currentMap.allPartitions, ctx)
+        return identifyReply(r, query: query, version: version, face: face, lists: lists, missing: missing, ctx)
+    }
+
+    /// Identify by embedding without a task: the scatter starts on the calling thread (the front end's socket
+    /// thread) and `completion` runs where the last partition's answer (or the deadline) is handled.
+    func identifyNow(_ r: WireIdentifyRequest, _ ctx: RequestContext, completion: @escaping @Sendable (Result<WireIdentifyReply, FacetError>) -> Void) {
+        guard case .embedding(let e)? = r.query else {
+            return completion(.failure(FacetError(.invalidArgument, "give an embedding", field: "query")))
+        }
+        let query: [Float], search: WirePartitionSearchRequest
+        let version = e.modelVersion.isEmpty ? activeModelVersion : e.modelVersion
+        do throws(FacetError) {
+            query = try checked(e)
+            search = try identifySearch(r, query: query, version: version)
+        } catch {
+            return completion(.failure(error))
+        }
+        searchScatter(search, partitions: currentMap.allPartitions, ctx) { [self] lists, missing in
+            completion(.success(identifyReply(r, query: query, version: version, face: nil, lists: lists, missing: missing, ctx)))
+        }
+    }
+
+    private func identifySearch(_ r: WireIdentifyRequest, query: [Float], version: String) throws(FacetError) -> WirePartitionSearchRequest {
+        let k = r.k == 0 ? 5 : r.k
+        guard k <= 1000 else { throw FacetError(.invalidArgument, "k must be at most 1000", field: "k", limit: 1000) }
         var req = WirePartitionSearchRequest()
         req.query = WireEmbedding(values: query, modelVersion: version)
-        req.k = UInt32(k)
+        req.k = k
         req.ef = r.ef
         req.collections = r.collections
         req.maxDistance = r.maxDistance
-        let (lists, missing) = await scatterSearch(req, partitions: currentMap.allPartitions, ctx)
+        return req
+    }
+
+    /// The global top-k of the per-partition lists, with scores, decisions and the classifier's decision.
+    private func identifyReply(_ r: WireIdentifyRequest, query: [Float], version: String, face: WireFace?,
+                               lists: [[WireCandidate]], missing: [UInt32], _ ctx: RequestContext) -> WireIdentifyReply {
+        var reply = WireIdentifyReply()
+        if let face { reply.face = face }
+        let k = Int(r.k == 0 ? 5 : r.k)
         let threshold = configuration.verifyThreshold ?? Coordinator.defaultThreshold
         reply.candidates = TopKMerge.merge(lists, k: k, maxDistance: r.maxDistance > 0 ? r.maxDistance : nil).map { c in
             var c = c
@@ -348,10 +358,11 @@ extension Coordinator {
             c.match = c.distance <= threshold
             return c
         }
+        let map = currentMap
         reply.partial = !missing.isEmpty
         reply.missingPartitions = missing
-        reply.partitionCount = currentMap.partitionCount
-        reply.shardMapEpoch = currentMap.epoch
+        reply.partitionCount = map.partitionCount
+        reply.shardMapEpoch = map.epoch
         reply.threshold = r.maxDistance > 0 ? r.maxDistance : threshold
         reply.comparison = reply.face.masked ? .maskedUnmasked : .unmaskedUnmasked
         reply.model = model

@@ -523,18 +523,20 @@ extension Coordinator {
         base.prefix = r.prefix
         base.afterSubjectID = r.pageToken
         base.limit = UInt32(pageSize)
-        var subjects: [WireSubjectSummary] = []
-        var more = false
-        let missing = await scatter(partitions: currentMap.allPartitions, ctx, request: { ps in
+        let (answers, missing) = await scatter(partitions: currentMap.allPartitions, ctx, request: { [base] ps in
             var req = base
             req.partitions = ps
             return .partitionSubjectsRequest(req)
-        }, answer: { body in
+        }, covered: { body in
             guard case .partitionSubjectsReply(let reply) = body else { return nil }
-            subjects += reply.subjects
-            if reply.more { more = true }
             return reply.searchedPartitions
         })
+        var subjects: [WireSubjectSummary] = []
+        var more = false
+        for case .partitionSubjectsReply(let reply) in answers {
+            subjects += reply.subjects
+            if reply.more { more = true }
+        }
         guard missing.isEmpty else {
             throw FacetError(.unavailable, "partitions \(missing) did not answer", retryAfterMilliseconds: 200)
         }

@@ -45,9 +45,13 @@ public final class Coordinator: Sendable {
     /// Jobs (retraining), the durable models and the retraining triggers (`Coordinator+Jobs.swift`).
     let jobs: CoordinatorJobs
 
+    typealias CallResult = Result<WireEnvelope.OneOf_Body, FacetError>
+
     struct PendingCall {
         let node: String
-        let continuation: CheckedContinuation<Result<WireEnvelope.OneOf_Body, FacetError>, Never>
+        /// Runs once, on the thread that resolves the call (the back end's socket thread for replies, the deadline
+        /// thread for timeouts, the heartbeat task for dead workers): it must be short.
+        let completion: @Sendable (CallResult) -> Void
         /// Fails the call at its timeout; cancelled when the call is resolved first.
         var timer: DeadlineScheduler.Token?
     }
@@ -113,6 +117,10 @@ public final class Coordinator: Sendable {
         logger.info("coordinator listening", metadata: [
             "frontend": "\(frontendEndpoint)", "backend": "\(backendEndpoint)", "epoch": "\(map.epoch)",
             "partitions": "\(map.partitionCount)", "replicas": "\(map.replicationFactor)", "matchers": "\(map.matchers)"])
+        // Client requests and worker replies are handled on the sockets' own threads (see handleFront/handleBack);
+        // the loops take what arrived before the handlers were installed.
+        back.setReceiveHandler { [self] message in handleBack(message); return true }
+        front.setReceiveHandler { [self] message in handleFront(message); return true }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.backLoop() }
             group.addTask { await self.frontLoop() }
@@ -121,7 +129,7 @@ public final class Coordinator: Sendable {
             await group.waitForAll()
         }
         let calls = pending.withLock { p -> [PendingCall] in defer { p = [:] }; return Array(p.values) }
-        for c in calls { c.continuation.resume(returning: .failure(FacetError(.cancelled, "coordinator shutting down"))) }
+        for c in calls { c.completion(.failure(FacetError(.cancelled, "coordinator shutting down"))) }
         await front.close()
         await back.close()
         await authenticator?.stop()
@@ -137,41 +145,52 @@ public final class Coordinator: Sendable {
 
     /// Sends `body` to worker `node` and waits for its reply, at most `timeout`. Fails at once with UNAVAILABLE when
     /// the worker is dead or dies meanwhile. Error replies come back as failures.
-    func call(_ node: String, _ body: WireEnvelope.OneOf_Body, timeout: Duration, parent: String = "") async -> Result<WireEnvelope.OneOf_Body, FacetError> {
+    func call(_ node: String, _ body: WireEnvelope.OneOf_Body, timeout: Duration, parent: String = "") async -> CallResult {
+        await withCheckedContinuation { c in
+            startCall(node, body, timeout: timeout, parent: parent) { c.resume(returning: $0) }
+        }
+    }
+
+    /// `call` without a task: sends `body` and runs `completion` exactly once with the reply, the error reply, or the
+    /// failure (at once when the worker is not live). The latency-critical paths (identify) use it so that a reply is
+    /// handled on the back end's socket thread without a hop through the task pool.
+    func startCall(_ node: String, _ body: WireEnvelope.OneOf_Body, timeout: Duration, parent: String = "",
+                   completion: @escaping @Sendable (CallResult) -> Void) {
         let id = nextRequestID()
         guard let routing = state.withLock({ s -> [UInt8]? in
             guard let w = s.workers[node], w.alive else { return nil }
             s.workers[node]!.inFlight += 1
             return w.routing
-        }) else { return .failure(.unavailable("node \(node) is not live", node: node)) }
-        defer { state.withLock { s in if s.workers[node] != nil { s.workers[node]!.inFlight -= 1 } } }
+        }) else { return completion(.failure(.unavailable("node \(node) is not live", node: node))) }
+        let done: @Sendable (CallResult) -> Void = { [self] result in
+            state.withLock { s in if s.workers[node] != nil { s.workers[node]!.inFlight -= 1 } }
+            completion(result)
+        }
         var env = WireEnvelope.request(body, id: id, timeout: timeout, clientID: nodeID)
         if !parent.isEmpty { env.clientID = "\(nodeID)/\(parent)" }
         let bytes: [UInt8]
-        do { bytes = try WireFrame.encode(env, maxBytes: maxFrame) } catch { return .failure(error.facetError) }
-        return await withCheckedContinuation { c in
-            pending.withLock { $0[id] = PendingCall(node: node, continuation: c) }
-            do { try back.post(Multipart.routed([routing], body: [bytes])) } catch {
-                resolve(id, .failure(.unavailable("cannot send to \(node): \(error)", node: node)))
-                return
-            }
-            // One shared timer thread, not a task per call (see DeadlineScheduler).
-            let timer = DeadlineScheduler.shared.schedule(after: timeout) {
-                self.resolve(id, .failure(FacetError(.deadlineExceeded, "\(node) did not answer within \(timeout)", nodeID: node)))
-            }
-            let answered = pending.withLock { p -> Bool in
-                guard p[id] != nil else { return true }
-                p[id]!.timer = timer
-                return false
-            }
-            if answered { DeadlineScheduler.shared.cancel(timer) }
+        do { bytes = try WireFrame.encode(env, maxBytes: maxFrame) } catch { return done(.failure(error.facetError)) }
+        pending.withLock { $0[id] = PendingCall(node: node, completion: done) }
+        do { try back.post(Multipart.routed([routing], body: [bytes])) } catch {
+            resolve(id, .failure(.unavailable("cannot send to \(node): \(error)", node: node)))
+            return
         }
+        // One shared timer thread, not a task per call (see DeadlineScheduler).
+        let timer = DeadlineScheduler.shared.schedule(after: timeout) {
+            self.resolve(id, .failure(FacetError(.deadlineExceeded, "\(node) did not answer within \(timeout)", nodeID: node)))
+        }
+        let answered = pending.withLock { p -> Bool in
+            guard p[id] != nil else { return true }
+            p[id]!.timer = timer
+            return false
+        }
+        if answered { DeadlineScheduler.shared.cancel(timer) }
     }
 
-    private func resolve(_ id: String, _ result: Result<WireEnvelope.OneOf_Body, FacetError>) {
+    private func resolve(_ id: String, _ result: CallResult) {
         guard let p = pending.withLock({ $0.removeValue(forKey: id) }) else { return }
         if let timer = p.timer { DeadlineScheduler.shared.cancel(timer) }
-        p.continuation.resume(returning: result)
+        p.completion(result)
     }
 
     private func failCalls(to node: String, _ error: FacetError) {
@@ -179,58 +198,66 @@ public final class Coordinator: Sendable {
             let ids = p.filter { $0.value.node == node }.map(\.key)
             return ids.compactMap { p.removeValue(forKey: $0) }
         }
-        for c in calls { c.continuation.resume(returning: .failure(error)) }
+        for c in calls { c.completion(.failure(error)) }
     }
 
     // MARK: back end
 
+    /// Messages that arrived before the socket-thread handler was installed (see `run`).
     private func backLoop() async {
         while !Task.isCancelled {
             let message: Multipart
             do { message = try await back.receive() } catch { break }
-            let (routing, body) = message.routingSplit
-            guard let peer = routing.first, let frame = body.first else { continue }
-            let env: WireEnvelope
-            do { env = try WireFrame.decode(frame: frame, maxBytes: maxFrame) } catch {
-                logger.warning("bad frame from a worker", metadata: ["error": "\(error)"])
-                continue
+            handleBack(message)
+        }
+    }
+
+    /// One message from a worker, handled on the back end's socket thread: replies resolve their calls at once
+    /// (a scatter's next step runs right there), registrations and heartbeats update the worker table. Nothing here
+    /// waits; work that must wait (map fetches and pushes, fills) is started as a task.
+    func handleBack(_ message: Multipart) {
+        let (routing, body) = message.routingSplit
+        guard let peer = routing.first, let frame = body.first else { return }
+        let env: WireEnvelope
+        do { env = try WireFrame.decode(frame: frame, maxBytes: maxFrame) } catch {
+            logger.warning("bad frame from a worker", metadata: ["error": "\(error)"])
+            return
+        }
+        let now = ContinuousClock.now, nowMs = nowMilliseconds()
+        let known = state.withLock { s -> String? in
+            guard let node = s.routingToNode[peer], s.workers[node]?.routing == peer, s.workers[node]?.alive == true else { return nil }
+            s.workers[node]!.lastHeard = now
+            s.workers[node]!.lastHeardUnixMs = nowMs
+            return node
+        }
+        switch env.body {
+        case .workerRegister(let r)?:
+            register(r, routing: peer, request: env)
+        case .workerDisconnect(let d)?:
+            let node = known ?? d.nodeID
+            if state.withLock({ $0.markDead(node) }) {
+                logger.info("worker left", metadata: ["node.id": "\(node)", "reason": "\(d.reason)"])
+                failCalls(to: node, .unavailable("node \(node) left", node: node))
             }
-            let now = ContinuousClock.now, nowMs = nowMilliseconds()
-            let known = state.withLock { s -> String? in
-                guard let node = s.routingToNode[peer], s.workers[node]?.routing == peer, s.workers[node]?.alive == true else { return nil }
-                s.workers[node]!.lastHeard = now
-                s.workers[node]!.lastHeardUnixMs = nowMs
-                return node
+        case .heartbeat(let h)?:
+            guard let node = known else {
+                // A worker we do not know (we restarted): ask it to register again.
+                var d = WireWorkerDisconnect()
+                d.reason = "unknown worker; register again"
+                postBack(peer, WireEnvelope.reply(to: env, .workerDisconnect(d), senderID: nodeID))
+                return
             }
-            switch env.body {
-            case .workerRegister(let r)?:
-                register(r, routing: peer, request: env)
-            case .workerDisconnect(let d)?:
-                let node = known ?? d.nodeID
-                if state.withLock({ $0.markDead(node) }) {
-                    logger.info("worker left", metadata: ["node.id": "\(node)", "reason": "\(d.reason)"])
-                    failCalls(to: node, .unavailable("node \(node) left", node: node))
-                }
-            case .heartbeat(let h)?:
-                guard let node = known else {
-                    // A worker we do not know (we restarted): ask it to register again.
-                    var d = WireWorkerDisconnect()
-                    d.reason = "unknown worker; register again"
-                    postBack(peer, WireEnvelope.reply(to: env, .workerDisconnect(d), senderID: nodeID))
-                    continue
-                }
-                state.withLock { s in
-                    s.workers[node]!.inFlight = max(s.workers[node]!.inFlight, 0)
-                    if s.workers[node]!.role == .matcher { s.updateHoldings(node, h.holdings) }
-                }
-                if state.withLock({ $0.workers[node]?.role == .matcher }) { compareEpoch(node, h.shardMapEpoch) }
-            default:
-                guard known != nil, let b = env.body else { continue }
-                if case .error(let e) = b {
-                    resolve(env.requestID, .failure(FacetError(e)))
-                } else {
-                    resolve(env.requestID, .success(b))
-                }
+            state.withLock { s in
+                s.workers[node]!.inFlight = max(s.workers[node]!.inFlight, 0)
+                if s.workers[node]!.role == .matcher { s.updateHoldings(node, h.holdings) }
+            }
+            if state.withLock({ $0.workers[node]?.role == .matcher }) { compareEpoch(node, h.shardMapEpoch) }
+        default:
+            guard known != nil, let b = env.body else { return }
+            if case .error(let e) = b {
+                resolve(env.requestID, .failure(FacetError(e)))
+            } else {
+                resolve(env.requestID, .success(b))
             }
         }
     }
@@ -337,79 +364,114 @@ public final class Coordinator: Sendable {
 
     // MARK: front end
 
+    /// Messages that arrived before the socket-thread handler was installed (see `run`).
     private func frontLoop() async {
-        let limit = configuration.maxInFlight ?? 256
         while !Task.isCancelled {
             let message: Multipart
             do { message = try await front.receive() } catch { break }
-            let (routing, body) = message.routingSplit
-            guard !routing.isEmpty else { continue }
-            func reply(_ env: WireEnvelope) {
-                guard let bytes = try? WireFrame.encode(env, maxBytes: maxFrame) else { return }
-                try? front.post(Multipart.routed(routing, body: [bytes]))
+            handleFront(message)
+        }
+    }
+
+    /// One client message, on the front end's socket thread: checks (frame limits, decoding, deadline, rate limit,
+    /// requests in flight) and their error replies are answered right here; an identify by embedding starts its
+    /// scatter right here too (its replies are handled on the back end's socket thread, and the last one sends the
+    /// answer), so the identify path has no hop through the task pool. Everything else is served by a task.
+    func handleFront(_ message: Multipart) {
+        let (routing, body) = message.routingSplit
+        guard !routing.isEmpty else { return }
+        if body.first.map({ $0.count > Self.inlineDecodeLimit }) ?? false, message.limitViolation == nil {
+            // A large request (an image) is decoded off the socket thread, so it does not hold up the small ones.
+            Task { self.admitAndServe(message, routing: routing, body: body) }
+        } else {
+            admitAndServe(message, routing: routing, body: body)
+        }
+    }
+
+    /// Frames larger than this are decoded by a task rather than on the front end's socket thread.
+    static let inlineDecodeLimit = 64 * 1024
+
+    private func admitAndServe(_ message: Multipart, routing: [[UInt8]], body: [[UInt8]]) {
+        let limit = configuration.maxInFlight ?? 256
+        func reply(_ env: WireEnvelope) {
+            guard let bytes = try? WireFrame.encode(env, maxBytes: maxFrame) else { return }
+            try? front.post(Multipart.routed(routing, body: [bytes]))
+        }
+        if let violation = message.limitViolation {
+            reply(WireEnvelope.errorReply(requestID: "", FacetError(.frameTooLarge, "\(violation)", limit: UInt64(maxFrame), nodeID: nodeID)))
+            return
+        }
+        guard let frame = body.first else { return }
+        let env: WireEnvelope
+        do { env = try WireFrame.decode(frame: frame, maxBytes: maxFrame) } catch {
+            reply(WireEnvelope.errorReply(requestID: "", error.facetError, senderID: nodeID))
+            return
+        }
+        if env.isExpired() {
+            reply(WireEnvelope.errorReply(to: env, FacetError(.deadlineExceeded, "deadline passed before the request was read", nodeID: nodeID), senderID: nodeID))
+            return
+        }
+        // Data-plane requests are rate limited per client; status and the shard map (operators' view) are not.
+        if let limiter = rateLimiter, RateLimiter.applies(to: env.body) {
+            let key = RateLimiter.clientKey(userID: message.userID, clientID: env.clientID, routing: routing.first ?? [])
+            let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+            if case .limited(let retry) = limiter.withLock({ $0.admit(key, now: now) }) {
+                let rate = configuration.rateLimitPerSecond ?? 0
+                reply(WireEnvelope.errorReply(to: env, FacetError(.rateLimited, "over \(rate) requests per second for this client",
+                                                                  retryAfterMilliseconds: UInt64(retry), limit: UInt64(rate.rounded(.up)),
+                                                                  nodeID: nodeID), senderID: nodeID))
+                return
             }
-            if let violation = message.limitViolation {
-                reply(WireEnvelope.errorReply(requestID: "", FacetError(.frameTooLarge, "\(violation)", limit: UInt64(maxFrame), nodeID: nodeID)))
-                continue
+        }
+        let admitted = inFlightRequests.withLock { n -> Bool in
+            guard n < limit else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else {
+            reply(WireEnvelope.errorReply(to: env, FacetError(.queueFull, "\(limit) requests in flight", retryAfterMilliseconds: 50,
+                                                              limit: UInt64(limit), nodeID: nodeID), senderID: nodeID))
+            return
+        }
+        let began = ContinuousClock.now
+        let deadline = env.deadlineUnixMs != 0 ? env.deadlineUnixMs : nowMilliseconds() + defaultDeadline.wireMilliseconds
+        var requestLogger = logger
+        requestLogger[metadataKey: "request.id"] = "\(env.requestID)"
+        let log = requestLogger
+        let ctx = RequestContext(id: env.requestID, deadline: deadline, logger: log)
+        // Exactly once per admitted request: audit, metrics, the reply, and the in-flight count.
+        let finish: @Sendable (Result<WireEnvelope.OneOf_Body, FacetError>) -> Void = { [self] result in
+            let body: WireEnvelope.OneOf_Body
+            switch result {
+            case .success(let b): body = b
+            case .failure(let error):
+                var e = error
+                if e.nodeID.isEmpty { e.nodeID = nodeID }
+                log.info("request failed", metadata: ["kind": "\(env.bodyKind)", "error": "\(e)"])
+                body = .error(e.wire)
             }
-            guard let frame = body.first else { continue }
-            let env: WireEnvelope
-            do { env = try WireFrame.decode(frame: frame, maxBytes: maxFrame) } catch {
-                reply(WireEnvelope.errorReply(requestID: "", error.facetError, senderID: nodeID))
-                continue
-            }
-            if env.isExpired() {
-                reply(WireEnvelope.errorReply(to: env, FacetError(.deadlineExceeded, "deadline passed before the request was read", nodeID: nodeID), senderID: nodeID))
-                continue
-            }
-            // Data-plane requests are rate limited per client; status and the shard map (operators' view) are not.
-            if let limiter = rateLimiter, RateLimiter.applies(to: env.body) {
-                let key = RateLimiter.clientKey(userID: message.userID, clientID: env.clientID, routing: routing.first ?? [])
-                let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
-                if case .limited(let retry) = limiter.withLock({ $0.admit(key, now: now) }) {
-                    let rate = configuration.rateLimitPerSecond ?? 0
-                    reply(WireEnvelope.errorReply(to: env, FacetError(.rateLimited, "over \(rate) requests per second for this client",
-                                                                      retryAfterMilliseconds: UInt64(retry), limit: UInt64(rate.rounded(.up)),
-                                                                      nodeID: nodeID), senderID: nodeID))
-                    continue
-                }
-            }
-            let admitted = inFlightRequests.withLock { n -> Bool in
-                guard n < limit else { return false }
-                n += 1
-                return true
-            }
-            guard admitted else {
-                reply(WireEnvelope.errorReply(to: env, FacetError(.queueFull, "\(limit) requests in flight", retryAfterMilliseconds: 50,
-                                                                  limit: UInt64(limit), nodeID: nodeID), senderID: nodeID))
-                continue
-            }
-            Task {
-                let began = ContinuousClock.now
-                defer { self.inFlightRequests.withLock { $0 -= 1 } }
-                let deadline = env.deadlineUnixMs != 0 ? env.deadlineUnixMs : nowMilliseconds() + self.defaultDeadline.wireMilliseconds
-                var log = self.logger
-                log[metadataKey: "request.id"] = "\(env.requestID)"
-                let body: WireEnvelope.OneOf_Body
-                do throws(FacetError) {
-                    body = try await self.serve(env, deadline: deadline, logger: log)
-                } catch {
-                    var e = error
-                    if e.nodeID.isEmpty { e.nodeID = self.nodeID }
-                    log.info("request failed", metadata: ["kind": "\(env.bodyKind)", "error": "\(e)"])
-                    body = .error(e.wire)
-                }
-                self.audit?.record(request: env, reply: body, authenticatedAs: message.userID)
-                let outcome: String
-                if case .error(let e) = body { outcome = "\(FacetError(e).code)" } else { outcome = "ok" }
-                self.metrics.request(env.bodyKind, outcome: outcome, duration: began.duration(to: .now))
-                reply(WireEnvelope.reply(to: env, body, senderID: self.nodeID))
+            audit?.record(request: env, reply: body, authenticatedAs: message.userID)
+            let outcome: String
+            if case .error(let e) = body { outcome = "\(FacetError(e).code)" } else { outcome = "ok" }
+            metrics.request(env.bodyKind, outcome: outcome, duration: began.duration(to: .now))
+            inFlightRequests.withLock { $0 -= 1 }
+            guard let bytes = try? WireFrame.encode(WireEnvelope.reply(to: env, body, senderID: nodeID), maxBytes: maxFrame) else { return }
+            try? front.post(Multipart.routed(routing, body: [bytes]))
+        }
+        if case .identifyRequest(let r)? = env.body, case .embedding? = r.query {
+            identifyNow(r, ctx) { finish($0.map { .identifyReply($0) }) }
+            return
+        }
+        Task {
+            do throws(FacetError) {
+                finish(.success(try await self.serve(env, ctx)))
+            } catch {
+                finish(.failure(error))
             }
         }
     }
 
-    func serve(_ env: WireEnvelope, deadline: Int64, logger: Logger) async throws(FacetError) -> WireEnvelope.OneOf_Body {
-        let ctx = RequestContext(id: env.requestID, deadline: deadline, logger: logger)
+    func serve(_ env: WireEnvelope, _ ctx: RequestContext) async throws(FacetError) -> WireEnvelope.OneOf_Body {
         switch env.body {
         case .enrolRequest(let r)?: return .enrolReply(try await enrol(r, ctx))
         case .identifyRequest(let r)?: return .identifyReply(try await identify(r, ctx))

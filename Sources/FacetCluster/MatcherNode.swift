@@ -101,23 +101,51 @@ public final class MatcherNode: Sendable {
                 h.shardMapEpoch = shards.map?.epoch ?? 0
             },
             handle: { [self] env in await handle(env) },
-            observe: { [self] env in noteCoordinator(endpoint, env) })
+            observe: { [self] env in noteCoordinator(endpoint, env) },
+            handleNow: { [self] env, reply in
+                // Searches go straight from the socket's thread to the search queue and answer from there.
+                guard case .partitionSearchRequest(let r)? = env.body else { return false }
+                let began = ContinuousClock.now
+                searchQueue.async { [self] in
+                    let body: WireEnvelope.OneOf_Body
+                    switch searchNow(r) {
+                    case .success(let s): body = .partitionSearchReply(s)
+                    case .failure(let e): body = failed(env, e)
+                    }
+                    record(env, body, since: began)
+                    reply(body)
+                }
+                return true
+            })
     }
 
-    func handle(_ env: WireEnvelope) async -> WireEnvelope.OneOf_Body {
-        let began = ContinuousClock.now
-        let reply = await serve(env)
+    /// The metrics of one request served.
+    private func record(_ env: WireEnvelope, _ reply: WireEnvelope.OneOf_Body, since began: ContinuousClock.Instant) {
         if case .error(let e) = reply {
             metrics.request(env.bodyKind, outcome: "\(FacetError(e).code)", duration: began.duration(to: .now))
         } else {
             metrics.request(env.bodyKind, outcome: "ok", duration: began.duration(to: .now))
         }
+    }
+
+    /// The error reply of a failed request (logged, with this node's id).
+    private func failed(_ env: WireEnvelope, _ error: FacetError) -> WireEnvelope.OneOf_Body {
+        var log = logger
+        log[metadataKey: "request.id"] = "\(env.requestID)"
+        log.warning("request failed", metadata: ["error": "\(error)"])
+        var e = error
+        if e.nodeID.isEmpty { e.nodeID = nodeID }
+        return .error(e.wire)
+    }
+
+    func handle(_ env: WireEnvelope) async -> WireEnvelope.OneOf_Body {
+        let began = ContinuousClock.now
+        let reply = await serve(env)
+        record(env, reply, since: began)
         return reply
     }
 
     private func serve(_ env: WireEnvelope) async -> WireEnvelope.OneOf_Body {
-        var log = logger
-        log[metadataKey: "request.id"] = "\(env.requestID)"
         do throws(FacetError) {
             if let reply = try await handleShards(env) { return reply }
             switch env.body {
@@ -129,10 +157,7 @@ public final class MatcherNode: Sendable {
                 throw FacetError(.invalidArgument, "a matcher does not serve \(env.bodyKind)", nodeID: nodeID)
             }
         } catch {
-            log.warning("request failed", metadata: ["error": "\(error)"])
-            var e = error
-            if e.nodeID.isEmpty { e.nodeID = nodeID }
-            return .error(e.wire)
+            return failed(env, error)
         }
     }
 
@@ -219,8 +244,14 @@ public final class MatcherNode: Sendable {
     }
 
     func search(_ r: WirePartitionSearchRequest) async throws(FacetError) -> WirePartitionSearchReply {
+        try await offload(searchQueue) { [self] in searchNow(r) }.get()
+    }
+
+    /// A partition search on the calling thread (the search queue's): every partition asked for that this node
+    /// serves, merged into one top-k.
+    func searchNow(_ r: WirePartitionSearchRequest) -> Result<WirePartitionSearchReply, FacetError> {
         let query: [Float]
-        do { query = try r.query.validatedValues(expectedDimension: partitionConfiguration.dimension) } catch { throw error.facetError }
+        do { query = try r.query.validatedValues(expectedDimension: partitionConfiguration.dimension) } catch { return .failure(error.facetError) }
         let k = Int(r.k == 0 ? 5 : min(r.k, 1000))
         let ef = Int(r.ef == 0 ? UInt32(configuration.defaultEf ?? 128) : min(r.ef, 4096))
         let held = partitions.withLock { $0 }
@@ -229,37 +260,34 @@ public final class MatcherNode: Sendable {
             : TemplateFilter(subjects: r.subjectIds.isEmpty ? nil : Set(r.subjectIds.map { SubjectID($0) }),
                              collections: r.collections.isEmpty ? nil : Set(r.collections))
         let serving = Set(r.partitions.filter { serves($0, held: held) })
-        let result: Result<WirePartitionSearchReply, FacetError> = await offload(searchQueue) {
-            var reply = WirePartitionSearchReply()
-            var lists: [[WireCandidate]] = []
-            for p in r.partitions {
-                // Not held and not assigned here (moved away): another replica must answer.
-                guard serving.contains(p) else { reply.missingPartitions.append(p); continue }
-                // Every partition assigned to this node is created on first write; one not on disk is empty here.
-                guard let part = held[p] else { reply.searchedPartitions.append(p); continue }
-                do {
-                    let matches = try part.search(query, k: k, parameters: SearchParameters(ef: max(ef, k)),
-                                                  filter: Self.versionFilter(filter, version: r.query.modelVersion, held: part.modelVersions))
-                    lists.append(matches.map { m in
-                        var c = WireCandidate()
-                        c.subjectID = m.subject.rawValue
-                        c.templateID = m.template.rawValue
-                        c.distance = max(0, m.distance).squareRoot()   // the partition stores squared L2
-                        c.partition = p
-                        c.nodeID = node
-                        c.templateMasked = m.masked
-                        return c
-                    })
-                    reply.searchedPartitions.append(p)
-                } catch {
-                    reply.missingPartitions.append(p)
-                }
+        var reply = WirePartitionSearchReply()
+        var lists: [[WireCandidate]] = []
+        for p in r.partitions {
+            // Not held and not assigned here (moved away): another replica must answer.
+            guard serving.contains(p) else { reply.missingPartitions.append(p); continue }
+            // Every partition assigned to this node is created on first write; one not on disk is empty here.
+            guard let part = held[p] else { reply.searchedPartitions.append(p); continue }
+            do {
+                let matches = try part.search(query, k: k, parameters: SearchParameters(ef: max(ef, k)),
+                                              filter: Self.versionFilter(filter, version: r.query.modelVersion, held: part.modelVersions))
+                lists.append(matches.map { m in
+                    var c = WireCandidate()
+                    c.subjectID = m.subject.rawValue
+                    c.templateID = m.template.rawValue
+                    c.distance = max(0, m.distance).squareRoot()   // the partition stores squared L2
+                    c.partition = p
+                    c.nodeID = node
+                    c.templateMasked = m.masked
+                    return c
+                })
+                reply.searchedPartitions.append(p)
+            } catch {
+                reply.missingPartitions.append(p)
             }
-            let maxDistance: Float? = r.maxDistance > 0 ? r.maxDistance : nil
-            reply.candidates = TopKMerge.merge(lists, k: k, maxDistance: maxDistance)
-            return .success(reply)
         }
-        return try result.get()
+        let maxDistance: Float? = r.maxDistance > 0 ? r.maxDistance : nil
+        reply.candidates = TopKMerge.merge(lists, k: k, maxDistance: maxDistance)
+        return .success(reply)
     }
 
     /// Pages over a partition's records in template-id order; `after_sequence` is the last template id of the

@@ -23,13 +23,18 @@ final class WorkerLink: Sendable {
     let security: SocketSecurity
     /// Sees the coordinator's heartbeats and registration replies (for the shard-map epoch it announces).
     let observe: @Sendable (WireEnvelope) -> Void
+    /// Takes a request on the socket's thread when it can answer without a task (it must not block: it hands the
+    /// work to a queue and calls the reply function from there); returns false to leave it to `handle`.
+    let handleNow: (@Sendable (WireEnvelope, _ reply: @escaping @Sendable (WireEnvelope.OneOf_Body) -> Void) -> Bool)?
 
     init(context: ZMQContext, endpoint: String, nodeID: String, interval: Duration, liveness: Int, maxFrameBytes: Int,
          logger: Logger, makeRegister: @escaping @Sendable () -> WireWorkerRegister,
          makeHeartbeat: @escaping @Sendable () -> WireHeartbeat,
          handle: @escaping @Sendable (WireEnvelope) async -> WireEnvelope.OneOf_Body, security: SocketSecurity,
-         observe: @escaping @Sendable (WireEnvelope) -> Void = { _ in }) {
+         observe: @escaping @Sendable (WireEnvelope) -> Void = { _ in },
+         handleNow: (@Sendable (WireEnvelope, _ reply: @escaping @Sendable (WireEnvelope.OneOf_Body) -> Void) -> Bool)? = nil) {
         self.security = security
+        self.handleNow = handleNow
         self.context = context; self.endpoint = endpoint; self.nodeID = nodeID; self.interval = interval
         self.liveness = liveness; self.maxFrameBytes = maxFrameBytes; self.logger = logger
         self.makeRegister = makeRegister; self.makeHeartbeat = makeHeartbeat; self.handle = handle; self.observe = observe
@@ -57,6 +62,32 @@ final class WorkerLink: Sendable {
         }
     }
 
+    /// Handles one message from the coordinator; returns the reason when it asks this worker to disconnect (and
+    /// register again), nil otherwise.
+    private func dispatch(_ message: Multipart, on channel: ZMQChannel, heard: LockedValue<ContinuousClock.Instant>) -> String? {
+        heard.withLock { $0 = .now }
+        guard let frame = message.routingSplit.body.first else { return nil }
+        let env: WireEnvelope
+        do { env = try WireFrame.decode(frame: frame, maxBytes: maxFrameBytes) } catch {
+            logger.warning("undecodable frame from coordinator", metadata: ["error": "\(error)"])
+            return nil
+        }
+        switch env.body {
+        case .heartbeat?, .workerRegistered?:
+            observe(env)
+        case .workerDisconnect(let d)?:
+            return d.reason
+        default:
+            let reply: @Sendable (WireEnvelope.OneOf_Body) -> Void = { [self] body in
+                send(channel, WireEnvelope.reply(to: env, body, senderID: nodeID))
+            }
+            if let handleNow, handleNow(env, reply) { return nil }
+            let handler = handle
+            Task { reply(await handler(env)) }
+        }
+        return nil
+    }
+
     /// One connection: returns why it ended.
     private func session() async -> String {
         var options = SocketOptions()
@@ -77,36 +108,21 @@ final class WorkerLink: Sendable {
             seq += 1
             return WireEnvelope.request(body, id: "\(nodeID)-\(seq)", clientID: nodeID)
         }
+        // Requests are taken on the socket's thread (no hop through the task pool on the way in); a disconnect is
+        // left to the receiver task, which ends the session.
+        channel.setReceiveHandler { [self] message in dispatch(message, on: channel, heard: heard) == nil }
         send(channel, envelope(.workerRegister(makeRegister())))
 
         await withTaskGroup(of: Void.self) { group in
-            // Receiver.
+            // Receiver: messages that arrived before the socket-thread handler was installed, and disconnects.
             group.addTask { [self] in
                 while !Task.isCancelled {
                     let message: Multipart
                     do { message = try await channel.receive() } catch { ending.withLock { $0 = $0 ?? "receive: \(error)" }; return }
-                    heard.withLock { $0 = .now }
-                    let body = message.routingSplit.body
-                    guard let frame = body.first else { continue }
-                    let env: WireEnvelope
-                    do { env = try WireFrame.decode(frame: frame, maxBytes: maxFrameBytes) } catch {
-                        logger.warning("undecodable frame from coordinator", metadata: ["error": "\(error)"])
-                        continue
-                    }
-                    switch env.body {
-                    case .heartbeat?, .workerRegistered?:
-                        observe(env)
-                        continue
-                    case .workerDisconnect(let d)?:
-                        ending.withLock { $0 = "coordinator asked to re-register: \(d.reason)" }
+                    if let reason = dispatch(message, on: channel, heard: heard) {
+                        ending.withLock { $0 = "coordinator asked to re-register: \(reason)" }
                         await channel.close()
                         return
-                    default:
-                        let handler = self.handle
-                        Task {
-                            let reply = await handler(env)
-                            self.send(channel, WireEnvelope.reply(to: env, reply, senderID: self.nodeID))
-                        }
                     }
                 }
             }

@@ -29,12 +29,14 @@ struct WorkerLinks: Sendable {
 
     /// A link to the coordinator at `endpoint`. The registration carries node id, role, `capacity`, software version
     /// and start time, heartbeats node id and state, and `register` / `heartbeat` add the role's fields; `handle`
-    /// answers requests, `observe` sees the coordinator's heartbeats and registration replies.
+    /// answers requests, `observe` sees the coordinator's heartbeats and registration replies, `handleNow` takes the
+    /// requests it can answer without a task (see ``WorkerLink``).
     func link(to endpoint: String, capacity: UInt32,
               register: @escaping @Sendable (inout WireWorkerRegister) -> Void,
               heartbeat: @escaping @Sendable (inout WireHeartbeat) -> Void,
               handle: @escaping @Sendable (WireEnvelope) async -> WireEnvelope.OneOf_Body,
-              observe: @escaping @Sendable (WireEnvelope) -> Void = { _ in }) -> WorkerLink {
+              observe: @escaping @Sendable (WireEnvelope) -> Void = { _ in },
+              handleNow: (@Sendable (WireEnvelope, _ reply: @escaping @Sendable (WireEnvelope.OneOf_Body) -> Void) -> Bool)? = nil) -> WorkerLink {
         let nodeID = nodeID, role = role, started = started
         return WorkerLink(
             context: context, endpoint: endpoint, nodeID: nodeID, interval: configuration.heartbeatInterval,
@@ -56,7 +58,7 @@ struct WorkerLinks: Sendable {
                 heartbeat(&h)
                 return h
             },
-            handle: handle, security: security, observe: observe)
+            handle: handle, security: security, observe: observe, handleNow: handleNow)
     }
 
     /// Runs `link(endpoint)` for every configured coordinator, and the `alongside` tasks, until cancelled.

@@ -129,6 +129,18 @@ public final class ZMQChannel: Sendable {
         }
     }
 
+    // MARK: handling on the owner thread
+
+    /// Installs (or, with nil, removes) a handler that sees every received message on the channel's owner
+    /// thread, before it is queued for `receive`. When it returns true it has consumed the message; otherwise the
+    /// message is queued as usual. It saves the hop to an async receiver on latency-critical paths (a broker that
+    /// forwards a request or resolves a call at once). It must be short and must not block: posting to channels
+    /// (this one included) is fine; waiting for anything is not. Messages that arrived before it was installed
+    /// stay queued for `receive`.
+    public func setReceiveHandler(_ handler: (@Sendable (Multipart) -> Bool)?) {
+        core.setReceiveHandler(handler)
+    }
+
     // MARK: closing
 
     /// Closes the socket on its owner thread and waits for the thread to finish. Queued sends
@@ -233,6 +245,7 @@ final class ChannelCore: @unchecked Sendable {
         var closeWaiters: [CheckedContinuation<Void, Never>] = []
         var nextID: UInt64 = 0
         var stats = ChannelStatistics()
+        var handler: (@Sendable (Multipart) -> Bool)?
     }
 
     let socket: ZMQSocket
@@ -264,6 +277,8 @@ final class ChannelCore: @unchecked Sendable {
     // MARK: called from any thread
 
     func nextID() -> UInt64 { state.withLock { $0.nextID += 1; return $0.nextID } }
+
+    func setReceiveHandler(_ handler: (@Sendable (Multipart) -> Bool)?) { state.withLock { $0.handler = handler } }
 
     var isFinished: Bool { state.withLock { $0.finished } }
     var statistics: ChannelStatistics { state.withLock { $0.stats } }
@@ -471,9 +486,13 @@ final class ChannelCore: @unchecked Sendable {
                 return
             }
             guard let message else { return }
-            let waiter: Waiter? = state.withLock { s in
+            let handler: (@Sendable (Multipart) -> Bool)? = state.withLock { s in
                 s.stats.received += 1
                 if message.limitViolation != nil { s.stats.limitViolations += 1 }
+                return s.handler
+            }
+            if let handler, handler(message) { continue }
+            let waiter: Waiter? = state.withLock { s in
                 if let w = s.waiters.popFirst() { return w }
                 s.inbox.append(message)
                 return nil
@@ -508,6 +527,7 @@ final class ChannelCore: @unchecked Sendable {
         let (sends, waiters, closers): ([PendingSend], [Waiter], [CheckedContinuation<Void, Never>]) = state.withLock { s in
             s.finished = true
             s.closing = true
+            s.handler = nil   // it may hold the channel's owner (a reference cycle otherwise)
             pipe.close()
             let closers = s.closeWaiters
             s.closeWaiters = []

@@ -107,6 +107,42 @@ struct FaultTests {
         }
     }
 
+    @Test("a partition whose only replica is stopped: identify answers by its deadline, marked partial with exactly those partitions",
+          .timeLimit(.minutes(4)))
+    func partialResultWhenAPartitionHasNoLiveReplica() async throws {
+        let cluster = try FaultCluster(matchers: 2, replicas: 1, partitions: 8)
+        try await withFaultCluster(cluster) { cluster, client in
+            let g = try faceGallery(seed: 47, count: 40, queries: 4)
+            for s in subjects(g, prefix: "p") {
+                _ = try await client.enrol(subjectID: s.subject, embeddings: s.vectors.map { WireEmbedding(values: $0, modelVersion: "1") })
+            }
+            let map = try ClusterShardMap(wire: try await client.shardMap())
+            let away = map.assigned(to: "matcher-1")
+            #expect(!away.isEmpty && away.count < 8)
+            let probe = WireEmbedding(values: g.queryVector(0), modelVersion: "1")
+            let whole = try await client.identify(embedding: probe, k: 10)
+            #expect(!whole.partial)
+            cluster.signal("matcher-1", SIGSTOP)
+            defer { cluster.signal("matcher-1", SIGCONT) }
+            // First while the coordinator still counts it live (the call to it times out), then once it is dead.
+            for round in 0..<2 {
+                let r = try await client.identify(embedding: probe, k: 10, timeout: .seconds(5))
+                #expect(r.partial, "round \(round)")
+                #expect(r.missingPartitions == away, "round \(round)")
+                // What the live partitions hold is still answered, in the same order as before.
+                let expected = whole.candidates.filter { !away.contains($0.partition) }.map(\.templateID)
+                #expect(r.candidates.map(\.templateID).prefix(expected.count) == expected[...], "round \(round)")
+                #expect(r.candidates.allSatisfy { !away.contains($0.partition) })
+                if round == 0 { try await Task.sleep(for: .seconds(2)) }
+            }
+            cluster.signal("matcher-1", SIGCONT)
+            try await cluster.waitUntilHealthy(client)
+            let again = try await client.identify(embedding: probe, k: 10)
+            #expect(!again.partial)
+            #expect(again.candidates.map(\.templateID) == whole.candidates.map(\.templateID))
+        }
+    }
+
     @Test("coordinator SIGSTOP/SIGCONT and kill -9/restart: calls end by their deadline, nothing acknowledged is lost", .timeLimit(.minutes(5)))
     func coordinatorFaults() async throws {
         let cluster = try FaultCluster(matchers: 3, replicas: 2, partitions: 8)

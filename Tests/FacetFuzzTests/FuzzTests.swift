@@ -116,7 +116,7 @@ struct FuzzTests {
             }
             if case .error(let e) = await matcher.handle(m) { errors["matcher \(FacetError(e).code)", default: 0] += 1 }
             do {
-                _ = try await coordinator.serve(env, deadline: nowMilliseconds() + 200, logger: logger)
+                _ = try await coordinator.serve(env, RequestContext(id: env.requestID, deadline: nowMilliseconds() + 200, logger: logger))
             } catch {
                 errors["coordinator \(error.code)", default: 0] += 1
             }

@@ -30,6 +30,40 @@ struct ChannelTests {
         server.cancel()
     }
 
+    /// A handler on the socket's thread answers what it consumes right there (a ROUTER posting its reply on the
+    /// same channel) and leaves the rest to `receive`, in order.
+    @Test func receiveHandlerAnswersOnTheSocketThreadAndLeavesTheRestQueued() async throws {
+        let router = try ZMQChannel(context: context, type: .router, bind: ["tcp://127.0.0.1:*"])
+        let endpoint = try #require(router.boundEndpoints.first)
+        let handled = LockedValue(0)
+        router.setReceiveHandler { [router] m in
+            let (routing, body) = m.routingSplit
+            guard body.last.map({ String(decoding: $0, as: UTF8.self).hasPrefix("fast") }) ?? false else { return false }
+            handled.withLock { $0 += 1 }
+            try? router.post(Multipart.routed(routing, body: [bytes("now:")] + body))
+            return true
+        }
+        let dealer = try ZMQChannel(context: context, type: .dealer, connect: [endpoint])
+        for i in 0..<10 {
+            try await dealer.send(Multipart([[], bytes("fast \(i)")]), timeout: generous)
+            #expect(try await dealer.receive(timeout: generous).frames == [[], bytes("now:"), bytes("fast \(i)")])
+        }
+        for i in 0..<3 { try await dealer.send(Multipart([[], bytes("slow \(i)")]), timeout: generous) }
+        for i in 0..<3 {
+            let got = try await router.receive(timeout: generous)
+            #expect(got.routingSplit.body == [bytes("slow \(i)")])
+        }
+        #expect(handled.withLock { $0 } == 10)
+        #expect(router.statistics.received == 13)
+        // Removed: everything goes to `receive` again.
+        router.setReceiveHandler(nil)
+        try await dealer.send(Multipart([[], bytes("fast again")]), timeout: generous)
+        #expect(try await router.receive(timeout: generous).routingSplit.body == [bytes("fast again")])
+        #expect(handled.withLock { $0 } == 10)
+        await dealer.close()
+        await router.close()
+    }
+
     @Test func multipartFramesArriveWholeAndInOrder() async throws {
         let router = try ZMQChannel(context: context, type: .router, bind: ["inproc://multipart"])
         let dealer = try ZMQChannel(context: context, type: .dealer, connect: ["inproc://multipart"])
