@@ -219,6 +219,7 @@ extension Coordinator {
         }
         // The changes seen when this job began are dealt with (a failed job is not retried on every later enrolment).
         jobs.changes.withLock { $0 = max(0, $0 - changesAtStart) }
+        returnFreeMemoryToTheSystem()
     }
 
     /// Streams every template of `modelVersion` (in `collections`, empty = all) from one ready replica of each

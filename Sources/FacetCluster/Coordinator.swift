@@ -435,10 +435,7 @@ public final class Coordinator: Sendable {
         }
         let began = ContinuousClock.now
         let deadline = env.deadlineUnixMs != 0 ? env.deadlineUnixMs : nowMilliseconds() + defaultDeadline.wireMilliseconds
-        var requestLogger = logger
-        requestLogger[metadataKey: "request.id"] = "\(env.requestID)"
-        let log = requestLogger
-        let ctx = RequestContext(id: env.requestID, deadline: deadline, logger: log)
+        let ctx = RequestContext(id: env.requestID, deadline: deadline, logger: logger)
         // Exactly once per admitted request: audit, metrics, the reply, and the in-flight count.
         let finish: @Sendable (Result<WireEnvelope.OneOf_Body, FacetError>) -> Void = { [self] result in
             let body: WireEnvelope.OneOf_Body
@@ -447,7 +444,7 @@ public final class Coordinator: Sendable {
             case .failure(let error):
                 var e = error
                 if e.nodeID.isEmpty { e.nodeID = nodeID }
-                log.info("request failed", metadata: ["kind": "\(env.bodyKind)", "error": "\(e)"])
+                ctx.logger.info("request failed", metadata: ["kind": "\(env.bodyKind)", "error": "\(e)"])
                 body = .error(e.wire)
             }
             audit?.record(request: env, reply: body, authenticatedAs: message.userID)
@@ -495,7 +492,21 @@ public final class Coordinator: Sendable {
 struct RequestContext: Sendable {
     let id: String
     let deadline: Int64
-    let logger: Logger
+    private let base: Logger
+
+    init(id: String, deadline: Int64, logger: Logger) {
+        self.id = id
+        self.deadline = deadline
+        base = logger
+    }
+
+    /// The node's logger with the request id, made when something is logged: setting metadata on a logger makes
+    /// swift-log's stream handler format all of it again, a cost every request would pay on the identify path.
+    var logger: Logger {
+        var l = base
+        l[metadataKey: "request.id"] = "\(id)"
+        return l
+    }
 
     var remaining: Duration { .milliseconds(max(0, deadline - nowMilliseconds())) }
     var expired: Bool { nowMilliseconds() >= deadline }

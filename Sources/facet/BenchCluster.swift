@@ -248,7 +248,6 @@ struct BenchCluster: AsyncParsableCommand {
     /// inserted in batches of 1000 per LMDB transaction, partitions in parallel (`--load-threads`), then checkpointed
     /// (HNSW snapshot) so that the matchers open them without replaying a log.
     func bulkLoad(_ gallery: FaceLikeGenerator.Gallery, into partsDir: String, configuration: PartitionConfiguration) throws -> [Partition] {
-        let templates = gallery.count
         let placement = try ShardLayout(partitionCount: partitions, replicationFactor: 1, matchers: ["m"])
         var rowsOfPartition = [[Int]](repeating: [], count: Int(partitions))
         for i in 0..<gallery.count { rowsOfPartition[Int(placement.partition(of: "s\(gallery.baseIdentities[i])"))].append(i) }
@@ -523,7 +522,7 @@ final class LocalCluster: @unchecked Sendable {  // used from the benchmark's ta
             p.executableURL = URL(fileURLWithPath: executable)
             p.arguments = ["serve", role, "--config", path, "--log-level", "warning", "--insecure-plaintext"]  // loopback only
             let log = "\(directory)/\(name).log"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             let h = FileHandle(forWritingAtPath: log)!
             p.standardOutput = h
             p.standardError = h

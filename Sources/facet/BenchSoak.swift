@@ -79,7 +79,7 @@ struct BenchSoak: AsyncParsableCommand {
         }
     }
 
-    func say(_ s: String) { FileHandle.standardError.write(Data("[soak] \(s)\n".utf8)) }
+    @Sendable func say(_ s: String) { FileHandle.standardError.write(Data("[soak] \(s)\n".utf8)) }
 
     func run() async throws {
         let dir = data ?? (NSTemporaryDirectory() + "facet-soak-\(getpid())")
@@ -169,7 +169,7 @@ final class SoakCluster: @unchecked Sendable {   // mutable state guarded by `lo
         p.arguments = ["serve", name == "coordinator" ? "coordinator" : "matcher", "--config", "\(directory)/config/\(name).json",
                        "--log-level", "notice"]
         let log = "\(directory)/logs/\(name).log"
-        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
         let h = FileHandle(forWritingAtPath: log)!
         h.seekToEndOfFile()
         p.standardOutput = h
@@ -326,7 +326,7 @@ struct SoakRun {
         let windows = LockedValue<[SoakReport.FaultWindow]>([])
         let stopLoad = LockedValue(false)
         let begin = ContinuousClock.now
-        func now() -> Double { let d = begin.duration(to: .now); return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+        @Sendable func now() -> Double { let d = begin.duration(to: .now); return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
         let nextSubject = LockedValue(o.preload)
         let queryCount = 1000
 

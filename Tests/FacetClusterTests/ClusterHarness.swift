@@ -77,7 +77,7 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args
         let log = directory + "/\(name).log"
-        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
         let h = FileHandle(forWritingAtPath: log)!
         h.seekToEndOfFile()
         p.standardOutput = h

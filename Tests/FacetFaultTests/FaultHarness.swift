@@ -93,7 +93,7 @@ final class FaultCluster: @unchecked Sendable {  // driven from one test task at
             p.arguments = args
         }
         let log = directory + "/\(name).log"
-        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
         let h = FileHandle(forWritingAtPath: log)!
         h.seekToEndOfFile()
         p.standardOutput = h
