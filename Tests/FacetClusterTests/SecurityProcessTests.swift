@@ -341,6 +341,19 @@ struct SecurityProcessTests {
             if !expired { try await Task.sleep(for: .milliseconds(200)) }
         }
         #expect(expired, "short-term templates still found after 30 s")
+        // Identify asks one replica per partition (here always the same one: the rotation moves by two per round), so
+        // the other replica may not have run its retention yet: wait until every matcher's trail records both.
+        let expiredRefs = Set(shortLived.map { AuditLog.subjectReference($0, key: cluster.auditKey.key) })
+        var everywhere = false
+        let auditDeadline = Date().addingTimeInterval(30)
+        while !everywhere && Date() < auditDeadline {
+            everywhere = cluster.matchers.allSatisfy { m in
+                let trail = (try? AuditLog.read(path: cluster.directory + "/audit/\(m).jsonl")) ?? []
+                return expiredRefs.isSubset(of: Set(trail.filter { $0.action == "retention" }.compactMap(\.subject)))
+            }
+            if !everywhere { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(everywhere, "a replica had not expired the short-term templates after 30 s")
         let kept = try await client.identify(embedding: WireEmbedding(values: vectors[subjects[0]]![0], modelVersion: "1"), k: 1)
         #expect(kept.candidates.first?.subjectID == subjects[0])
         await client.close()
