@@ -169,24 +169,22 @@ struct ChannelTests {
         serverOptions.maxFrameBytes = 1024          // our limit: flagged, answered
         serverOptions.disconnectAboveBytes = 1 << 20 // libzmq's limit: far above
         let router = try ZMQChannel(context: context, type: .router, options: serverOptions, bind: ["tcp://127.0.0.1:*"])
-        let server = Task {
-            while let m = try? await router.receive() {
-                let (routing, body) = m.routingSplit
-                let reply: WireEnvelope
-                if let v = m.limitViolation {
-                    let limit: Int
-                    if case .frameTooLarge(_, _, let l) = v { limit = l } else { limit = 0 }
-                    reply = .errorReply(requestID: "", FacetError(.frameTooLarge, "\(v)", limit: UInt64(limit)))
-                } else {
-                    do throws(WireDecodingError) {
-                        let request = try WireFrame.decode(frame: body.first ?? [], maxBytes: 1024)
-                        reply = .reply(to: request, .statusReply(WireStatusReply()))
-                    } catch {
-                        reply = .errorReply(requestID: "", error.facetError)
-                    }
+        let server = SocketThreadServer(router) { m in
+            let (routing, body) = m.routingSplit
+            let reply: WireEnvelope
+            if let v = m.limitViolation {
+                let limit: Int
+                if case .frameTooLarge(_, _, let l) = v { limit = l } else { limit = 0 }
+                reply = .errorReply(requestID: "", FacetError(.frameTooLarge, "\(v)", limit: UInt64(limit)))
+            } else {
+                do throws(WireDecodingError) {
+                    let request = try WireFrame.decode(frame: body.first ?? [], maxBytes: 1024)
+                    reply = .reply(to: request, .statusReply(WireStatusReply()))
+                } catch {
+                    reply = .errorReply(requestID: "", error.facetError)
                 }
-                try? router.post(.routed(routing, body: [try! WireFrame.encode(reply)]))
             }
+            return .routed(routing, body: [try! WireFrame.encode(reply)])
         }
         let dealer = try ZMQChannel(context: context, type: .dealer, connect: [router.boundEndpoints[0]])
 

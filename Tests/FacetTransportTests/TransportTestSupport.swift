@@ -46,18 +46,32 @@ func expectTimedOut<T>(_ body: () async throws(TransportError) -> T, sourceLocat
 
 /// A ROUTER that answers every request with `reply(request body frames)` until closed.
 func startEchoServer(_ router: ZMQChannel,
-                     reply: @escaping @Sendable (Multipart) -> [[UInt8]] = { $0.routingSplit.body }) -> Task<Void, Never> {
-    Task {
-        while true {
-            guard let m = try? await router.receive() else { return }
-            let (routing, body) = m.routingSplit
-            var request = Multipart(body)
-            request.userID = m.userID
-            request.peerAddress = m.peerAddress
-            request.limitViolation = m.limitViolation
-            try? router.post(.routed(routing, body: reply(request)))
+                     reply: @escaping @Sendable (Multipart) -> [[UInt8]] = { $0.routingSplit.body }) -> SocketThreadServer {
+    SocketThreadServer(router) { m in
+        let (routing, body) = m.routingSplit
+        var request = Multipart(body)
+        request.userID = m.userID
+        request.peerAddress = m.peerAddress
+        request.limitViolation = m.limitViolation
+        return .routed(routing, body: reply(request))
+    }
+}
+
+/// A test server that answers on the ROUTER's own socket thread (`setReceiveHandler`), not in a task: in a full
+/// test run compute-bound suites can hold the cooperative pool for longer than a test's timeout, and a server
+/// task starved that long made clients time out (a CI run, session 5). `cancel()` stops answering.
+struct SocketThreadServer: Sendable {
+    let router: ZMQChannel
+
+    init(_ router: ZMQChannel, answer: @escaping @Sendable (Multipart) -> Multipart) {
+        self.router = router
+        router.setReceiveHandler { [router] m in
+            try? router.post(answer(m))
+            return true
         }
     }
+
+    func cancel() { router.setReceiveHandler(nil) }
 }
 
 /// Sends from a client the server refuses (wrong key, plaintext, revoked). Its DEALER may never get a
