@@ -4,9 +4,10 @@ import FacetWire
 
 extension Coordinator {
     static let dimension = 128
-    /// Default 1:1 decision threshold on Euclidean distance between L2-normalised embeddings. dlib's 0.6 applies to
-    /// its raw descriptors, whose norms are about 1.4 (measured on the demo LFW photos with Python dlib), so it is
-    /// about 0.42 on the unit sphere. Provisional until the evaluation calibrates thresholds per comparison type.
+    /// The flat decision threshold used where no per-type thresholds can be loaded: dlib's 0.6 applies to its raw
+    /// descriptors, whose norms are about 1.4 (measured on the demo LFW photos with Python dlib), so it is about 0.42
+    /// on the unit sphere. By default the coordinator decides with per-comparison-type thresholds instead
+    /// (``DecisionThresholds``).
     public static let defaultThreshold: Float = 0.42
 
     // MARK: embedding
@@ -351,11 +352,14 @@ extension Coordinator {
         var reply = WireIdentifyReply()
         if let face { reply.face = face }
         let k = Int(r.k == 0 ? 5 : r.k)
-        let threshold = configuration.verifyThreshold ?? Coordinator.defaultThreshold
+        // Each candidate is decided at the threshold of its own comparison type (the probe's mask state against the
+        // template's); an identify by embedding carries no mask state and counts as unmasked.
+        let probeMasked = face?.masked ?? false
+        let threshold = decisionThresholds.maxDistance(probeMasked: probeMasked, referenceMasked: false)
         reply.candidates = TopKMerge.merge(lists, k: k, maxDistance: r.maxDistance > 0 ? r.maxDistance : nil).map { c in
             var c = c
             c.score = max(0, 1 - c.distance / 2)
-            c.match = c.distance <= threshold
+            c.match = c.distance <= decisionThresholds.maxDistance(probeMasked: probeMasked, referenceMasked: c.templateMasked)
             return c
         }
         let map = currentMap
@@ -412,7 +416,8 @@ extension Coordinator {
             reply.referenceMasked = best.templateMasked
         case nil: throw FacetError(.invalidArgument, "give a reference image, embedding or subject", field: "reference")
         }
-        reply.threshold = r.threshold > 0 ? r.threshold : (configuration.verifyThreshold ?? Coordinator.defaultThreshold)
+        reply.threshold = r.threshold > 0 ? r.threshold
+            : decisionThresholds.maxDistance(probeMasked: reply.probeMasked, referenceMasked: reply.referenceMasked)
         reply.match = reply.distance <= reply.threshold
         reply.score = max(0, 1 - reply.distance / 2)
         reply.comparison = reply.probeMasked && reply.referenceMasked ? .maskedMasked

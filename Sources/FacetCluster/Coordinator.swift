@@ -44,6 +44,8 @@ public final class Coordinator: Sendable {
     let started = nowMilliseconds()
     /// Jobs (retraining), the durable models and the retraining triggers (`Coordinator+Jobs.swift`).
     let jobs: CoordinatorJobs
+    /// The match decision of identify and verify when the request names no threshold.
+    public let decisionThresholds: DecisionThresholds
 
     typealias CallResult = Result<WireEnvelope.OneOf_Body, FacetError>
 
@@ -75,6 +77,7 @@ public final class Coordinator: Sendable {
                                      replicationFactor: configuration.replicationFactor ?? min(2, matchers.count), matchers: matchers)
         } catch { throw ClusterError.configuration("\(error)") }
         jobs = try CoordinatorJobs(nodeID: nodeID, configuration: configuration)
+        decisionThresholds = try DecisionThresholds(configuration: configuration)
         if let rate = configuration.rateLimitPerSecond, rate > 0 {
             rateLimiter = LockedValue(RateLimiter(ratePerSecond: rate, burst: configuration.rateLimitBurst))
         } else {
@@ -104,8 +107,21 @@ public final class Coordinator: Sendable {
             logger.warning("INSECURE: plaintext sockets without authentication (development mode)")
         }
         audit = try AuditLog.open(for: configuration, logger: logger)
-        front = try ZMQChannel(context: context, type: .router, options: frontOptions, bind: [configuration.frontend], name: "coordinator.front")
-        back = try ZMQChannel(context: context, type: .router, options: backOptions, bind: [configuration.backend], name: "coordinator.back")
+        // Each ROUTER has its own owner thread. FACET_COORDINATOR_SHARED_THREAD=1 puts both on one thread (no thread
+        // wake-up between a request and its forward); measured in session 6 it did not lower the identify latency
+        // (p50 equal, p99 equal or worse: docs/cluster.md), so it is an experiment switch, off by default.
+        let specs = [
+            ChannelSpec(type: .router, options: frontOptions, bind: [configuration.frontend], name: "coordinator.front"),
+            ChannelSpec(type: .router, options: backOptions, bind: [configuration.backend], name: "coordinator.back"),
+        ]
+        if ProcessInfo.processInfo.environment["FACET_COORDINATOR_SHARED_THREAD"] == "1" {
+            let channels = try ZMQChannel.group(context: context, specs, name: "coordinator")
+            front = channels[0]
+            back = channels[1]
+        } else {
+            front = try ZMQChannel.group(context: context, [specs[0]], name: "coord.front")[0]
+            back = try ZMQChannel.group(context: context, [specs[1]], name: "coord.back")[0]
+        }
     }
 
     public var frontendEndpoint: String { front.boundEndpoints.first ?? configuration.frontend }
@@ -116,7 +132,8 @@ public final class Coordinator: Sendable {
         let map = currentMap
         logger.info("coordinator listening", metadata: [
             "frontend": "\(frontendEndpoint)", "backend": "\(backendEndpoint)", "epoch": "\(map.epoch)",
-            "partitions": "\(map.partitionCount)", "replicas": "\(map.replicationFactor)", "matchers": "\(map.matchers)"])
+            "partitions": "\(map.partitionCount)", "replicas": "\(map.replicationFactor)", "matchers": "\(map.matchers)",
+            "thresholds": "\(decisionThresholds.summary)"])
         // Client requests and worker replies are handled on the sockets' own threads (see handleFront/handleBack);
         // the loops take what arrived before the handlers were installed.
         back.setReceiveHandler { [self] message in handleBack(message); return true }

@@ -30,8 +30,13 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
     public var maxFrameBytes: Int?
     /// Matchers: default HNSW search breadth.
     public var defaultEf: Int?
-    /// Coordinator: default 1:1 decision threshold (Euclidean distance; dlib's 0.6).
+    /// Coordinator: one flat decision threshold (Euclidean distance between unit embeddings) for every comparison
+    /// type; when set it replaces the per-type thresholds of `comparisonThresholds`.
     public var verifyThreshold: Float?
+    /// Coordinator: the per-comparison-type decision thresholds (unmasked–unmasked, masked–unmasked, masked–masked)
+    /// used when the request names none: a `facet-comparison-thresholds` JSON file (`facet mask-train` writes one),
+    /// or "bundled" (the default: the file shipped with FacetMasking, FMR 1e-3 on LFW people outside pairs.txt).
+    public var comparisonThresholds: String?
     /// Coordinator: requests worked on at once before QUEUE_FULL.
     public var maxInFlight: Int?
     /// CURVE keys, allow-lists, at-rest and audit keys, retention (``SecurityConfiguration``, docs/security.md).
@@ -94,6 +99,7 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
         if let v = other.maxFrameBytes { c.maxFrameBytes = v }
         if let v = other.defaultEf { c.defaultEf = v }
         if let v = other.verifyThreshold { c.verifyThreshold = v }
+        if let v = other.comparisonThresholds { c.comparisonThresholds = v }
         if let v = other.maxInFlight { c.maxInFlight = v }
         if let v = other.security { c.security = (c.security ?? SecurityConfiguration()).overridden(by: v) }
         if let v = other.stateDirectory { c.stateDirectory = v }

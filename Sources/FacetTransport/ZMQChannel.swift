@@ -3,8 +3,9 @@ import Logging
 
 /// One ZeroMQ socket bridged to Swift concurrency.
 ///
-/// libzmq sockets are not thread-safe, and `zmq_poll` blocks, so each channel owns a dedicated
-/// thread that is the only user of its socket (and of its monitor socket). Async callers never
+/// libzmq sockets are not thread-safe, and `zmq_poll` blocks, so each channel has an owner
+/// thread that is the only user of its socket (and of its monitor socket): its own, or one shared
+/// with the other channels of a `group`. Async callers never
 /// touch the socket: `send` queues a message and suspends until the owner thread has handed it
 /// to libzmq; `receive` suspends until the owner thread delivers a message. A self-pipe polled
 /// beside the socket wakes the thread when work is queued. Nothing blocks the cooperative pool.
@@ -26,45 +27,86 @@ public final class ZMQChannel: Sendable {
     /// before any bind/connect so no event is missed), binds and connects, then starts the owner
     /// thread. The socket is created on the calling thread and handed over when the owner thread
     /// starts (a full memory barrier, as libzmq requires for migrating a socket).
-    public init(
+    public convenience init(
         context: ZMQContext, type: SocketType, options: SocketOptions = SocketOptions(),
         bind: [String] = [], connect: [String] = [], monitor: MonitorEvent.Mask? = nil,
         inboundCapacity: Int = 1024, outboundCapacity: Int = 1024, name: String? = nil,
         logger: Logger = Logger(label: "facet.transport", factory: { _ in SwiftLogNoOpLogHandler() })
     ) throws(TransportError) {
-        guard inboundCapacity > 0, outboundCapacity > 0 else { throw .invalidOption("channel capacities must be positive") }
-        let socket = try ZMQSocket(context: context, type: type, options: options)
+        let spec = ChannelSpec(type: type, options: options, bind: bind, connect: connect, monitor: monitor,
+                               inboundCapacity: inboundCapacity, outboundCapacity: outboundCapacity, name: name)
+        let pipe = try WakePipe()
+        let opened: Opened
+        do { opened = try Self.open(spec, context: context, pipe: pipe, logger: logger) } catch {
+            pipe.close()
+            throw error
+        }
+        self.init(opened)
+        ChannelLoop.start(cores: [opened.core], pipe: pipe, name: opened.core.name)
+    }
+
+    /// Opens several sockets served by **one** owner thread (one `zmq_poll` over all of them). A message received on
+    /// one of them can be forwarded on another from a receive handler without waking a second thread: a broker
+    /// (the coordinator's client and worker ROUTERs) saves two thread wake-ups per forwarded request. Each channel
+    /// behaves as one made by `init` (its own queues, limits, handler and `close`); the thread ends when the last
+    /// one closes. The work of all of them is serialised on that thread, so group only sockets whose handlers are
+    /// short. Throws (and opens nothing) when any socket cannot be opened.
+    public static func group(
+        context: ZMQContext, _ specs: [ChannelSpec], name: String,
+        logger: Logger = Logger(label: "facet.transport", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) throws(TransportError) -> [ZMQChannel] {
+        guard !specs.isEmpty else { throw .invalidOption("a channel group needs at least one socket") }
+        let pipe = try WakePipe()
+        var opened: [Opened] = []
+        for spec in specs {
+            do { opened.append(try open(spec, context: context, pipe: pipe, logger: logger)) } catch {
+                for o in opened { o.core.monitor?.close(); o.core.socket.close() }
+                pipe.close()
+                throw error
+            }
+        }
+        let channels = opened.map { ZMQChannel($0) }
+        ChannelLoop.start(cores: opened.map(\.core), pipe: pipe, name: name)
+        return channels
+    }
+
+    /// What `open` made: the core (socket, monitor, queues) and the public parts of a channel.
+    private struct Opened {
+        let core: ChannelCore
+        let spec: ChannelSpec
+        let bound: [String]
+        let events: AsyncStream<MonitorEvent>
+    }
+
+    private init(_ opened: Opened) {
+        type = opened.spec.type
+        options = opened.spec.options
+        boundEndpoints = opened.bound
+        monitorEvents = opened.events
+        core = opened.core
+    }
+
+    private static func open(_ spec: ChannelSpec, context: ZMQContext, pipe: WakePipe, logger: Logger) throws(TransportError) -> Opened {
+        guard spec.inboundCapacity > 0, spec.outboundCapacity > 0 else { throw .invalidOption("channel capacities must be positive") }
+        let socket = try ZMQSocket(context: context, type: spec.type, options: spec.options)
         var monitorSocket: ZMQSocket?
         var bound: [String] = []
         do {
-            if let monitor { monitorSocket = try socket.startMonitor(events: monitor) }
-            for e in bind { bound.append(try socket.bind(e)) }
-            for e in connect { try socket.connect(e) }
+            if let monitor = spec.monitor { monitorSocket = try socket.startMonitor(events: monitor) }
+            for e in spec.bind { bound.append(try socket.bind(e)) }
+            for e in spec.connect { try socket.connect(e) }
         } catch {
             monitorSocket?.close()
             socket.close()
             throw error
         }
-        let pipe: WakePipe
-        do { pipe = try WakePipe() } catch {
-            monitorSocket?.close()
-            socket.close()
-            throw error
-        }
         var eventsContinuation: AsyncStream<MonitorEvent>.Continuation!
-        monitorEvents = AsyncStream(bufferingPolicy: .bufferingNewest(1024)) { eventsContinuation = $0 }
+        let events = AsyncStream(bufferingPolicy: .bufferingNewest(1024)) { eventsContinuation = $0 }
         if monitorSocket == nil { eventsContinuation.finish() }
-        self.type = type
-        self.options = options
-        self.boundEndpoints = bound
-        let label = name ?? "\(type)"
-        core = ChannelCore(socket: socket, monitor: monitorSocket, pipe: pipe, events: eventsContinuation,
-                           inboundCapacity: inboundCapacity, outboundCapacity: outboundCapacity,
-                           name: label, logger: logger)
-        let core = self.core
-        let thread = Thread { core.run() }
-        thread.name = "facet.zmq.\(label)"
-        thread.start()
+        let core = ChannelCore(socket: socket, monitor: monitorSocket, pipe: pipe, events: eventsContinuation,
+                               inboundCapacity: spec.inboundCapacity, outboundCapacity: spec.outboundCapacity,
+                               name: spec.name ?? "\(spec.type)", logger: logger)
+        return Opened(core: core, spec: spec, bound: bound, events: events)
     }
 
     deinit {
@@ -162,6 +204,96 @@ public struct ChannelStatistics: Sendable, Hashable {
     public var received = 0
     public var sendFailures = 0
     public var limitViolations = 0
+}
+
+/// One socket of a channel (`ZMQChannel.init` takes the same values one by one; `ZMQChannel.group` takes several).
+public struct ChannelSpec: Sendable {
+    public var type: SocketType
+    public var options: SocketOptions
+    public var bind: [String]
+    public var connect: [String]
+    public var monitor: MonitorEvent.Mask?
+    public var inboundCapacity: Int
+    public var outboundCapacity: Int
+    public var name: String?
+
+    public init(type: SocketType, options: SocketOptions = SocketOptions(), bind: [String] = [], connect: [String] = [],
+                monitor: MonitorEvent.Mask? = nil, inboundCapacity: Int = 1024, outboundCapacity: Int = 1024, name: String? = nil) {
+        self.type = type; self.options = options; self.bind = bind; self.connect = connect; self.monitor = monitor
+        self.inboundCapacity = inboundCapacity; self.outboundCapacity = outboundCapacity; self.name = name
+    }
+}
+
+/// The owner thread of one or more channels: one `zmq_poll` over their sockets, their monitor sockets and the wake
+/// pipe they share. A channel that is closed is shut down (its socket closed, its waiters failed) while the others
+/// go on; the thread ends, and closes the pipe, when the last one is shut down.
+final class ChannelLoop: @unchecked Sendable {  // @unchecked: used only by its own thread once started
+    private let cores: [ChannelCore]
+    private let pipe: WakePipe
+
+    private init(cores: [ChannelCore], pipe: WakePipe) {
+        self.cores = cores
+        self.pipe = pipe
+    }
+
+    static func start(cores: [ChannelCore], pipe: WakePipe, name: String) {
+        let loop = ChannelLoop(cores: cores, pipe: pipe)
+        let thread = Thread { loop.run() }
+        // Linux keeps thread names to 15 bytes (longer ones are refused, leaving the process name): cut to fit.
+        thread.name = String("zmq.\(name)".utf8.prefix(15)) ?? "zmq"
+        thread.start()
+    }
+
+    private func run() {
+        var active = cores
+        var poller = ZMQPoller()
+        var wakeIndex = 0
+        var indices: [(socket: Int, monitor: Int?)] = []
+        var rebuild = true
+        var failure: TransportError?
+
+        while true {
+            // A channel being closed is shut down here, on its owner thread; the rest go on.
+            let closing = active.filter(\.isClosing)
+            if !closing.isEmpty {
+                for core in closing { core.shutDown(.closed) }
+                active.removeAll { $0.isClosing }
+                rebuild = true
+            }
+            if active.isEmpty { break }
+            if rebuild {
+                poller = ZMQPoller()
+                wakeIndex = poller.add(fileDescriptor: pipe.readFD, events: .readable)
+                indices = active.map { core in
+                    (poller.add(core.socket, events: []), core.monitor.map { poller.add($0, events: .readable) })
+                }
+                rebuild = false
+            }
+            let now = ContinuousClock.now
+            var timeout: Duration?
+            for (i, core) in active.enumerated() {
+                let (interest, wait) = core.prepare(now: now)
+                poller.setEvents(interest, at: indices[i].socket)
+                if let wait { timeout = timeout.map { min($0, wait) } ?? wait }
+            }
+            do {
+                try poller.poll(timeout: timeout)
+            } catch {
+                failure = error
+                let names = active.map(\.name).joined(separator: ", ")
+                active.first?.logger.error("zmq_poll failed; closing channel", metadata: ["channel": "\(names)", "error": "\(error)"])
+                break
+            }
+            if poller.readyEvents(at: wakeIndex).contains(.readable) { pipe.drain() }
+            for (i, core) in active.enumerated() {
+                core.handle(ready: poller.readyEvents(at: indices[i].socket),
+                            monitorReady: indices[i].monitor.map { poller.readyEvents(at: $0).contains(.readable) } ?? false)
+            }
+        }
+        for core in active { core.shutDown(failure ?? .closed) }
+        // Every core is finished (each set under its own lock, so no wake is in progress): the pipe can go.
+        pipe.close()
+    }
 }
 
 /// First-in first-out queue with amortised O(1) pops.
@@ -378,68 +510,59 @@ final class ChannelCore: @unchecked Sendable {
 
     // MARK: owner thread
 
-    func run() {
-        var poller = ZMQPoller()
-        let socketIndex = poller.add(socket, events: [])
-        let wakeIndex = poller.add(fileDescriptor: pipe.readFD, events: .readable)
-        let monitorIndex = monitor.map { poller.add($0, events: .readable) }
-        // Sends are tried at once (a ROUTER never reports POLLOUT without peers, yet answers
-        // EHOSTUNREACH or drops at once); only when libzmq says EAGAIN does the loop wait for
-        // POLLOUT. If a send still fails right after POLLOUT was reported (a ROUTER with
-        // ROUTER_MANDATORY and one full peer), it backs off a millisecond instead of spinning.
-        var sendBlocked = false
-        var sendBackoffUntil: ContinuousClock.Instant?
-        var failure: TransportError?
+    // Owner-thread state of the send path (see `prepare`).
+    private var sendBlocked = false
+    private var sendBackoffUntil: ContinuousClock.Instant?
 
-        while true {
-            if let until = sendBackoffUntil, until <= .now {
-                sendBackoffUntil = nil
-                sendBlocked = false
-            }
-            let (closing, hasOutbound) = state.withLock { ($0.closing, !$0.outbox.isEmpty) }
-            if closing { break }
-            if hasOutbound && !sendBlocked { sendBlocked = !flushSends() }
+    var isClosing: Bool { state.withLock { $0.closing } }
 
-            let now = ContinuousClock.now
-            let (wantsSend, canReceive, nextDeadline) = state.withLock { s in
-                var next: ContinuousClock.Instant?
-                func consider(_ d: ContinuousClock.Instant?) {
-                    if let d, next.map({ d < $0 }) ?? true { next = d }
-                }
-                s.waiters.forEach { consider($0.deadline) }
-                s.outbox.forEach { consider($0.deadline) }
-                return (!s.outbox.isEmpty, s.inbox.count < inboundCapacity, next)
-            }
-            if !wantsSend { sendBlocked = false }
-
-            var interest: ZMQPoller.Events = canReceive ? .readable : []
-            var timeout = nextDeadline.map { max(.zero, now.duration(to: $0)) }
-            if wantsSend && sendBlocked {
-                if let until = sendBackoffUntil {
-                    let left = max(.zero, now.duration(to: until))
-                    timeout = timeout.map { min($0, left) } ?? left
-                } else {
-                    interest.insert(.writable)
-                }
-            }
-            poller.setEvents(interest, at: socketIndex)
-            do {
-                try poller.poll(timeout: timeout)
-            } catch {
-                failure = error
-                logger.error("zmq_poll failed; closing channel", metadata: ["channel": "\(name)", "error": "\(error)"])
-                break
-            }
-            if poller.readyEvents(at: wakeIndex).contains(.readable) { pipe.drain() }
-            if poller.readyEvents(at: socketIndex).contains(.writable) {
-                sendBlocked = !flushSends()
-                if sendBlocked { sendBackoffUntil = ContinuousClock.now.advanced(by: .milliseconds(1)) }
-            }
-            if poller.readyEvents(at: socketIndex).contains(.readable) { receiveAvailable() }
-            if let monitorIndex, poller.readyEvents(at: monitorIndex).contains(.readable) { drainMonitor() }
-            expireDeadlines()
+    /// Before each poll: flushes queued sends, and says which socket events to wait for and how long the poll may
+    /// block (the nearest deadline of a waiting call or a queued send, or the send back-off).
+    ///
+    /// Sends are tried at once (a ROUTER never reports POLLOUT without peers, yet answers EHOSTUNREACH or drops at
+    /// once); only when libzmq says EAGAIN does the loop wait for POLLOUT. If a send still fails right after POLLOUT
+    /// was reported (a ROUTER with ROUTER_MANDATORY and one full peer), it backs off a millisecond instead of spinning.
+    func prepare(now: ContinuousClock.Instant) -> (ZMQPoller.Events, Duration?) {
+        if let until = sendBackoffUntil, until <= now {
+            sendBackoffUntil = nil
+            sendBlocked = false
         }
-        shutDown(failure ?? .closed)
+        let hasOutbound = state.withLock { !$0.outbox.isEmpty }
+        if hasOutbound && !sendBlocked { sendBlocked = !flushSends() }
+
+        let (wantsSend, canReceive, nextDeadline) = state.withLock { s in
+            var next: ContinuousClock.Instant?
+            func consider(_ d: ContinuousClock.Instant?) {
+                if let d, next.map({ d < $0 }) ?? true { next = d }
+            }
+            s.waiters.forEach { consider($0.deadline) }
+            s.outbox.forEach { consider($0.deadline) }
+            return (!s.outbox.isEmpty, s.inbox.count < inboundCapacity, next)
+        }
+        if !wantsSend { sendBlocked = false }
+
+        var interest: ZMQPoller.Events = canReceive ? .readable : []
+        var timeout = nextDeadline.map { max(.zero, now.duration(to: $0)) }
+        if wantsSend && sendBlocked {
+            if let until = sendBackoffUntil {
+                let left = max(.zero, now.duration(to: until))
+                timeout = timeout.map { min($0, left) } ?? left
+            } else {
+                interest.insert(.writable)
+            }
+        }
+        return (interest, timeout)
+    }
+
+    /// After each poll: sends, receives and monitor events as the socket is ready, then expired deadlines.
+    func handle(ready: ZMQPoller.Events, monitorReady: Bool) {
+        if ready.contains(.writable) {
+            sendBlocked = !flushSends()
+            if sendBlocked { sendBackoffUntil = ContinuousClock.now.advanced(by: .milliseconds(1)) }
+        }
+        if ready.contains(.readable) { receiveAvailable() }
+        if monitorReady { drainMonitor() }
+        expireDeadlines()
     }
 
     /// Sends queued messages until the queue is empty or the socket would block. Returns false
@@ -521,14 +644,14 @@ final class ChannelCore: @unchecked Sendable {
         for w in waiters { w.continuation.resume(returning: .failure(.timedOut(operation: "receive on \(name)"))) }
     }
 
-    private func shutDown(_ reason: TransportError) {
+    /// Closes the socket and fails what is queued; the wake pipe (shared by a group) is closed by the loop.
+    func shutDown(_ reason: TransportError) {
         socket.close()
         monitor?.close()
         let (sends, waiters, closers): ([PendingSend], [Waiter], [CheckedContinuation<Void, Never>]) = state.withLock { s in
             s.finished = true
             s.closing = true
             s.handler = nil   // it may hold the channel's owner (a reference cycle otherwise)
-            pipe.close()
             let closers = s.closeWaiters
             s.closeWaiters = []
             return (s.outbox.drain(), s.waiters.drain(), closers)

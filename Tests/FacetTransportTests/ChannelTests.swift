@@ -64,6 +64,62 @@ struct ChannelTests {
         await router.close()
     }
 
+    /// Two ROUTERs in one group make a broker whose handlers forward requests to a worker and answers back to the
+    /// client, both on the one owner thread; closing one channel of the group leaves the other serving.
+    @Test func groupedChannelsForwardOnOneThreadAndCloseOneByOne() async throws {
+        let channels = try ZMQChannel.group(context: context, [
+            ChannelSpec(type: .router, bind: ["tcp://127.0.0.1:*"], name: "front"),
+            ChannelSpec(type: .router, bind: ["tcp://127.0.0.1:*"], name: "back"),
+        ], name: "broker")
+        let (front, back) = (channels[0], channels[1])
+        let threads = LockedValue(Set<UInt>())   // pthread ids (thread names are cut to 15 bytes on Linux)
+        let worker = LockedValue<[UInt8]?>(nil)
+        let client = LockedValue<[UInt8]?>(nil)
+        back.setReceiveHandler { [front] m in
+            threads.withLock { $0.insert(UInt(bitPattern: Int(bitPattern: pthread_self()))) }
+            let (routing, body) = m.routingSplit
+            if body.last == bytes("ready") { worker.withLock { $0 = routing.first }; return true }
+            guard let c = client.withLock({ $0 }) else { return false }
+            try? front.post(Multipart.routed([c], body: body))
+            return true
+        }
+        front.setReceiveHandler { [back] m in
+            threads.withLock { $0.insert(UInt(bitPattern: Int(bitPattern: pthread_self()))) }
+            let (routing, body) = m.routingSplit
+            guard let w = worker.withLock({ $0 }) else { return false }
+            client.withLock { $0 = routing.first }
+            try? back.post(Multipart.routed([w], body: body))
+            return true
+        }
+        let workerSocket = try ZMQChannel(context: context, type: .dealer, connect: [try #require(back.boundEndpoints.first)])
+        try await workerSocket.send(Multipart([[], bytes("ready")]), timeout: generous)
+        let deadline = ContinuousClock.now.advanced(by: generous)
+        while worker.withLock({ $0 }) == nil && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        let echo = Task {
+            for _ in 0..<20 {
+                let m = try await workerSocket.receive(timeout: generous)
+                try await workerSocket.send(Multipart(m.frames + [bytes("done")]), timeout: generous)
+            }
+        }
+        let clientSocket = try ZMQChannel(context: context, type: .dealer, connect: [try #require(front.boundEndpoints.first)])
+        for i in 0..<20 {
+            try await clientSocket.send(Multipart([[], bytes("job \(i)")]), timeout: generous)
+            #expect(try await clientSocket.receive(timeout: generous).frames == [[], bytes("job \(i)"), bytes("done")])
+        }
+        try await echo.value
+        #expect(threads.withLock { $0.count } == 1)
+        // Closing the front leaves the back serving (and its thread running) until it is closed too.
+        await front.close()
+        #expect(front.isClosed && !back.isClosed)
+        back.setReceiveHandler(nil)
+        try await workerSocket.send(Multipart([[], bytes("still here")]), timeout: generous)
+        #expect(try await back.receive(timeout: generous).routingSplit.body == [bytes("still here")])
+        await back.close()
+        #expect(back.isClosed)
+        await clientSocket.close()
+        await workerSocket.close()
+    }
+
     @Test func multipartFramesArriveWholeAndInOrder() async throws {
         let router = try ZMQChannel(context: context, type: .router, bind: ["inproc://multipart"])
         let dealer = try ZMQChannel(context: context, type: .dealer, connect: ["inproc://multipart"])
