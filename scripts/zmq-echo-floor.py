@@ -2,11 +2,12 @@
 """The floor under the cluster benchmark's messaging overhead on this machine: round trips of a bare pyzmq
 DEALER -> ROUTER echo between two processes over TCP loopback (600-byte frames, like an identify request).
 An identify through the cluster makes two such round trips (client-coordinator, coordinator-matcher) plus the
-hand-offs inside each node. Usage: scripts/zmq-echo-floor.py [ROUND_TRIPS=3000] [RUNS=2]   (needs pyzmq)"""
-import multiprocessing, sys, time
+hand-offs inside each node. Usage: [EP=ipc:///tmp/echo.sock] scripts/zmq-echo-floor.py [ROUND_TRIPS=3000] [RUNS=2]
+(needs pyzmq; EP: another endpoint, e.g. IPC, default TCP loopback)"""
+import multiprocessing, os, sys, time
 import zmq
 
-ENDPOINT = "tcp://127.0.0.1:39111"
+ENDPOINT = os.environ.get("EP", "tcp://127.0.0.1:39111")
 
 def serve():
     s = zmq.Context().socket(zmq.ROUTER)
