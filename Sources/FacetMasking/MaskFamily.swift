@@ -7,7 +7,7 @@
 /// | | TRAIN | TEST |
 /// |---|---|---|
 /// | types | cloth, KN95, gas respirator, bandana | surgical, N95, gaiter |
-/// | colours | black, navy, charcoal, olive, burgundy, teal, orange, beige | white, surgical blue, mint, pink, light grey, purple, yellow, red |
+/// | colours | black, navy, charcoal, olive, burgundy, teal, orange, beige; light: cream, cornflower, sage, peach, orchid (each ≥ 49 sRGB units from every TEST colour) | white, surgical blue, mint, pink, light grey, purple, yellow, red |
 /// | patterns | check_blue, gingham_pink, polka, lemon, stripes in a TRAIN colour | floral, petals_grey, cherry, pineapple, stripes in a TEST colour |
 /// | seeds | even | odd |
 ///
@@ -27,7 +27,8 @@ public enum MaskFamily: String, CaseIterable, Sendable, Hashable, Codable {
 
     public var colors: [MaskColor] {
         switch self {
-        case .train: [.black, .navy, .charcoal, .olive, .burgundy, .teal, .orange, .beige]
+        case .train: [.black, .navy, .charcoal, .olive, .burgundy, .teal, .orange, .beige,
+                      .cream, .cornflower, .sage, .peach, .orchid]
         case .test: [.white, .surgicalBlue, .mint, .pink, .lightGrey, .purple, .yellow, .red]
         }
     }

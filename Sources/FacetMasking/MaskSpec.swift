@@ -81,6 +81,14 @@ public struct MaskColor: Sendable, Hashable, Codable, CustomStringConvertible {
     public static let teal = MaskColor(name: "teal", r: 20, g: 110, b: 112)
     public static let orange = MaskColor(name: "orange", r: 220, g: 110, b: 30)
     public static let beige = MaskColor(name: "beige", r: 205, g: 185, b: 150)
+    // Light TRAIN colours (added in session 6, detector v4): light masks unlike any TEST colour — each at least 49
+    // sRGB units from every TEST colour (cream–white 64, cornflower–surgical blue 69, sage–mint 51, peach–pink 49,
+    // orchid–pink 52), so the held-out masks stay unseen while the detector learns that a mask can be lighter than skin.
+    public static let cream = MaskColor(name: "cream", r: 245, g: 225, b: 180)
+    public static let cornflower = MaskColor(name: "cornflower", r: 100, g: 149, b: 237)
+    public static let sage = MaskColor(name: "sage", r: 170, g: 190, b: 150)
+    public static let peach = MaskColor(name: "peach", r: 250, g: 200, b: 160)
+    public static let orchid = MaskColor(name: "orchid", r: 210, g: 150, b: 230)
 
     // The TEST family's colours: light medical colours and others absent from TRAIN.
     public static let white = MaskColor(name: "white", r: 238, g: 240, b: 242)
@@ -94,6 +102,7 @@ public struct MaskColor: Sendable, Hashable, Codable, CustomStringConvertible {
 
     public static let named: [MaskColor] = [
         .black, .navy, .charcoal, .olive, .burgundy, .teal, .orange, .beige,
+        .cream, .cornflower, .sage, .peach, .orchid,
         .white, .surgicalBlue, .mint, .pink, .lightGrey, .purple, .yellow, .red,
     ]
 

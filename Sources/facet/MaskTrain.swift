@@ -133,6 +133,12 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: "Decision threshold written into the trained detector (0.40 = best mean accuracy in leave-one-TRAIN-mask-type-out validation, docs/masks.md).")
     var detectorThreshold: Double = 0.5
     @Option(help: "Use this detector file instead of training one.") var detector: String?
+    @Flag(help: "Choose the detector's threshold by leave-one-TRAIN-mask-type-out validation on the training people (replaces --detector-threshold).")
+    var validateThreshold = false
+    @Flag(help: "Weigh the detector's two classes equally (unmasked faces repeated to match the masked ones, e.g. with --extra-masked).")
+    var balanceClasses = false
+    @Option(help: ArgumentHelp("More TRAIN-mask draws of the training images for the detector: folders under --train made like masked-train/ (facet mask-dataset --split train --centred --seed S).", valueName: "name"))
+    var extraMasked: [String] = []
     @Option(help: "Use this head file instead of training one.") var head: String?
     @Option(help: "Folder of the dlib model files (default: $FACET_MODELS, else ./models).") var models: String?
     @Option(help: "Binary file where computed faces are kept between runs (created when missing).") var faceCache: String?
@@ -183,6 +189,7 @@ struct MaskTrainCommand: ParsableCommand {
         // 1. Mask detector. Training faces: the LFW-centred box (no detector pass, so training stays cheap),
         // 5-point alignment and the ResNet embedding.
         var trainMaskedFaces: [(path: String, embedding: [Float], chip: RGBImage)] = []
+        var trainMaskedTypes: [String] = []   // the TRAIN mask type of each masked face (for the threshold validation)
         var trainPlainFaces: [(path: String, embedding: [Float], chip: RGBImage)] = []
         do {
             func centred(_ root: URL, _ p: String) throws -> (embedding: [Float], chip: RGBImage)? {
@@ -199,11 +206,27 @@ struct MaskTrainCommand: ParsableCommand {
             for p in trainPaths {
                 defer { progress.advance() }
                 if let f = try centred(t.appendingPathComponent("unmasked"), p) { trainPlainFaces.append((p, f.embedding, f.chip)) }
-                if case .some(.some) = trainManifest[p], let f = try centred(t.appendingPathComponent("masked-train"), p) {
+                if case .some(.some(let type)) = trainManifest[p], let f = try centred(t.appendingPathComponent("masked-train"), p) {
                     trainMaskedFaces.append((p, f.embedding, f.chip))
+                    trainMaskedTypes.append(type)
                 }
             }
             progress.finish()
+            for name in extraMasked {
+                let manifest = try loadMaskManifest(t.appendingPathComponent("\(name)/masks-manifest.jsonl").path)
+                guard Set(manifest.keys.map(personName)).isSubset(of: Set(trainPaths.map(personName))) else {
+                    throw ValidationError("\(name) holds people outside the training people")
+                }
+                let extra = ProgressReporter(total: manifest.count, label: "training faces (\(name))")
+                for p in manifest.keys.sorted() {
+                    defer { extra.advance() }
+                    if case .some(.some(let type)) = manifest[p], let f = try centred(t.appendingPathComponent(name), p) {
+                        trainMaskedFaces.append((p, f.embedding, f.chip))
+                        trainMaskedTypes.append(type)
+                    }
+                }
+                extra.finish()
+            }
             try cache.save(); cache.dirty = false
         }
         let detectorModel: MaskDetector
@@ -216,11 +239,55 @@ struct MaskTrainCommand: ParsableCommand {
                 faces.map { MaskDetector.features(chip: $0.chip, embedding: $0.embedding, version: v) }
                     + (v >= 3 ? faces.map { MaskDetector.features(chip: MaskDetector.mirrored($0.chip), embedding: $0.embedding, version: v) } : [])
             }
-            log("detector: training version \(v) on \(trainMaskedFaces.count) + \(trainPlainFaces.count) faces\(v >= 3 ? " and their mirror images" : "")")
-            guard var d = MaskDetector.train(masked: feats(trainMaskedFaces), unmasked: feats(trainPlainFaces),
-                                             embeddingModel: embedder.modelName, l2: l2, iterations: detectorIterations)
-            else { throw ValidationError("no detector training data") }
-            d.threshold = detectorThreshold
+            /// Unmasked rows repeated (whole copies, then a deterministic remainder) until they match the masked rows.
+            func balanced(_ unmasked: [[Float]], to n: Int) -> [[Float]] {
+                guard balanceClasses, !unmasked.isEmpty, n > unmasked.count else { return unmasked }
+                var out: [[Float]] = []
+                while out.count + unmasked.count <= n { out += unmasked }
+                return out + unmasked.prefix(n - out.count)
+            }
+            func fit(_ masked: [[Float]], _ unmasked: [[Float]]) throws -> MaskDetector {
+                guard let d = MaskDetector.train(masked: masked, unmasked: balanced(unmasked, to: masked.count),
+                                                 embeddingModel: embedder.modelName, l2: l2, iterations: detectorIterations)
+                else { throw ValidationError("no detector training data") }
+                return d
+            }
+            var threshold = detectorThreshold
+            if validateThreshold {
+                // Leave one TRAIN mask type out: fit on the other types' masked faces of 80 % of the training people,
+                // score the left-out type's masked faces and the unmasked faces of the other 20 %; the threshold with
+                // the best mean balanced accuracy over the four folds wins. No TEST mask and no pairs.txt person is seen.
+                let grid = stride(from: 0.20, through: 0.80, by: 0.025).map { $0 }
+                var sums = [Double](repeating: 0, count: grid.count)
+                let isValidation = { (path: String) in stableHash(personName(path), seed: 0x6D61_736B) % 5 == 0 }
+                let types = Set(trainMaskedTypes).sorted()
+                for held in types {
+                    let trainM = trainMaskedFaces.indices.filter { trainMaskedTypes[$0] != held && !isValidation(trainMaskedFaces[$0].path) }.map { trainMaskedFaces[$0] }
+                    let trainU = trainPlainFaces.filter { !isValidation($0.path) }
+                    let valM = trainMaskedFaces.indices.filter { trainMaskedTypes[$0] == held && isValidation(trainMaskedFaces[$0].path) }.map { trainMaskedFaces[$0] }
+                    let valU = trainPlainFaces.filter { isValidation($0.path) }
+                    let d = try fit(feats(trainM), feats(trainU))
+                    let pm = valM.map { d.probability(chip: $0.chip, embedding: $0.embedding) }
+                    let pu = valU.map { d.probability(chip: $0.chip, embedding: $0.embedding) }
+                    var line: [String] = []
+                    for (i, th) in grid.enumerated() {
+                        let recall = Double(pm.filter { $0 >= th }.count) / Double(max(pm.count, 1))
+                        let specificity = Double(pu.filter { $0 < th }.count) / Double(max(pu.count, 1))
+                        sums[i] += (recall + specificity) / 2
+                        if abs(th - 0.4) < 1e-9 || abs(th - 0.5) < 1e-9 { line.append(String(format: "%.3f: %.2f%%", th, 50 * (recall + specificity))) }
+                    }
+                    log("detector validation: \(held) left out (\(valM.count) masked, \(valU.count) unmasked faces of held-out training people): \(line.joined(separator: ", "))")
+                }
+                let best = sums.indices.max { sums[$0] < sums[$1] || (sums[$0] == sums[$1] && abs(grid[$0] - 0.5) > abs(grid[$1] - 0.5)) }!
+                threshold = grid[best]
+                log(String(format: "detector validation: threshold %.3f (mean balanced accuracy %.2f%% over %d left-out types)",
+                           threshold, 100 * sums[best] / Double(types.count), types.count))
+                report["detector_validation"] = ["threshold": threshold, "mean_balanced_accuracy": sums[best] / Double(types.count),
+                                                 "types": types, "grid": grid, "mean_by_threshold": sums.map { $0 / Double(types.count) }]
+            }
+            log("detector: training version \(v) on \(trainMaskedFaces.count) + \(trainPlainFaces.count) faces\(v >= 3 ? " and their mirror images" : "")\(balanceClasses ? ", classes balanced" : "")")
+            var d = try fit(feats(trainMaskedFaces), feats(trainPlainFaces))
+            d.threshold = threshold
             detectorModel = d
         }
 

@@ -63,6 +63,14 @@ import Testing
         let train = MaskFamily.train, test = MaskFamily.test
         #expect(Set(train.types).isDisjoint(with: test.types))
         #expect(Set(train.colors).isDisjoint(with: test.colors))
+        // Not just different names: every TRAIN colour is far from every TEST colour (the closest pair, peach–pink,
+        // is 49 sRGB units apart), so no held-out mask is a near-copy of a training one.
+        for a in train.colors {
+            for b in test.colors {
+                let d = [Double(a.r) - Double(b.r), Double(a.g) - Double(b.g), Double(a.b) - Double(b.b)]
+                #expect((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).squareRoot() >= 45, "\(a) vs \(b)")
+            }
+        }
         #expect(Set(train.patterns).isDisjoint(with: test.patterns))
         #expect(Set(train.types).union(test.types) == Set(MaskType.allCases))
         for key in UInt64(0)..<500 {

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Makes the data `facet mask-train` reads, from LFW alone (docs/masks.md):
-#   OUT/train/  people outside LFW view 2's pairs.txt: unmasked/ (copies), masked-train/ (TRAIN-family masks);
+#   OUT/train/  people outside LFW view 2's pairs.txt: unmasked/ (copies), masked-train/ and masked-train-s1/, -s2/
+#               (TRAIN-family masks, three draws per image);
 #               mask-train embeds them itself from the LFW-centred box
 #   OUT/eval/   all of LFW: unmasked.jsonl, masked-test/ (TEST-family masks), masked-test.jsonl
 # Usage: scripts/masks/make-mask-data.sh LFW_DIR PAIRS_FILE OUT [FACET_BINARY]
@@ -27,6 +28,8 @@ for p in sorted(os.listdir(lfw)):
         shutil.copytree(os.path.join(lfw, p), os.path.join(out, p))
 PY
 "$F" mask-dataset --in "$OUT/train/unmasked" --out "$OUT/train/masked-train" --split train --centred
+# Two more TRAIN-mask draws of the same images for the detector (mask-train --extra-masked; other seeds, same family).
+for s in 1 2; do "$F" mask-dataset --in "$OUT/train/unmasked" --out "$OUT/train/masked-train-s$s" --split train --centred --seed $s; done
 ( "$F" mask-dataset --in "$LFW" --out "$OUT/eval/masked-test" --split test --centred
   embed "$LFW" "$OUT/eval/unmasked.jsonl"
   embed "$OUT/eval/masked-test" "$OUT/eval/masked-test.jsonl" ) &

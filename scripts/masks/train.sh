@@ -7,5 +7,9 @@ LFW=${LFW:-../shared/datasets/lfw_color/lfw}; PAIRS=${PAIRS:-../shared/datasets/
 export FACET_MODELS=${FACET_MODELS:-./models} OPENBLAS_NUM_THREADS=1
 swift build -c release --product facet
 .build/release/facet mask-train --train "$DATA/train" --eval "$DATA/eval" --lfw "$LFW" --pairs "$PAIRS" \
-    --out-dir "$OUT" --face-cache "$OUT/faces.bin" --l2 0.027 --detector-threshold 0.40 2>&1 | tee "$OUT/mask-train.log"
+    --out-dir "$OUT" --face-cache "$OUT/faces.bin" --l2 0.027 --detector-threshold 0.40 ${EXTRA:-} \
+    2>&1 | tee "$OUT/mask-train.log"
+# The bundled detector (session 6, "A" in docs/masks.md) is this command on data with the 13 TRAIN colours. Variants
+# measured there: EXTRA="--extra-masked masked-train-s1 --extra-masked masked-train-s2" (B: three mask draws per image),
+# plus "--balance-classes --validate-threshold" (C); both call more unmasked faces masked.
 echo "copy $OUT/{mask-detector-v3,unmasking-head-v1,comparison-thresholds-v1}.json to Sources/FacetMasking/Resources/"
