@@ -7,7 +7,8 @@
 #               optionally, faces.bin of facet mask-train (its centred training faces of people outside pairs.txt)
 # Steps: TRAIN-family masks on every listed image (facet mask-dataset --split train --centred), facet embed --json
 # --frozen --no-retry of the masked copies (2 shards; images without an MMOD face are skipped by mask-heads), then
-# facet mask-heads --groups 2 (head 0 never sees people of folds 0,2,4,6,8, head 1 never those of 1,3,5,7,9).
+# facet mask-heads --groups 2 (head 0 never sees people of folds 0,2,4,6,8, head 1 never those of 1,3,5,7,9);
+# GROUPS=10 gives one head per fold (measured in session 6: no better than 2, docs/masks.md).
 set -eu
 LIST=$(realpath "$1"); CACHE=$(realpath "$2"); OUT=$(realpath -m "$3"); F=$(realpath "${4:-.build/debug/facet}")
 LFW=${LFW:-$(realpath ../shared/datasets/lfw_color/lfw)}; PAIRS=${PAIRS:-$(realpath ../shared/datasets/lfw_protocol/pairs.txt)}
@@ -23,4 +24,4 @@ done
 wait
 FC=(); [ -f "$CACHE/faces.bin" ] && FC=(--face-cache "$CACHE/faces.bin")
 "$F" mask-heads --pairs "$PAIRS" --unmasked "$CACHE/unmasked.jsonl" --masked "$OUT"/masked-train.0*.jsonl "${FC[@]}" \
-    --out-dir "$OUT/heads" --groups 2 --epochs 40 --learning-rate 3e-3 2>&1 | tee "$OUT/heads.log"
+    --out-dir "$OUT/heads" --groups "${GROUPS:-2}" --epochs 40 --learning-rate 3e-3 2>&1 | tee "$OUT/heads.log"
