@@ -81,8 +81,8 @@ public struct MaskColor: Sendable, Hashable, Codable, CustomStringConvertible {
     public static let teal = MaskColor(name: "teal", r: 20, g: 110, b: 112)
     public static let orange = MaskColor(name: "orange", r: 220, g: 110, b: 30)
     public static let beige = MaskColor(name: "beige", r: 205, g: 185, b: 150)
-    // Light TRAIN colours (added in session 6, detector v4): light masks unlike any TEST colour — each at least 49
-    // sRGB units from every TEST colour (cream–white 64, cornflower–surgical blue 69, sage–mint 51, peach–pink 49,
+    // Light TRAIN colours (session 6, for the retrained detector): light masks unlike any TEST colour — each at least
+    // 49 sRGB units from every TEST colour (cream–white 64, cornflower–surgical blue 69, sage–mint 51, peach–pink 49,
     // orchid–pink 52), so the held-out masks stay unseen while the detector learns that a mask can be lighter than skin.
     public static let cream = MaskColor(name: "cream", r: 245, g: 225, b: 180)
     public static let cornflower = MaskColor(name: "cornflower", r: 100, g: 149, b: 237)
