@@ -1,3 +1,4 @@
+import FacetTestSupport
 import Foundation
 import FacetClient
 import FacetWire
@@ -46,7 +47,7 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
         binary = try facetBinaryPath()
         directory = NSTemporaryDirectory() + "facet-cluster-test-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let port = Int.random(in: 20_000...50_000)
+        let port = LoopbackPorts.reserve(2 * coordinators)
         self.coordinators = (0..<coordinators).map { i in
             (i == 0 ? "coordinator" : "coordinator-\(i)", "tcp://127.0.0.1:\(port + 2 * i)", "tcp://127.0.0.1:\(port + 2 * i + 1)")
         }

@@ -305,7 +305,7 @@ struct ClusterUpTests {
         let binary = try facetBinaryPath()
         let dir = NSTemporaryDirectory() + "facet-up-test-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let port = Int.random(in: 20_000...50_000)
+        let port = LoopbackPorts.reserve(4)
         let endpoint = "tcp://127.0.0.1:\(port)"
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)

@@ -1,3 +1,4 @@
+import FacetTestSupport
 import Foundation
 import Testing
 import FacetClient
@@ -39,7 +40,7 @@ final class SecureCluster: @unchecked Sendable {   // used from one test task at
         directory = NSTemporaryDirectory() + "facet-secure-test-\(UInt32.random(in: 0...UInt32.max))"
         keys = directory + "/keys"
         try FileManager.default.createDirectory(atPath: keys, withIntermediateDirectories: true)
-        let port = Int.random(in: 20_000...50_000)
+        let port = LoopbackPorts.reserve(2)
         frontend = "tcp://127.0.0.1:\(port)"
         backend = "tcp://127.0.0.1:\(port + 1)"
         let server = try CurveKeyPair.generate()

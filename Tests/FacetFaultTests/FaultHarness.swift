@@ -49,7 +49,7 @@ final class FaultCluster: @unchecked Sendable {  // driven from one test task at
         binary = try facetBinaryPath()
         directory = NSTemporaryDirectory() + "facet-fault-test-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: directory + "/config", withIntermediateDirectories: true)
-        let port = Int.random(in: 20_000...50_000) & ~1
+        let port = LoopbackPorts.reserve(2)
         frontend = "tcp://127.0.0.1:\(port)"
         backend = "tcp://127.0.0.1:\(port + 1)"
         self.matchers = (0..<matchers).map { "matcher-\($0)" }

@@ -1,3 +1,4 @@
+import FacetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -40,7 +41,7 @@ struct SoakTests {
         let dir = NSTemporaryDirectory() + "facet-soak-test-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let port = Int.random(in: 20_000...50_000) & ~1
+        let port = LoopbackPorts.reserve(4)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = ["bench", "soak", "--seconds", "24", "--identify-rate", "10", "--enrol-rate", "2", "--preload", "30",
