@@ -32,6 +32,20 @@ struct SoakTests {
         var memory: [NodeMemory]
     }
 
+    /// The soak's whole log, the last 20,000 characters of each node's log (DIR/cluster/logs), and where the data
+    /// directory was copied (under the system temporary directory, kept).
+    static func failureDump(dir: String) -> String {
+        var out = "SOAK-FAILURE — facet bench soak log:\n" + ((try? String(contentsOfFile: dir + "/soak.log", encoding: .utf8)) ?? "(none)")
+        let logs = dir + "/cluster/logs"
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: logs)) ?? []).sorted() {
+            let text = (try? String(contentsOfFile: logs + "/" + name, encoding: .utf8)) ?? ""
+            out += "\n===== node log \(name) (last 20000 of \(text.count) characters) =====\n" + text.suffix(20_000)
+        }
+        let kept = NSTemporaryDirectory() + "facet-soak-failure-\(Int(Date().timeIntervalSince1970))"
+        if (try? FileManager.default.copyItem(atPath: dir, toPath: kept)) != nil { out += "\n(data directory copied to \(kept))" }
+        return out
+    }
+
     // Found lost acknowledged enrolments before the durable replica marks (docs/ops.md, "Soak with faults"); must pass
     // every time.
     @Test("kill -9 + restart of a matcher, SIGSTOP/SIGCONT of a matcher, kill -9 + restart of the coordinator under load: nothing acknowledged is lost",
@@ -49,7 +63,7 @@ struct SoakTests {
                        "--report-seconds", "4", "--heal-seconds", "90", "--heartbeat-ms", "100", "--port", "\(port)",
                        "--data", dir + "/cluster", "--json-out", dir + "/report.json", "--markdown-out", dir + "/report.md"]
         let log = dir + "/soak.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let h = FileHandle(forWritingAtPath: log)!
         p.standardOutput = h
         p.standardError = h
@@ -70,12 +84,19 @@ struct SoakTests {
                 if let pid = Int32(line.split(separator: " ").first ?? "") { kill(pid, SIGCONT); kill(pid, SIGKILL) }
             }
         }
-        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        #expect(!timedOut, "the soak did not finish within 360 s:\n\(output.suffix(4000))")
-        #expect(p.terminationStatus == 0, "facet bench soak exited with \(p.terminationStatus):\n\(output.suffix(4000))")
+        if timedOut || p.terminationStatus != 0 {
+            // Everything needed to diagnose it after the fact: the whole soak log and every node's log (the CI keeps
+            // only the test output), and the data directory copied out of the one `defer` removes.
+            print(Self.failureDump(dir: dir))
+        }
+        #expect(!timedOut, "the soak did not finish within 360 s (whole soak and node logs printed above)")
+        #expect(p.terminationStatus == 0, "facet bench soak exited with \(p.terminationStatus) (whole soak and node logs printed above)")
         let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/report.json"))
         let r = try JSONDecoder().decode(Report.self, from: data)
         print("SOAK-REPORT\n" + ((try? String(contentsOfFile: dir + "/report.md", encoding: .utf8)) ?? ""))
+        if !r.healthyAtEnd || r.templates.lost != 0 || r.faults.contains(where: { $0.healedAtSeconds == nil }) {
+            print(Self.failureDump(dir: dir))
+        }
 
         // Every fault was injected and healed by itself.
         #expect(r.faults.map(\.fault) == ["matcher-kill", "matcher-stop", "coordinator-kill"])
