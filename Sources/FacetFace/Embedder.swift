@@ -20,6 +20,9 @@ public struct FaceAnalysis: Sendable, Hashable {
     public var maskProbability: Double?
     /// The detector's decision, when it ran.
     public var masked: Bool?
+    /// Upper-face embedding (the same model on the chip with the lower face painted over; FacetMasking's
+    /// `PeriocularFusion`), unit length, when the embedder was asked for it.
+    public var periocularEmbedding: [Float]?
 
     public init(detection: FaceDetection, landmarks: [LandmarkPoint], chip: ChipDetails, embedding: [Float], rawDescriptor: [Float],
                 maskProbability: Double? = nil, masked: Bool? = nil) {

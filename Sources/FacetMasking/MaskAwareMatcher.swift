@@ -55,11 +55,18 @@ public struct MaskAwareMatcher: Sendable {
 /// each `FaceAnalysis` gets `maskProbability` and `masked`, and a masked face's `embedding` is the head's output
 /// (`rawDescriptor` stays the frozen model's). Same model name, version and dimension as the wrapped embedder:
 /// the head maps into the frozen embedding's space, so galleries stay comparable.
+///
+/// With `periocular` every face (masked or not: a gallery photo is compared with masked probes) also gets its
+/// periocular embedding (`FaceAnalysis.periocularEmbedding`), one more descriptor pass per face.
 public final class MaskAwareEmbedder: Embedder, @unchecked Sendable {   // immutable after init
     public let base: any Embedder
     public let matcher: MaskAwareMatcher
+    public let periocular: (fusion: PeriocularFusion, model: any FaceDescriptorModel)?
 
-    public init(base: any Embedder, matcher: MaskAwareMatcher) { self.base = base; self.matcher = matcher }
+    public init(base: any Embedder, matcher: MaskAwareMatcher,
+                periocular: (fusion: PeriocularFusion, model: any FaceDescriptorModel)? = nil) {
+        self.base = base; self.matcher = matcher; self.periocular = periocular
+    }
 
     /// `base` with the bundled detector and head.
     public convenience init(base: any Embedder) throws { self.init(base: base, matcher: try .bundled()) }
@@ -69,12 +76,16 @@ public final class MaskAwareEmbedder: Embedder, @unchecked Sendable {   // immut
     public var dimension: Int { base.dimension }
 
     public func analyze(_ image: RGBImage, upsample: Int, jitter: Int) throws -> [FaceAnalysis] {
-        try base.analyze(image, upsample: upsample, jitter: jitter).map { face in
-            let r = matcher.process(image: image, face: face)
+        let faces = try base.analyze(image, upsample: upsample, jitter: jitter)
+        let chips = faces.map { FaceChip.extract(image, details: $0.chip) }
+        let periocularEmbeddings = try periocular.map { try $0.fusion.embeddings(chips: chips, model: $0.model) }
+        return faces.enumerated().map { i, face in
+            let r = matcher.process(chip: chips[i], embedding: face.embedding)
             var f = face
             f.maskProbability = r.maskProbability
             f.masked = r.masked
             f.embedding = r.embedding
+            f.periocularEmbedding = periocularEmbeddings?[i]
             return f
         }
     }

@@ -11,6 +11,8 @@ public enum MaskingError: Error, Sendable, Equatable {
     case unknownPattern(String)
     /// The type is not drawn with that placement (`MaskType.placements`).
     case unsupportedPlacement(MaskType, MaskPlacement)
+    /// An input that does not fit the model it is given to (e.g. a chip of another size).
+    case invalidArgument(String)
 }
 
 extension MaskingError: CustomStringConvertible {
@@ -23,6 +25,7 @@ extension MaskingError: CustomStringConvertible {
         case .resourceMissing(let path): "mask resource not found: \(path)"
         case .resourceUnreadable(let path, let reason): "mask resource \(path) is unreadable: \(reason)"
         case .unknownPattern(let name): "no bundled mask pattern named \(name)"
+        case .invalidArgument(let why): why
         case .unsupportedPlacement(let type, let placement):
             "a \(type.rawValue) mask is not drawn \(placement.rawValue) (use \(type.placements.map(\.rawValue).joined(separator: ", ")))"
         }

@@ -15,7 +15,8 @@ struct Embed: ParsableCommand {
             "mask_probability": p, "masked": bool, "adapted": bool}]}. \
             Boxes are dlib's inclusive rectangles; embeddings are L2-normalised. "embedding" is what Facet matches: for a \
             face the mask detector calls masked it is the unmasking head's output ("adapted": true, and the dlib \
-            embedding follows as "frozen_embedding"); --frozen prints dlib's embedding for every face. \
+            embedding follows as "frozen_embedding"); --frozen prints dlib's embedding for every face; --periocular adds \
+            "periocular_embedding" (docs/masks.md, periocular fusion). \
             When no face is found at --upsample 0 the detector searches again at upsample 1 (--no-retry turns this off). An image that fails gives \
             {"image", "error": {"code", "message"}}; the others are still processed, and the exit status is 1 if any failed.
             """)
@@ -38,6 +39,9 @@ struct Embed: ParsableCommand {
     @Option(help: "When no face scores above MMOD's threshold, take the weak detection scoring above this (negative) value nearest the image centre (0 = off).")
     var weakThreshold = DlibFaceEmbedder.maskedWeakFaceThreshold
 
+    @Flag(help: "Also compute each face's periocular embedding (the bundled periocular-fusion-v1.json: the same model on the chip with the lower face painted over), printed as \"periocular_embedding\".")
+    var periocular = false
+
     @Flag(help: "Print JSON Lines instead of a human summary.")
     var json = false
 
@@ -55,6 +59,7 @@ struct Embed: ParsableCommand {
             throw ValidationError("--jitter must be between 0 and \(DlibFaceEmbedder.maxJitter)")
         }
         guard !images.isEmpty else { throw ValidationError("give at least one image") }
+        if periocular && noMask { throw ValidationError("--periocular goes with the mask detector (fusion is for masked comparisons); drop --no-mask") }
     }
 
     func run() throws {
@@ -62,7 +67,8 @@ struct Embed: ParsableCommand {
         do {
             let dlib = try DlibFaceEmbedder(locator: FaceModelLocator(directory: models), retryUpsampleWhenNoFace: !noRetry,
                                               weakFaceThreshold: weakThreshold < 0 ? weakThreshold : nil)
-            embedder = noMask ? dlib : MaskAwareEmbedder(base: dlib, matcher: try MaskAwareMatcher.bundled(withHead: !frozen))
+            let fusion = periocular ? (fusion: try PeriocularFusion.bundled(), model: dlib.descriptor as any FaceDescriptorModel) : nil
+            embedder = noMask ? dlib : MaskAwareEmbedder(base: dlib, matcher: try MaskAwareMatcher.bundled(withHead: !frozen), periocular: fusion)
         } catch {
             FileHandle.standardError.write(Data("facet embed: cannot load models: \(error)\n".utf8))
             throw ExitCode(2)
@@ -107,14 +113,15 @@ struct Embed: ParsableCommand {
 
     /// "mask_probability", "masked", "adapted" (and "frozen_embedding" when the head changed the embedding).
     static func maskFields(_ f: FaceAnalysis) -> [(String, String)] {
-        guard let p = f.maskProbability else { return [] }
+        let peri = f.periocularEmbedding.map { [("periocular_embedding", "[" + $0.map { "\($0)" }.joined(separator: ", ") + "]")] } ?? []
+        guard let p = f.maskProbability else { return peri }
         let adapted = f.embedding != l2Normalized(f.rawDescriptor)
         var fields = [("mask_probability", p.isFinite ? "\(p)" : "null"), ("masked", f.masked == true ? "true" : "false"),
                       ("adapted", adapted ? "true" : "false")]
         if adapted {
             fields.append(("frozen_embedding", "[" + l2Normalized(f.rawDescriptor).map { "\($0)" }.joined(separator: ", ") + "]"))
         }
-        return fields
+        return fields + peri
     }
 
     static func describe(_ error: Error) -> (code: String, message: String) {

@@ -1,0 +1,114 @@
+import FacetFace
+import FacetImaging
+import Foundation
+
+/// Upper-face ("periocular") embedding fused with the full one, for comparisons where a side wears a mask
+/// (issue 5, part 3c).
+///
+/// The periocular embedding is the same frozen dlib ResNet run on the face's aligned 150×150 chip with every row
+/// from `occludeFromRow` down painted one flat colour (dlib's input mean, so the painted pixels enter the network as
+/// zeros). A mask covers the lower face, so a masked probe and an unmasked reference differ most there; painting that
+/// part the same on both sides leaves the eyes, brows and forehead to compare, whatever the mask looks like. No
+/// training: the file only fixes the cut, the colour and the fusion weight.
+///
+/// Fused distance of two unit-length full embeddings and two unit-length periocular embeddings (used only when the
+/// mask detector calls either side masked; unmasked–unmasked comparisons keep the full distance):
+/// `w · ‖a − b‖ + (1 − w) · ‖pa − pb‖`, `w = fullWeight`.
+///
+/// Versioned JSON (`format: facet-periocular-fusion`, `version: 1`), like the detector and the head.
+public struct PeriocularFusion: Codable, Sendable, Equatable {
+    public static let formatName = "facet-periocular-fusion"
+    public static let currentVersion = 1
+
+    public var format = PeriocularFusion.formatName
+    public var version = PeriocularFusion.currentVersion
+    /// The embedding model the periocular embedding is computed with (and fused with).
+    public var embeddingModel: String
+    /// Chip size the cut refers to (dlib's 150).
+    public var chipSize: Int
+    /// First chip row painted over (rows `occludeFromRow..<chipSize`).
+    public var occludeFromRow: Int
+    /// RGB of the painted rows.
+    public var fill: [UInt8]
+    /// Weight of the full distance in the fused distance, in [0, 1].
+    public var fullWeight: Double
+    public var notes: String
+
+    public init(embeddingModel: String = "dlib_face_recognition_resnet_model_v1", chipSize: Int = 150, occludeFromRow: Int,
+                fill: [UInt8] = [123, 117, 104], fullWeight: Double, notes: String = "") {
+        self.embeddingModel = embeddingModel
+        self.chipSize = chipSize
+        self.occludeFromRow = occludeFromRow
+        self.fill = fill
+        self.fullWeight = fullWeight
+        self.notes = notes
+    }
+
+    /// The chip with rows `occludeFromRow` and below painted `fill`. Throws for a chip of another size.
+    public func occluded(_ chip: RGBImage) throws -> RGBImage {
+        guard chip.width == chipSize, chip.height == chipSize else {
+            throw MaskingError.invalidArgument("periocular: chip is \(chip.width)×\(chip.height), the model expects \(chipSize)×\(chipSize)")
+        }
+        var px = chip.pixels
+        let from = max(0, min(chipSize, occludeFromRow)) * chipSize * 3
+        var i = from
+        while i < px.count { px[i] = fill[0]; px[i + 1] = fill[1]; px[i + 2] = fill[2]; i += 3 }
+        return RGBImage(width: chip.width, height: chip.height, pixels: px)
+    }
+
+    /// Unit-length periocular embeddings of `chips` (aligned chips, as `FaceChip.extract` cuts them).
+    public func embeddings(chips: [RGBImage], model: any FaceDescriptorModel) throws -> [[Float]] {
+        guard model.modelName == embeddingModel else {
+            throw MaskingError.invalidArgument("periocular: fusion file is for \(embeddingModel), the descriptor is \(model.modelName)")
+        }
+        return try model.descriptors(for: try chips.map(occluded), jitter: 0).map(l2Normalized)
+    }
+
+    /// The periocular embedding of a face an embedder found in `image` (its chip is cut again from the image).
+    public func embedding(image: RGBImage, face: FaceAnalysis, model: any FaceDescriptorModel) throws -> [Float] {
+        try embeddings(chips: [FaceChip.extract(image, details: face.chip)], model: model)[0]
+    }
+
+    /// `w · full + (1 − w) · periocular`.
+    @inline(__always) public func fuse(fullDistance: Double, periocularDistance: Double) -> Double {
+        fullWeight * fullDistance + (1 - fullWeight) * periocularDistance
+    }
+
+    /// A short fingerprint of the settings that change the periocular embedding (stored next to cached embeddings).
+    public var fingerprint: String {
+        "p\(version)-\(embeddingModel)-\(chipSize)-\(occludeFromRow)-" + fill.map(String.init).joined(separator: ".")
+    }
+
+    public init(contentsOf url: URL) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw MaskingError.resourceUnreadable(url.path, reason: error.localizedDescription)
+        }
+        let m: PeriocularFusion
+        do { m = try JSONDecoder().decode(PeriocularFusion.self, from: data) } catch {
+            throw MaskingError.resourceUnreadable(url.path, reason: "not a periocular fusion file: \(error)")
+        }
+        guard m.format == Self.formatName else {
+            throw MaskingError.resourceUnreadable(url.path, reason: "format is \(m.format), not \(Self.formatName)")
+        }
+        guard m.version == Self.currentVersion else {
+            throw MaskingError.resourceUnreadable(url.path, reason: "version \(m.version) (this build reads \(Self.currentVersion))")
+        }
+        guard m.chipSize > 0, (1..<m.chipSize).contains(m.occludeFromRow), m.fill.count == 3,
+              m.fullWeight.isFinite, (0...1).contains(m.fullWeight) else {
+            throw MaskingError.resourceUnreadable(url.path, reason: "cut row, fill colour or weight out of range")
+        }
+        self = m
+    }
+
+    public func write(to url: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(self).write(to: url, options: .atomic)
+    }
+
+    /// The settings bundled with FacetMasking (`Resources/periocular-fusion-v1.json`, see docs/masks.md).
+    public static func bundled() throws -> PeriocularFusion {
+        try PeriocularFusion(contentsOf: MaskTemplateLibrary.resourceDirectory().appendingPathComponent("periocular-fusion-v1.json"))
+    }
+}
