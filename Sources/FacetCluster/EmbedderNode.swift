@@ -105,7 +105,10 @@ public final class EmbedderNode: Sendable {
             w.confidence = Float(f.confidence)
             w.landmarks = f.landmarks.map { var p = WirePoint(); p.x = Float($0.x); p.y = Float($0.y); return p }
             if let p = f.maskProbability { w.maskProbability = Float(p); w.masked = f.masked ?? false }   // MaskAwareEmbedder
-            if !r.skipEmbedding { w.embedding = WireEmbedding(values: f.embedding, modelVersion: embedder.modelVersion) }
+            if !r.skipEmbedding {
+                w.embedding = WireEmbedding(values: f.embedding, modelVersion: embedder.modelVersion)
+                if let p = f.periocularEmbedding { w.periocularEmbedding = WireEmbedding(values: p, modelVersion: embedder.modelVersion) }
+            }
             return w
         }
         return .success(reply)

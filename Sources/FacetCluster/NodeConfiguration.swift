@@ -53,6 +53,9 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
     /// Embedders: the model version they announce and stamp on embeddings (default: the model's own, "1"); the same
     /// network under another tag stands in for a second model when re-enrolment is exercised.
     public var modelVersionTag: String?
+    /// Embedders: also compute each face's periocular embedding (`Face.periocular_embedding`): "bundled" (FacetMasking's
+    /// `periocular-fusion-v1.json`) or a `facet-periocular-fusion` file; absent = off (one descriptor pass less per face).
+    public var periocularFusion: String?
     /// Coordinator: requests per second each client may send (token bucket keyed by CURVE key, else client id);
     /// absent or 0 = no limit. Over it: RATE_LIMITED with a retry hint.
     public var rateLimitPerSecond: Double?
@@ -107,6 +110,7 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
         if let v = other.classifierThreshold { c.classifierThreshold = v }
         if let v = other.jobWaitMilliseconds { c.jobWaitMilliseconds = v }
         if let v = other.modelVersionTag { c.modelVersionTag = v }
+        if let v = other.periocularFusion { c.periocularFusion = v }
         if let v = other.rateLimitPerSecond { c.rateLimitPerSecond = v }
         if let v = other.rateLimitBurst { c.rateLimitBurst = v }
         if let v = other.backendEndpoints { c.backendEndpoints = v }

@@ -1245,12 +1245,25 @@ public nonisolated struct WireFace: Sendable {
   /// Clears the value of `embedding`. Subsequent reads from it will return its default value.
   public mutating func clearEmbedding() {self._embedding = nil}
 
+  /// Upper-face embedding: the same model on the aligned chip with the lower face painted over (docs/masks.md,
+  /// "Periocular fusion"); set by embedders configured with `periocularFusion`, for fusing with `embedding` in
+  /// comparisons where a side is masked. Unit length, same dimension and model as `embedding`.
+  public var periocularEmbedding: WireEmbedding {
+    get {_periocularEmbedding ?? WireEmbedding()}
+    set {_periocularEmbedding = newValue}
+  }
+  /// Returns true if `periocularEmbedding` has been explicitly set.
+  public var hasPeriocularEmbedding: Bool {self._periocularEmbedding != nil}
+  /// Clears the value of `periocularEmbedding`. Subsequent reads from it will return its default value.
+  public mutating func clearPeriocularEmbedding() {self._periocularEmbedding = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _box: WireBox? = nil
   fileprivate var _embedding: WireEmbedding? = nil
+  fileprivate var _periocularEmbedding: WireEmbedding? = nil
 }
 
 public nonisolated struct WireEmbedRequest: Sendable {
@@ -4301,7 +4314,7 @@ nonisolated extension WirePoint: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
 
 nonisolated extension WireFace: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Face"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}box\0\u{1}confidence\0\u{1}landmarks\0\u{3}mask_probability\0\u{1}masked\0\u{1}embedding\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}box\0\u{1}confidence\0\u{1}landmarks\0\u{3}mask_probability\0\u{1}masked\0\u{1}embedding\0\u{3}periocular_embedding\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4315,6 +4328,7 @@ nonisolated extension WireFace: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
       case 4: try { try decoder.decodeSingularFloatField(value: &self.maskProbability) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.masked) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._embedding) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._periocularEmbedding) }()
       default: break
       }
     }
@@ -4343,6 +4357,9 @@ nonisolated extension WireFace: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
     try { if let v = self._embedding {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
+    try { if let v = self._periocularEmbedding {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4353,6 +4370,7 @@ nonisolated extension WireFace: SwiftProtobuf.Message, SwiftProtobuf._MessageImp
     if lhs.maskProbability != rhs.maskProbability {return false}
     if lhs.masked != rhs.masked {return false}
     if lhs._embedding != rhs._embedding {return false}
+    if lhs._periocularEmbedding != rhs._periocularEmbedding {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

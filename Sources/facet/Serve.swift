@@ -31,6 +31,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("retrain-after"), help: "Coordinator: retrain the classifier after this many template changes (0 = never).")
     var retrainAfter: Int?
     @Option(name: .customLong("model-version"), help: "Embedder: announce the model under this version tag.") var modelVersion: String?
+    @Option(name: .customLong("periocular-fusion"), help: "Embedder: also send each face's periocular embedding: 'bundled' or a facet-periocular-fusion file.")
+    var periocularFusion: String?
     @Option(help: "Workers: comma-separated worker endpoints of every coordinator (when several run).") var backends: String?
     @Option(name: .customLong("shard-map-file"), help: "Coordinator: file keeping the newest shard map.") var shardMapFile: String?
     @Option(help: "HOST:PORT for the HTTP listener: /metrics (Prometheus), /healthz, /readyz (port 0 = any free port).") var http: String?
@@ -60,6 +62,7 @@ struct Serve: AsyncParsableCommand {
         flags.stateDirectory = state
         flags.retrainAfterChanges = retrainAfter
         flags.modelVersionTag = modelVersion
+        flags.periocularFusion = periocularFusion
         flags.backendEndpoints = backends.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
         flags.shardMapFile = shardMapFile
         flags.httpEndpoint = http
@@ -100,8 +103,14 @@ struct Serve: AsyncParsableCommand {
             let locator = FaceModelLocator(directory: configuration.modelsDirectory)
             // Mask-aware (docs/masks.md): the weak-detection fallback for masked faces, mask probability per face, and
             // the unmasking head for faces the detector calls masked — the same pipeline as `facet embed`.
-            let dlib = try MaskAwareEmbedder(base: DlibFaceEmbedder(locator: locator, retryUpsampleWhenNoFace: true,
-                                                                    weakFaceThreshold: DlibFaceEmbedder.maskedWeakFaceThreshold))
+            // With `periocularFusion` every face also gets its periocular embedding (Face.periocular_embedding).
+            let base = try DlibFaceEmbedder(locator: locator, retryUpsampleWhenNoFace: true,
+                                            weakFaceThreshold: DlibFaceEmbedder.maskedWeakFaceThreshold)
+            let fusion = try configuration.periocularFusion.map { name -> (fusion: PeriocularFusion, model: any FaceDescriptorModel) in
+                let f = name == "bundled" ? try PeriocularFusion.bundled() : try PeriocularFusion(contentsOf: URL(fileURLWithPath: name))
+                return (f, base.descriptor)
+            }
+            let dlib = MaskAwareEmbedder(base: base, matcher: try .bundled(), periocular: fusion)
             let embedder: any Embedder = configuration.modelVersionTag.map { VersionTaggedEmbedder(dlib, version: $0) } ?? dlib
             let node = try EmbedderNode(configuration: configuration, embedder: embedder, context: context, logger: logger)
             service = NodeService(name: "embedder") { await node.run() }

@@ -71,7 +71,7 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
         } else if name.hasPrefix("matcher") {
             args = ["serve", "matcher", "--data", directory + "/" + name] + backends + common
         } else {
-            args = ["serve", "embedder"] + backends + common
+            args = ["serve", "embedder", "--periocular-fusion", "bundled"] + backends + common
         }
         args += extraArguments[name] ?? []
         let p = Process()

@@ -282,6 +282,15 @@ struct ClusterProcessTests {
             let maskedFace = try #require(maskedReply.faces.first)
             #expect(maskedFace.masked && maskedFace.maskProbability > 0.5, "p(mask) \(maskedFace.maskProbability)")
             #expect(maskedFace.embedding.values.count == 128)
+            // The harness's embedder runs with `--periocular-fusion bundled`: every face also carries its periocular
+            // embedding (unit length, 128-D, not the full embedding); what it is worth for matching is measured by
+            // `facet eval lfw --periocular` and the FacetMaskingTests periocular suite.
+            for face in [plainFace, maskedFace] {
+                let p = face.periocularEmbedding.values
+                #expect(p.count == 128)
+                #expect(abs(p.reduce(0) { $0 + $1 * $1 } - 1) < 1e-3)
+                #expect(p != face.embedding.values)
+            }
 
             // Delete removes the subject: identify no longer finds it, verify against it is NOT_FOUND.
             let deleted = try await client.deleteSubject("hopkins")

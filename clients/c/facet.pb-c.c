@@ -4452,7 +4452,7 @@ const ProtobufCMessageDescriptor facet__v1__point__descriptor =
   (ProtobufCMessageInit) facet__v1__point__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__face__field_descriptors[6] =
+static const ProtobufCFieldDescriptor facet__v1__face__field_descriptors[7] =
 {
   {
     "box",
@@ -4526,6 +4526,18 @@ static const ProtobufCFieldDescriptor facet__v1__face__field_descriptors[6] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "periocular_embedding",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__Face, periocular_embedding),
+    &facet__v1__embedding__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__face__field_indices_by_name[] = {
   0,   /* field[0] = box */
@@ -4534,11 +4546,12 @@ static const unsigned facet__v1__face__field_indices_by_name[] = {
   2,   /* field[2] = landmarks */
   3,   /* field[3] = mask_probability */
   4,   /* field[4] = masked */
+  6,   /* field[6] = periocular_embedding */
 };
 static const ProtobufCIntRange facet__v1__face__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor facet__v1__face__descriptor =
 {
@@ -4548,7 +4561,7 @@ const ProtobufCMessageDescriptor facet__v1__face__descriptor =
   "Facet__V1__Face",
   "facet.v1",
   sizeof(Facet__V1__Face),
-  6,
+  7,
   facet__v1__face__field_descriptors,
   facet__v1__face__field_indices_by_name,
   1,  facet__v1__face__number_ranges,

@@ -613,10 +613,16 @@ struct  Facet__V1__Face
    */
   protobuf_c_boolean masked;
   Facet__V1__Embedding *embedding;
+  /*
+   * Upper-face embedding: the same model on the aligned chip with the lower face painted over (docs/masks.md,
+   * "Periocular fusion"); set by embedders configured with `periocularFusion`, for fusing with `embedding` in
+   * comparisons where a side is masked. Unit length, same dimension and model as `embedding`.
+   */
+  Facet__V1__Embedding *periocular_embedding;
 };
 #define FACET__V1__FACE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__face__descriptor) \
-    , NULL, 0, 0,NULL, 0, 0, NULL }
+    , NULL, 0, 0,NULL, 0, 0, NULL, NULL }
 
 
 struct  Facet__V1__EmbedRequest
