@@ -79,6 +79,9 @@ public struct LFWEvaluationOptions: Sendable {
     public var maskThreshold = 0.5
     /// Mask-aware column only: adaptive score normalisation against this many nearest cohort templates (0 = off).
     public var cohortSize = 0
+    /// Mask-aware column only: fuse the periocular distance (weight 1 − w) with the full one (weight w) in decisions
+    /// with a side the detector calls masked; needs `TemplateTable.periocular` on both conditions (nil = off).
+    public var periocularFullWeight: Double? = nil
     public init() {}
 }
 
@@ -245,15 +248,32 @@ public enum LFWEvaluation {
         var cohortInvStd: [Float]? = nil
         var detectedMasked: [Bool]? = nil
         var unitMean = 0.0, unitStd = 1.0
-        @inline(__always) func score(_ i: Int, _ other: Embeddings, _ j: Int) -> Double {
+        /// Periocular embeddings (same layout as `v`) and the weight of the full distance: when both sides have
+        /// them and either side is called masked, the distance is `w·full + (1 − w)·periocular` (before any cohort
+        /// normalisation, whose statistics are then fused distances too).
+        var periocular: [Float]? = nil
+        var fullWeight = 1.0
+
+        @inline(__always) static func distance(_ x: [Float], _ a: Int, _ y: [Float], _ b: Int, _ d: Int) -> Double {
             var s: Float = 0
-            let a = i * d, b = j * d
-            v.withUnsafeBufferPointer { x in
-                other.v.withUnsafeBufferPointer { y in
+            x.withUnsafeBufferPointer { x in
+                y.withUnsafeBufferPointer { y in
                     for k in 0..<d { let t = x[a + k] - y[b + k]; s += t * t }
                 }
             }
-            let dist = Double(s.squareRoot())
+            return Double(s.squareRoot())
+        }
+
+        /// Full distance, fused with the periocular one when both sides have it and `fuse` (a masked side).
+        @inline(__always) func distance(_ i: Int, _ other: Embeddings, _ j: Int, fuse: Bool) -> Double {
+            let full = Self.distance(v, i * d, other.v, j * d, d)
+            guard fuse, let p = periocular, let q = other.periocular else { return full }
+            return fullWeight * full + (1 - fullWeight) * Self.distance(p, i * d, q, j * d, d)
+        }
+
+        @inline(__always) func score(_ i: Int, _ other: Embeddings, _ j: Int) -> Double {
+            let maskedSide = (detectedMasked?[i] ?? false) || (other.detectedMasked?[j] ?? false)
+            let dist = distance(i, other, j, fuse: maskedSide)
             if let m = cohortMean, let iv = cohortInvStd, let om = other.cohortMean, let oi = other.cohortInvStd,
                let ma = detectedMasked, let mb = other.detectedMasked, ma[i] || mb[j] {
                 let z = 0.5 * ((dist - Double(m[i])) * Double(iv[i]) + (dist - Double(om[j])) * Double(oi[j]))
@@ -279,13 +299,18 @@ public enum LFWEvaluation {
             let kk = min(k, members.count)
             var row = [Float](repeating: 0, count: members.count)
             for i in byFolds[key]! {
-                e.v.withUnsafeBufferPointer { x in
-                    cohort.v.withUnsafeBufferPointer { y in
-                        for (c, j) in members.enumerated() {
-                            var dot: Float = 0
-                            let a = i * d, b = j * d
-                            for t in 0..<d { dot += x[a + t] * y[b + t] }
-                            row[c] = max(0, 2 - 2 * dot).squareRoot()
+                if e.periocular != nil && cohort.periocular != nil {
+                    // Fused distances (the statistics normalise decisions with a masked side, which are fused).
+                    for (c, j) in members.enumerated() { row[c] = Float(e.distance(i, cohort, j, fuse: true)) }
+                } else {
+                    e.v.withUnsafeBufferPointer { x in
+                        cohort.v.withUnsafeBufferPointer { y in
+                            for (c, j) in members.enumerated() {
+                                var dot: Float = 0
+                                let a = i * d, b = j * d
+                                for t in 0..<d { dot += x[a + t] * y[b + t] }
+                                row[c] = max(0, 2 - 2 * dot).squareRoot()
+                            }
                         }
                     }
                 }
@@ -337,6 +362,16 @@ public enum LFWEvaluation {
         let detected: (u: [Bool], m: [Bool]) = (
             unmasked.maskProbability?.map { $0 >= options.maskThreshold } ?? Array(repeating: false, count: images.count),
             masked.maskProbability?.map { $0 >= options.maskThreshold } ?? Array(repeating: true, count: images.count))
+        if let w = options.periocularFullWeight {
+            // Periocular fusion in the mask-aware column for decisions where the detector calls a side masked.
+            guard let pu = unmasked.periocular, let pm = masked.periocular, pu.count == unmasked.vectors.count,
+                  pm.count == masked.vectors.count else {
+                throw EvalError.invalidParameter("periocular fusion needs the periocular embeddings of both conditions")
+            }
+            adaptedPair.u.periocular = pu; adaptedPair.m.periocular = pm
+            adaptedPair.u.fullWeight = w; adaptedPair.m.fullWeight = w
+            adaptedPair.u.detectedMasked = detected.u; adaptedPair.m.detectedMasked = detected.m
+        }
         if options.cohortSize > 0 {
             // Score normalisation of the mask-aware column for decisions with a masked side; cohort = the unmasked
             // (adapted) templates of people outside the template's folds.

@@ -30,6 +30,8 @@ public struct CacheEntry: Sendable, Equatable {
     public var fallback: CachedFace?
     /// Mask probability of the face used, with the fingerprint of the detector that gave it.
     public var maskProbability: (detector: String, p: Double)?
+    /// Periocular embedding of the face used (`PeriocularFusion`), with the fingerprint of the settings behind it.
+    public var periocular: (model: String, embedding: [Float])?
     /// The error `facet embed` reported for the image (it is then embedded again).
     public var error: String?
 
@@ -38,6 +40,7 @@ public struct CacheEntry: Sendable, Equatable {
     public static func == (a: CacheEntry, b: CacheEntry) -> Bool {
         a.width == b.width && a.height == b.height && a.faces == b.faces && a.fallback == b.fallback
             && a.maskProbability?.detector == b.maskProbability?.detector && a.maskProbability?.p == b.maskProbability?.p
+            && a.periocular?.model == b.periocular?.model && a.periocular?.embedding == b.periocular?.embedding
             && a.error == b.error
     }
 
@@ -66,7 +69,8 @@ public struct CacheEntry: Sendable, Equatable {
 /// Facet adds two kinds of lines, appended to a separate file so an imported cache is never modified:
 /// - `{"image": P, "width": W, "height": H, "faces": [], "fallback": {face}}`: an image without a detected face,
 ///   embedded on the fallback crop (`PairsEvaluation.fallbackBox`);
-/// - `{"image": P, "mask_probability": p, "mask_detector": "fingerprint"}`: the mask detector's output.
+/// - `{"image": P, "mask_probability": p, "mask_detector": "fingerprint"}`: the mask detector's output;
+/// - `{"image": P, "periocular": [..], "periocular_model": "fingerprint"}`: the periocular embedding of the face used.
 /// Lines are merged in file order (a later line's fields replace earlier ones). Image keys are relative paths
 /// without a leading `./` (`Name/Name_0001.jpg`).
 public enum TemplateCache {
@@ -135,6 +139,10 @@ public enum TemplateCache {
         if let p = number(obj["mask_probability"]), let d = obj["mask_detector"] as? String {
             e.maskProbability = (d, p)
         }
+        if let m = obj["periocular_model"] as? String {
+            guard let v = numbers(obj["periocular"]), !v.isEmpty else { throw CacheFormatError(message: "periocular is not a list of numbers") }
+            e.periocular = (m, v.map { Float($0) })
+        }
     }
 
     static func face(_ any: Any) throws -> CachedFace {
@@ -190,6 +198,11 @@ public enum TemplateCache {
 
     public static func maskLine(image key: String, probability: Double, detector: String) -> String {
         "{\"image\": \(EmbedReport.quote("./" + key)), \"mask_probability\": \(probability), \"mask_detector\": \(EmbedReport.quote(detector))}"
+    }
+
+    public static func periocularLine(image key: String, embedding: [Float], model: String) -> String {
+        "{\"image\": \(EmbedReport.quote("./" + key)), \"periocular\": [" + embedding.map { "\($0)" }.joined(separator: ", ")
+            + "], \"periocular_model\": \(EmbedReport.quote(model))}"
     }
 
     /// Appends lines to a file (created if missing), one write per call.

@@ -15,6 +15,8 @@ public struct TemplateTable: Sendable {
     public var usedFallback: [Bool]
     /// Mask probability per image (nil when no mask detector was run).
     public var maskProbability: [Double]?
+    /// Periocular embeddings (`PeriocularFusion`), `images.count × dimension`, unit rows (nil: not computed).
+    public var periocular: [Float]?
 
     public init(images: [LFWImage], dimension: Int, vectors: [Float], usedFallback: [Bool], maskProbability: [Double]?) throws {
         guard vectors.count == images.count * dimension else {
@@ -108,6 +110,7 @@ public enum TemplateAcquisition {
         public var fromCache: Int
         public var embedded: Int
         public var maskScored: Int
+        public var periocularComputed: Int = 0
         public var failedToTemplate: Int
         public var seconds: Double
     }
@@ -151,7 +154,8 @@ public enum TemplateAcquisition {
     ///   - detector: when given, every image gets a mask probability (cached with the detector's fingerprint).
     public static func acquire(images: [LFWImage], source: Source, cacheDirectory: URL?,
                                embedder: () throws -> DlibFaceEmbedder?, upsample: Int,
-                               detector: MaskDetector?, threads: Int, log: @escaping @Sendable (String) -> Void = { _ in })
+                               detector: MaskDetector?, periocular: PeriocularFusion? = nil, threads: Int,
+                               log: @escaping @Sendable (String) -> Void = { _ in })
         throws -> (table: TemplateTable, statistics: Statistics) {
         let start = Date()
         var cache: [String: CacheEntry] = [:]
@@ -215,12 +219,39 @@ public enum TemplateAcquisition {
                 scored = unscored.count
             }
         }
+        var periocularComputed = 0
+        if let periocular {
+            let fp = periocular.fingerprint
+            let missingP = images.indices.filter { cache[keys[$0]]?.periocular?.model != fp }
+            if !missingP.isEmpty {
+                guard let model = try embedder() else {
+                    throw EvalError.invalidParameter("\(missingP.count) \(source.name) periocular embeddings are not in the cache and no embedder was given")
+                }
+                if threads > 1 { BLASSetup.threads = 1 }
+                let progress = ProgressReporter(total: missingP.count, label: "\(source.name): periocular")
+                let snapshot = cache
+                let vs = try parallelMap(missingP.count, threads: threads, progress: progress) { k -> [Float] in
+                    let i = missingP[k]
+                    guard let face = snapshot[keys[i]]?.templateFace, face.landmarks.count == 5 else {
+                        throw EvalError.io(path: keys[i], message: "cached face has no 5-point landmarks for the periocular embedding")
+                    }
+                    let image = try source.load(images[i])
+                    let chip = FaceChip.extract(image, details: ChipDetails.forFace(landmarks: face.landmarks))
+                    let v = try periocular.embeddings(chips: [chip], model: model.descriptor)[0]
+                    appender.append([TemplateCache.periocularLine(image: keys[i], embedding: v, model: fp)])
+                    return v
+                }
+                for (k, i) in missingP.enumerated() { cache[keys[i]]!.periocular = (fp, vs[k]) }
+                periocularComputed = missingP.count
+            }
+        }
         guard let first = cache[keys.first ?? ""]?.template else { throw EvalError.empty("\(source.name) images") }
         let d = first.embedding.count
         var vectors: [Float] = []
         vectors.reserveCapacity(images.count * d)
         var fallback: [Bool] = []
         var probs: [Double] = []
+        var periocularVectors: [Float] = []
         for (i, k) in keys.enumerated() {
             guard let t = cache[k]?.template else { throw EvalError.io(path: k, message: "no template after embedding") }
             guard t.embedding.count == d else {
@@ -231,11 +262,18 @@ public enum TemplateAcquisition {
             vectors += v
             fallback.append(t.usedFallback)
             if detector != nil { probs.append(cache[k]!.maskProbability!.p) }
+            if periocular != nil {
+                var p = cache[k]!.periocular!.embedding
+                guard p.count == d else { throw EvalError.countMismatch(what: "periocular dimension of \(images[i])", expected: d, got: p.count) }
+                TemplateTable.normalise(&p)
+                periocularVectors += p
+            }
         }
-        let table = try TemplateTable(images: images, dimension: d, vectors: vectors, usedFallback: fallback,
+        var table = try TemplateTable(images: images, dimension: d, vectors: vectors, usedFallback: fallback,
                                       maskProbability: detector == nil ? nil : probs)
+        if periocular != nil { table.periocular = periocularVectors }
         let stats = Statistics(images: images.count, fromCache: images.count - embedded, embedded: embedded,
-                               maskScored: scored, failedToTemplate: table.failedToTemplate,
+                               maskScored: scored, periocularComputed: periocularComputed, failedToTemplate: table.failedToTemplate,
                                seconds: Date().timeIntervalSince(start))
         return (table, stats)
     }

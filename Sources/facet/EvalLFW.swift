@@ -52,6 +52,9 @@ struct EvalLFW: ParsableCommand {
     var foldHeads: String?
     @Option(help: "Mask-aware column: adaptive score normalisation against the N nearest unmasked templates of people outside the pair's fold (0 = off).")
     var cohortSize = 0
+    @Flag(help: "Mask-aware column: fuse the periocular embedding (the bundled periocular-fusion-v1.json) in decisions with a side the detector calls masked.")
+    var periocular = false
+    @Option(help: "Like --periocular, with this periocular fusion file.") var periocularModel: String?
 
     func validate() throws {
         if masks != nil && maskSplit != nil { throw ValidationError("give --masks or --mask-split, not both") }
@@ -160,13 +163,16 @@ struct EvalLFW: ParsableCommand {
                 }
             }
             let makeEmbedder: () throws -> DlibFaceEmbedder? = { try embedder.get() }
+            let fusion: PeriocularFusion? = try periocularModel.map { try PeriocularFusion(contentsOf: URL(fileURLWithPath: $0)) }
+                ?? (periocular ? try PeriocularFusion.bundled() : nil)
+            options.periocularFullWeight = fusion?.fullWeight
             let u = try TemplateAcquisition.acquire(images: images, source: unmaskedSource, cacheDirectory: cacheDir,
                                                     embedder: makeEmbedder, upsample: upsample, detector: detector,
-                                                    threads: threads, log: log)
+                                                    periocular: fusion, threads: threads, log: log)
             log("unmasked: \(u.statistics.fromCache) from the cache, \(u.statistics.embedded) embedded, \(u.statistics.failedToTemplate) failed to template")
             let m = try TemplateAcquisition.acquire(images: images, source: maskedSource, cacheDirectory: cacheDir,
                                                     embedder: makeEmbedder, upsample: upsample, detector: detector,
-                                                    threads: threads, log: log)
+                                                    periocular: fusion, threads: threads, log: log)
             log("\(maskedSource.name): \(m.statistics.fromCache) from the cache, \(m.statistics.embedded) embedded, \(m.statistics.failedToTemplate) failed to template")
             let adaptation: any EmbeddingAdaptation = try foldHeads.map {
                 try FoldHeadAdaptation(directory: URL(fileURLWithPath: $0), pairs: parsed, maskThreshold: options.maskThreshold)
@@ -176,6 +182,9 @@ struct EvalLFW: ParsableCommand {
                                           demographics: demo, adaptation: adaptation, options: options, log: log)
             if cohortSize > 0 {
                 r.notes.append("Mask-aware scores of decisions with a side the detector calls masked are cohort-normalised: z = ((d - mean_a) / std_a + (d - mean_b) / std_b) / 2, mean/std of each template's \(cohortSize) smallest distances to the unmasked mask-aware templates of people sharing no View 2 fold with it; score = -(M + S z) with M, S the average cohort mean/std (distance units); unmasked-unmasked decisions keep the plain distance.")
+            }
+            if let fusion {
+                r.notes.append("Mask-aware scores of decisions with a side the detector calls masked fuse the full and the periocular distance: \(fusion.fullWeight) · full + \(1 - fusion.fullWeight) · periocular; periocular = the same ResNet on the aligned chip with rows \(fusion.occludeFromRow)–\(fusion.chipSize - 1) painted (\(fusion.fill.map(String.init).joined(separator: ", "))) (\(u.statistics.periocularComputed + m.statistics.periocularComputed) computed in this run)" + (cohortSize > 0 ? "; cohort statistics are fused distances too." : "."))
             }
             r.notes.append("Templates: unmasked \(u.statistics.images) images (\(u.statistics.embedded) embedded in this run, \(u.statistics.failedToTemplate) on the fallback crop); "
                            + "\(maskedSource.name) \(m.statistics.images) images (\(m.statistics.embedded) embedded in this run, \(m.statistics.failedToTemplate) on the fallback crop).")

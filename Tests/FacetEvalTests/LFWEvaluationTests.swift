@@ -85,6 +85,7 @@ struct LFWEvaluationTests {
         let appender = try TemplateCache.Appender(url: dir.appendingPathComponent("unmasked.eval.jsonl"))
         appender.append([TemplateCache.line(image: "A/A_0002.jpg", width: 250, height: 250, faces: [], fallback: fb),
                          TemplateCache.maskLine(image: "A/A_0001.jpg", probability: 0.25, detector: "v1-abc"),
+                         TemplateCache.periocularLine(image: "A/A_0001.jpg", embedding: [0.6, -0.8, 0], model: "p1-x"),
                          TemplateCache.line(image: "B/B_0001.jpg", width: 200, height: 100, faces: [CachedFace(
                              box: FaceRect(left: 80, top: 30, right: 120, bottom: 70), confidence: 1, landmarks: fb.landmarks,
                              embedding: [0.5, 0.25, -0.125])], fallback: nil)])
@@ -94,6 +95,8 @@ struct LFWEvaluationTests {
         #expect(table["A/A_0002.jpg"]?.fallback == fb)
         #expect(table["A/A_0001.jpg"]?.maskProbability?.p == 0.25 && table["A/A_0001.jpg"]?.maskProbability?.detector == "v1-abc")
         #expect(table["A/A_0001.jpg"]?.template?.embedding == [0, 1, 0])   // a mask line keeps the faces
+        #expect(table["A/A_0001.jpg"]?.periocular?.model == "p1-x" && table["A/A_0001.jpg"]?.periocular?.embedding == [0.6, -0.8, 0])
+        #expect(table["A/A_0001.jpg"]?.maskProbability?.p == 0.25)          // and the mask probability
         #expect(table["B/B_0001.jpg"]?.error == nil && table["B/B_0001.jpg"]?.template?.embedding == [0.5, 0.25, -0.125])
         #expect(TemplateCache.key("/x/lfw/A/A_0001.jpg") == "A/A_0001.jpg" && TemplateCache.key("./A/A_0001.jpg") == "A/A_0001.jpg")
 
@@ -268,6 +271,47 @@ struct LFWEvaluationTests {
         #expect(abs(a.score(0, b, 0) + (0.5 + 0.25 * 0.842641)) < 1e-5)
         a.detectedMasked = [false]
         #expect(abs(a.score(0, b, 0) + 2.0.squareRoot()) < 1e-6)   // both called unmasked: the plain distance
+    }
+
+    /// Periocular fusion in the mask-aware column: `w·full + (1 − w)·periocular` only for decisions with a side
+    /// called masked (here the ground truth: no detector), baseline and unmasked–unmasked untouched.
+    @Test("periocular fusion: fused only with a masked side, by hand and through run()")
+    func periocularFusion() throws {
+        var a = LFWEvaluation.Embeddings(d: 2, v: [1, 0]), b = LFWEvaluation.Embeddings(d: 2, v: [0, 1])
+        a.periocular = [0, 1]; b.periocular = [0, 1]; a.fullWeight = 0.25; b.fullWeight = 0.25
+        a.detectedMasked = [true]; b.detectedMasked = [false]
+        #expect(abs(a.score(0, b, 0) + 0.25 * 2.0.squareRoot()) < 1e-6)   // 0.25·√2 + 0.75·0
+        a.detectedMasked = [false]
+        #expect(abs(a.score(0, b, 0) + 2.0.squareRoot()) < 1e-6)          // both unmasked: the full distance
+
+        let (pairs, impostors, u, m, demo, _) = try Self.handMade()
+        var options = LFWEvaluationOptions()
+        options.periocularFullWeight = 0
+        #expect(throws: EvalError.self) {
+            try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: u, masked: m,
+                                  demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        }
+        let plain = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: u, masked: m,
+                                          demographics: demo, adaptation: IdentityAdaptation(), options: LFWEvaluationOptions())
+        // A periocular embedding the mask does not move (the masked photo's equals the unmasked photo's), weight 0:
+        // masked comparisons become the unmasked ones — perfect, as unmasked–unmasked is on these templates.
+        var pu = u, pm = m
+        pu.periocular = u.vectors; pm.periocular = u.vectors
+        let fused = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: pu, masked: pm,
+                                          demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        for c in Comparison.allCases {
+            #expect(try #require(plain.row(c, .baseline)).view2 == (try #require(fused.row(c, .baseline)).view2))
+        }
+        #expect(try #require(plain.row(.unmaskedUnmasked, .maskAware)).view2 == (try #require(fused.row(.unmaskedUnmasked, .maskAware)).view2))
+        #expect(try #require(plain.row(.maskedUnmasked, .maskAware)).view2.accuracy < 1)
+        #expect(try #require(fused.row(.maskedUnmasked, .maskAware)).view2.accuracy == 1)
+        #expect(try #require(fused.row(.maskedMasked, .maskAware)).view2.accuracy == 1)
+        // Periocular equal to the full embedding: fusion changes nothing.
+        pu.periocular = u.vectors; pm.periocular = m.vectors
+        options.periocularFullWeight = 0.3
+        let same = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: pu, masked: pm,
+                                         demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        #expect(try #require(same.row(.maskedUnmasked, .maskAware)).view2.accuracy == (try #require(plain.row(.maskedUnmasked, .maskAware)).view2.accuracy))
     }
 
     /// Per-group heads never see the people they are applied to: head g is trained on people none of whose folds is
