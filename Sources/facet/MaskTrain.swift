@@ -202,14 +202,18 @@ struct MaskTrainCommand: ParsableCommand {
                 cache.entries[key] = .init(embedding: f.embedding, chip: chip, failed: false); cache.dirty = true
                 return (f.embedding, chip)
             }
+            // A masked training face of `folder` (when its manifest says it was masked, and with which TRAIN type).
+            func addMasked(_ folder: String, _ p: String, manifest: [String: String?]) throws {
+                if case .some(.some(let type)) = manifest[p], let f = try centred(t.appendingPathComponent(folder), p) {
+                    trainMaskedFaces.append((p, f.embedding, f.chip))
+                    trainMaskedTypes.append(type)
+                }
+            }
             let progress = ProgressReporter(total: trainPaths.count, label: "training faces")
             for p in trainPaths {
                 defer { progress.advance() }
                 if let f = try centred(t.appendingPathComponent("unmasked"), p) { trainPlainFaces.append((p, f.embedding, f.chip)) }
-                if case .some(.some(let type)) = trainManifest[p], let f = try centred(t.appendingPathComponent("masked-train"), p) {
-                    trainMaskedFaces.append((p, f.embedding, f.chip))
-                    trainMaskedTypes.append(type)
-                }
+                try addMasked("masked-train", p, manifest: trainManifest)
             }
             progress.finish()
             for name in extraMasked {
@@ -220,10 +224,7 @@ struct MaskTrainCommand: ParsableCommand {
                 let extra = ProgressReporter(total: manifest.count, label: "training faces (\(name))")
                 for p in manifest.keys.sorted() {
                     defer { extra.advance() }
-                    if case .some(.some(let type)) = manifest[p], let f = try centred(t.appendingPathComponent(name), p) {
-                        trainMaskedFaces.append((p, f.embedding, f.chip))
-                        trainMaskedTypes.append(type)
-                    }
+                    try addMasked(name, p, manifest: manifest)
                 }
                 extra.finish()
             }
