@@ -32,6 +32,9 @@ public struct PeriocularFusion: Codable, Sendable, Equatable {
     public var fill: [UInt8]
     /// Weight of the full distance in the fused distance, in [0, 1].
     public var fullWeight: Double
+    /// Decision thresholds for fused comparisons at a target FMR (`facet mask-train --periocular`): masked–unmasked
+    /// and masked–masked on fused distances, unmasked–unmasked on the full distance (never fused). nil: not calibrated.
+    public var thresholds: ComparisonThresholds?
     public var notes: String
 
     public init(embeddingModel: String = "dlib_face_recognition_resnet_model_v1", chipSize: Int = 150, occludeFromRow: Int,
@@ -67,6 +70,11 @@ public struct PeriocularFusion: Codable, Sendable, Equatable {
     /// The periocular embedding of a face an embedder found in `image` (its chip is cut again from the image).
     public func embedding(image: RGBImage, face: FaceAnalysis, model: any FaceDescriptorModel) throws -> [Float] {
         try embeddings(chips: [FaceChip.extract(image, details: face.chip)], model: model)[0]
+    }
+
+    /// Fused distance of two faces, each given as (full, periocular) unit-length embeddings.
+    public func fusedDistance(_ a: (full: [Float], periocular: [Float]), _ b: (full: [Float], periocular: [Float])) -> Double {
+        fuse(fullDistance: unitDistance(a.full, b.full), periocularDistance: unitDistance(a.periocular, b.periocular))
     }
 
     /// `w · full + (1 − w) · periocular`.

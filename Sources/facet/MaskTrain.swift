@@ -140,6 +140,8 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("More TRAIN-mask draws of the training images for the detector: folders under --train made like masked-train/ (facet mask-dataset --split train --centred --seed S).", valueName: "name"))
     var extraMasked: [String] = []
     @Option(help: "Use this head file instead of training one.") var head: String?
+    @Option(help: "Also calibrate per-type thresholds on fused distances for this periocular fusion file ('bundled' = periocular-fusion-v1.json); writes OUT/periocular-fusion-v1.json with them.")
+    var periocular: String?
     @Option(help: "Folder of the dlib model files (default: $FACET_MODELS, else ./models).") var models: String?
     @Option(help: "Binary file where computed faces are kept between runs (created when missing).") var faceCache: String?
     @Flag(help: "For evaluation images without a face in the JSON, search at upsample 1 before the fallback crop (slow).")
@@ -400,6 +402,45 @@ struct MaskTrainCommand: ParsableCommand {
                                          masked: zip(trainMaskedFaces, trainMaskedAware).map { ($0.0.path, $0.1.embedding) },
                                          name: "mask-aware: \(MaskDetector.bundledFileName) + unmasking-head-v1")
         try awareThresholds.write(to: out.appendingPathComponent("comparison-thresholds-v1.json"))
+        if let periocular {
+            // Fused thresholds: the same impostor pairs, masked comparisons on 0.5·full + 0.5·periocular (the full
+            // embedding after the head, as the cluster and the evaluation fuse), unmasked–unmasked on the full distance.
+            var fusion = periocular == "bundled" ? try PeriocularFusion.bundled() : try PeriocularFusion(contentsOf: URL(fileURLWithPath: periocular))
+            func periocularEmbeddings(_ chips: [RGBImage], _ label: String) throws -> [[Float]] {
+                let progress = ProgressReporter(total: chips.count, label: "periocular (\(label))")
+                var out: [[Float]] = []
+                for start in stride(from: 0, to: chips.count, by: 16) {
+                    let batch = Array(chips[start..<min(chips.count, start + 16)])
+                    out += try fusion.embeddings(chips: batch, model: embedder.descriptor)
+                    for _ in batch { progress.advance() }
+                }
+                progress.finish()
+                return out
+            }
+            let plainP = try periocularEmbeddings(trainPlainFaces.map(\.chip), "unmasked")
+            let maskedP = try periocularEmbeddings(trainMaskedFaces.map(\.chip), "masked")
+            typealias Fused = (path: String, full: [Float], periocular: [Float])
+            let plainF: [Fused] = trainPlainFaces.indices.map { (trainPlainFaces[$0].path, trainPlainAware[$0].embedding, plainP[$0]) }
+            let maskedF: [Fused] = trainMaskedFaces.indices.map { (trainMaskedFaces[$0].path, trainMaskedAware[$0].embedding, maskedP[$0]) }
+            func fusedImpostors(_ a: [Fused], _ b: [Fused], same: Bool) -> [Double] {
+                var d: [Double] = []
+                for i in a.indices {
+                    for j in (same ? i + 1 : 0)..<b.count where personName(a[i].path) != personName(b[j].path) {
+                        d.append(fusion.fusedDistance((a[i].full, a[i].periocular), (b[j].full, b[j].periocular)))
+                    }
+                }
+                return d
+            }
+            fusion.thresholds = ComparisonThresholds.calibrate(impostorDistances: [
+                .unmaskedUnmasked: impostors(plainF.map { ($0.path, $0.full) }, plainF.map { ($0.path, $0.full) }, same: true),
+                .maskedUnmasked: fusedImpostors(maskedF, plainF, same: false),
+                .maskedMasked: fusedImpostors(maskedF, maskedF, same: true),
+            ], targetFMR: targetFmr, embedding: "mask-aware (\(MaskDetector.bundledFileName) + unmasking-head-v1) fused with periocular (\(fusion.fingerprint), full weight \(fusion.fullWeight))",
+               notes: ["data": "impostor pairs among \(trainPeople.count) LFW people outside pairs.txt; masked = TRAIN-family masks; masked comparisons on fused distances, unmasked-unmasked on the full distance",
+                       "command": "facet mask-train --periocular (scripts/masks/train.sh)"])
+            try fusion.write(to: out.appendingPathComponent("periocular-fusion-v1.json"))
+            log("thresholds (periocular fusion): \(ComparisonKind.allCases.map { "\($0.rawValue) \(String(format: "%.4f", fusion.thresholds!.maxDistance(for: $0)))" })")
+        }
         try frozenThresholds.write(to: out.appendingPathComponent("comparison-thresholds-frozen.json"))
         log("thresholds (frozen): \(ComparisonKind.allCases.map { "\($0.rawValue) \(String(format: "%.4f", frozenThresholds.maxDistance(for: $0)))" })")
         log("thresholds (mask-aware): \(ComparisonKind.allCases.map { "\($0.rawValue) \(String(format: "%.4f", awareThresholds.maxDistance(for: $0)))" })")

@@ -12,4 +12,6 @@ swift build -c release --product facet
 # The bundled detector (session 6, "A" in docs/masks.md) is this command on data with the 13 TRAIN colours. Variants
 # measured there: EXTRA="--extra-masked masked-train-s1 --extra-masked masked-train-s2" (B: three mask draws per image),
 # plus "--balance-classes --validate-threshold" (C); both call more unmasked faces masked.
+# Session 7: --periocular bundled also calibrates thresholds on fused distances and writes OUT/periocular-fusion-v1.json
+# (add --detector Sources/FacetMasking/Resources/mask-detector-v3.json to keep the bundled detector; docs/masks.md).
 echo "copy $OUT/{mask-detector-v3,unmasking-head-v1,comparison-thresholds-v1}.json to Sources/FacetMasking/Resources/"
