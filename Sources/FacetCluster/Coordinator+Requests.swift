@@ -392,12 +392,14 @@ extension Coordinator {
     func verify(_ r: WireVerifyRequest, _ ctx: RequestContext) async throws(FacetError) -> WireVerifyReply {
         var reply = WireVerifyReply()
         let probe: [Float]
+        var probePeriocular: [Float]?
         switch r.probe {
         case .probeEmbedding(let e)?: probe = try checked(e)
         case .probeImage(let image)?:
             let (face, values) = try await embedding(of: image, upsample: r.upsample, ctx)
             reply.probeMasked = face.masked
             probe = values
+            probePeriocular = face.hasPeriocularEmbedding ? try checked(face.periocularEmbedding) : nil
         case nil: throw FacetError(.invalidArgument, "give a probe image or embedding", field: "probe")
         }
         switch r.reference {
@@ -407,6 +409,13 @@ extension Coordinator {
             let (face, values) = try await embedding(of: image, upsample: r.upsample, ctx)
             reply.referenceMasked = face.masked
             reply.distance = euclideanDistance(probe, values)
+            // Periocular fusion (docs/masks.md): a masked side, both faces with periocular embeddings, fusion configured.
+            if let fusion = decisionThresholds.fusion, reply.probeMasked || reply.referenceMasked,
+               let pp = probePeriocular, face.hasPeriocularEmbedding {
+                let rp = try checked(face.periocularEmbedding)
+                reply.distance = Float(fusion.fuse(fullDistance: Double(reply.distance), periocularDistance: Double(euclideanDistance(pp, rp))))
+                reply.periocularFused = true
+            }
         case .subjectID(let subject)?:
             guard let best = try await nearestTemplate(of: subject, collection: r.collection, to: probe, ctx) else {
                 throw FacetError(.notFound, "the subject has no templates", field: "subject_id")
@@ -416,8 +425,10 @@ extension Coordinator {
             reply.referenceMasked = best.templateMasked
         case nil: throw FacetError(.invalidArgument, "give a reference image, embedding or subject", field: "reference")
         }
+        let fusedThreshold = reply.periocularFused
+            ? decisionThresholds.maxFusedDistance(probeMasked: reply.probeMasked, referenceMasked: reply.referenceMasked) : nil
         reply.threshold = r.threshold > 0 ? r.threshold
-            : decisionThresholds.maxDistance(probeMasked: reply.probeMasked, referenceMasked: reply.referenceMasked)
+            : fusedThreshold ?? decisionThresholds.maxDistance(probeMasked: reply.probeMasked, referenceMasked: reply.referenceMasked)
         reply.match = reply.distance <= reply.threshold
         reply.score = max(0, 1 - reply.distance / 2)
         reply.comparison = reply.probeMasked && reply.referenceMasked ? .maskedMasked

@@ -55,6 +55,8 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
     public var modelVersionTag: String?
     /// Embedders: also compute each face's periocular embedding (`Face.periocular_embedding`): "bundled" (FacetMasking's
     /// `periocular-fusion-v1.json`) or a `facet-periocular-fusion` file; absent = off (one descriptor pass less per face).
+    /// Coordinator: verify of two images fuses the full and the periocular distance when a side is masked and both
+    /// faces carry periocular embeddings, deciding at the file's calibrated thresholds (the file must have them).
     public var periocularFusion: String?
     /// Coordinator: requests per second each client may send (token bucket keyed by CURVE key, else client id);
     /// absent or 0 = no limit. Over it: RATE_LIMITED with a retry hint.

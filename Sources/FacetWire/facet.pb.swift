@@ -1757,6 +1757,11 @@ public nonisolated struct WireVerifyReply: Sendable {
   /// nearest template, when compared with a subject
   public var templateID: UInt64 = 0
 
+  /// Two images, a side masked, and both embedded with periocular embeddings (coordinator and embedders configured
+  /// with `periocularFusion`): `distance` is the fused distance w·full + (1 − w)·periocular and `threshold` the
+  /// fusion file's calibrated one for the comparison type.
+  public var periocularFused: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -5247,7 +5252,7 @@ nonisolated extension WireVerifyRequest: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension WireVerifyReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VerifyReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}distance\0\u{1}score\0\u{1}match\0\u{1}threshold\0\u{1}comparison\0\u{3}probe_masked\0\u{3}reference_masked\0\u{3}template_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}distance\0\u{1}score\0\u{1}match\0\u{1}threshold\0\u{1}comparison\0\u{3}probe_masked\0\u{3}reference_masked\0\u{3}template_id\0\u{3}periocular_fused\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5263,6 +5268,7 @@ nonisolated extension WireVerifyReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 6: try { try decoder.decodeSingularBoolField(value: &self.probeMasked) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.referenceMasked) }()
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.templateID) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.periocularFused) }()
       default: break
       }
     }
@@ -5293,6 +5299,9 @@ nonisolated extension WireVerifyReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.templateID != 0 {
       try visitor.visitSingularUInt64Field(value: self.templateID, fieldNumber: 8)
     }
+    if self.periocularFused != false {
+      try visitor.visitSingularBoolField(value: self.periocularFused, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5305,6 +5314,7 @@ nonisolated extension WireVerifyReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.probeMasked != rhs.probeMasked {return false}
     if lhs.referenceMasked != rhs.referenceMasked {return false}
     if lhs.templateID != rhs.templateID {return false}
+    if lhs.periocularFused != rhs.periocularFused {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

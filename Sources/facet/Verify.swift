@@ -31,10 +31,21 @@ struct Verify: AsyncParsableCommand {
                 r = try await c.verify(probe: probe, reference: try readImage(images[1]), threshold: threshold)
             }
             if json {
-                printJSON(["distance": Double(r.distance), "score": Double(r.score), "match": r.match, "threshold": Double(r.threshold)])
+                printJSON(["distance": Double(r.distance), "score": Double(r.score), "match": r.match, "threshold": Double(r.threshold),
+                           "comparison": Self.comparisonName(r.comparison), "probe_masked": r.probeMasked,
+                           "reference_masked": r.referenceMasked, "periocular_fused": r.periocularFused])
             } else {
-                print("\(r.match ? "MATCH" : "NO MATCH"): distance \(format(r.distance)) (threshold \(format(r.threshold)))")
+                print("\(r.match ? "MATCH" : "NO MATCH"): distance \(format(r.distance)) (threshold \(format(r.threshold)); "
+                      + "\(Self.comparisonName(r.comparison))\(r.periocularFused ? ", full + periocular fused" : ""))")
             }
         } catch { fail(error) }
+    }
+
+    static func comparisonName(_ c: WireComparisonType) -> String {
+        switch c {
+        case .maskedMasked: "masked-masked"
+        case .maskedUnmasked: "masked-unmasked"
+        default: "unmasked-unmasked"
+        }
     }
 }

@@ -67,7 +67,8 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
         let backends = ["--backends", coordinators.map(\.backend).joined(separator: ",")]
         if let c = coordinators.first(where: { $0.name == name }) {
             args = ["serve", "coordinator", "--endpoint", c.frontend, "--backend", c.backend, "--matchers", matchers.joined(separator: ","),
-                    "--partitions", "\(partitions)", "--replicas", "\(replicas)", "--state", directory + "/" + c.name + "-state"] + common
+                    "--partitions", "\(partitions)", "--replicas", "\(replicas)", "--state", directory + "/" + c.name + "-state",
+                    "--periocular-fusion", "bundled"] + common
         } else if name.hasPrefix("matcher") {
             args = ["serve", "matcher", "--data", directory + "/" + name] + backends + common
         } else {

@@ -1,3 +1,4 @@
+import FacetMasking
 import Foundation
 import Testing
 import FacetClient
@@ -291,6 +292,20 @@ struct ClusterProcessTests {
                 #expect(abs(p.reduce(0) { $0 + $1 * $1 } - 1) < 1e-3)
                 #expect(p != face.embedding.values)
             }
+            // ... and the coordinator (also `--periocular-fusion bundled`) fuses them when verifying two images with a
+            // masked side: the distance is 0.5·full + 0.5·periocular of exactly these embeddings, decided at the fusion
+            // file's masked–unmasked threshold. Two unmasked photos are not fused.
+            let fusion = try PeriocularFusion.bundled()
+            let fusedReply = try await client.verify(probe: try Data(contentsOf: maskedURL), reference: try image("lfw-sample-Anthony_Hopkins_0001.jpg"))
+            #expect(fusedReply.periocularFused && fusedReply.probeMasked && !fusedReply.referenceMasked)
+            #expect(fusedReply.comparison == .maskedUnmasked)
+            let expected = fusion.fusedDistance((maskedFace.embedding.values, maskedFace.periocularEmbedding.values),
+                                                (plainFace.embedding.values, plainFace.periocularEmbedding.values))
+            #expect(abs(Double(fusedReply.distance) - expected) < 1e-4, "fused \(fusedReply.distance), expected \(expected)")
+            let fusedThreshold = try #require(fusion.thresholds).maxDistance(for: .maskedUnmasked)
+            #expect(abs(Double(fusedReply.threshold) - fusedThreshold) < 1e-6)
+            #expect(fusedReply.match == (fusedReply.distance <= fusedReply.threshold))
+            #expect(!same.periocularFused && !other.periocularFused)
 
             // Delete removes the subject: identify no longer finds it, verify against it is NOT_FOUND.
             let deleted = try await client.deleteSubject("hopkins")

@@ -56,4 +56,41 @@ struct DecisionThresholdsTests {
         zero.verifyThreshold = 0
         #expect(throws: ClusterError.self) { try DecisionThresholds(configuration: zero) }
     }
+
+    /// `periocularFusion`: the bundled file carries thresholds calibrated on fused distances, used for fused
+    /// comparisons only; a flat `verifyThreshold` still wins; a fusion file without thresholds, or unreadable, stops
+    /// the coordinator.
+    @Test func periocularFusionThresholds() throws {
+        #expect(try DecisionThresholds(configuration: NodeConfiguration()).maxFusedDistance(probeMasked: true, referenceMasked: false) == nil)
+        var c = NodeConfiguration()
+        c.periocularFusion = "bundled"
+        let d = try DecisionThresholds(configuration: c)
+        let fusion = try PeriocularFusion.bundled()
+        let table = try #require(fusion.thresholds)
+        #expect(d.fusion == fusion && table.targetFMR == 1e-3)
+        for kind in ComparisonKind.allCases {
+            let t = table.maxDistance[kind.rawValue]
+            #expect(t != nil && t! > 0.2 && t! < 0.6, "\(kind): \(String(describing: t))")
+        }
+        #expect(d.maxFusedDistance(probeMasked: true, referenceMasked: false) == Float(table.maxDistance(for: .maskedUnmasked)))
+        #expect(d.maxFusedDistance(probeMasked: false, referenceMasked: true) == Float(table.maxDistance(for: .maskedUnmasked)))
+        #expect(d.maxFusedDistance(probeMasked: true, referenceMasked: true) == Float(table.maxDistance(for: .maskedMasked)))
+        // Unfused decisions keep the ordinary per-type table.
+        #expect(d.maxDistance(probeMasked: true, referenceMasked: false) == Float(try ComparisonThresholds.bundled().maxDistance(for: .maskedUnmasked)))
+        #expect(d.summary.contains("periocular-fused masked-unmasked"))
+        c.verifyThreshold = 0.45
+        #expect(try DecisionThresholds(configuration: c).maxFusedDistance(probeMasked: true, referenceMasked: true) == 0.45)
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("facet-fusion-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var uncalibrated = fusion
+        uncalibrated.thresholds = nil
+        try uncalibrated.write(to: dir.appendingPathComponent("p.json"))
+        var u = NodeConfiguration()
+        u.periocularFusion = dir.appendingPathComponent("p.json").path
+        #expect(throws: ClusterError.self) { try DecisionThresholds(configuration: u) }
+        u.periocularFusion = dir.appendingPathComponent("missing.json").path
+        #expect(throws: ClusterError.self) { try DecisionThresholds(configuration: u) }
+    }
 }

@@ -5959,7 +5959,7 @@ const ProtobufCMessageDescriptor facet__v1__verify_request__descriptor =
   (ProtobufCMessageInit) facet__v1__verify_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__verify_reply__field_descriptors[8] =
+static const ProtobufCFieldDescriptor facet__v1__verify_reply__field_descriptors[9] =
 {
   {
     "distance",
@@ -6057,11 +6057,24 @@ static const ProtobufCFieldDescriptor facet__v1__verify_reply__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "periocular_fused",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__VerifyReply, periocular_fused),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__verify_reply__field_indices_by_name[] = {
   4,   /* field[4] = comparison */
   0,   /* field[0] = distance */
   2,   /* field[2] = match */
+  8,   /* field[8] = periocular_fused */
   5,   /* field[5] = probe_masked */
   6,   /* field[6] = reference_masked */
   1,   /* field[1] = score */
@@ -6071,7 +6084,7 @@ static const unsigned facet__v1__verify_reply__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__verify_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor facet__v1__verify_reply__descriptor =
 {
@@ -6081,7 +6094,7 @@ const ProtobufCMessageDescriptor facet__v1__verify_reply__descriptor =
   "Facet__V1__VerifyReply",
   "facet.v1",
   sizeof(Facet__V1__VerifyReply),
-  8,
+  9,
   facet__v1__verify_reply__field_descriptors,
   facet__v1__verify_reply__field_indices_by_name,
   1,  facet__v1__verify_reply__number_ranges,

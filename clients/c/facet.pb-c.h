@@ -1003,10 +1003,16 @@ struct  Facet__V1__VerifyReply
    * nearest template, when compared with a subject
    */
   uint64_t template_id;
+  /*
+   * Two images, a side masked, and both embedded with periocular embeddings (coordinator and embedders configured
+   * with `periocularFusion`): `distance` is the fused distance w·full + (1 − w)·periocular and `threshold` the
+   * fusion file's calibrated one for the comparison type.
+   */
+  protobuf_c_boolean periocular_fused;
 };
 #define FACET__V1__VERIFY_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__verify_reply__descriptor) \
-    , 0, 0, 0, 0, FACET__V1__COMPARISON_TYPE__COMPARISON_TYPE_UNSPECIFIED, 0, 0, 0 }
+    , 0, 0, 0, 0, FACET__V1__COMPARISON_TYPE__COMPARISON_TYPE_UNSPECIFIED, 0, 0, 0, 0 }
 
 
 struct  Facet__V1__DeleteSubjectRequest
