@@ -26,6 +26,8 @@ struct Cluster: AsyncParsableCommand {
         @Option(help: "Model directory for the embedders (default $FACET_MODELS or ./models).") var models: String?
         @Option(name: .customLong("heartbeat-ms"), help: "Heartbeat interval in milliseconds.") var heartbeatMilliseconds: Int = 250
         @Option(help: "Heartbeat intervals of silence after which a node counts as dead.") var liveness: Int = 4
+        @Option(name: .customLong("periocular-fusion"), help: "Embedders send periocular embeddings and the coordinator fuses them in verify of two images: 'bundled' or a facet-periocular-fusion file (docs/masks.md).")
+        var periocularFusion: String?
         @Flag(name: .customLong("insecure-plaintext"), help: "Development only: no CURVE keys, no encryption at rest, no audit key.")
         var insecurePlaintext = false
 
@@ -52,6 +54,11 @@ struct Cluster: AsyncParsableCommand {
             var local = LocalNodes(directory: dir, frontend: endpoint, backend: backendEndpoint, heartbeatMilliseconds: heartbeatMilliseconds,
                                    liveness: liveness, partitions: partitions, replicas: replicas, matchers: matcherIDs,
                                    embedders: (0..<embedders).map { "embedder-\($0)" }, models: models)
+            if let periocularFusion {
+                let path = periocularFusion == "bundled" ? periocularFusion : URL(fileURLWithPath: periocularFusion).standardizedFileURL.path
+                local.configure("coordinator") { $0.periocularFusion = path }
+                local.configure("embedder") { $0.periocularFusion = path }
+            }
             try local.secure(!insecurePlaintext, directory: dir)
             try local.write(directory: dir)
             let nodes = local.nodes
@@ -71,7 +78,8 @@ struct Cluster: AsyncParsableCommand {
             }
             supervisor.startAll()
             print("facet cluster up: clients connect to \(endpoint) (workers: \(backendEndpoint))")
-            print("  \(matchers) matchers, \(replicas) replicas per partition, \(partitions) partitions, \(embedders) embedders")
+            print("  \(matchers) matchers, \(replicas) replicas per partition, \(partitions) partitions, \(embedders) embedders"
+                  + (periocularFusion.map { ", periocular fusion \($0)" } ?? ""))
             print("  data and logs under \(dir); stop with Ctrl-C or SIGTERM (pid \(ProcessInfo.processInfo.processIdentifier))")
             if insecurePlaintext {
                 print("  INSECURE development mode: clients connect with --insecure-plaintext")

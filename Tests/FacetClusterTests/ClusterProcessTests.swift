@@ -334,7 +334,8 @@ struct ClusterUpTests {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = ["cluster", "up", "--data", dir, "--matchers", "2", "--replicas", "2", "--embedders", "0",
-                       "--partitions", "4", "--endpoint", endpoint, "--heartbeat-ms", "100", "--liveness", "10"]
+                       "--partitions", "4", "--endpoint", endpoint, "--heartbeat-ms", "100", "--liveness", "10",
+                       "--periocular-fusion", "bundled"]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = out
@@ -359,6 +360,11 @@ struct ClusterUpTests {
         if !p.isRunning { #expect(p.terminationStatus == 0) }
         let text = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
         #expect(text.contains("clients connect to \(endpoint)"))
+        // --periocular-fusion reaches the coordinator's configuration (and it started with it: the fusion file loaded).
+        #expect(text.contains("periocular fusion bundled"))
+        let coordinatorConfig = try NodeConfiguration.load(path: dir + "/config/coordinator.json")
+        #expect(coordinatorConfig.periocularFusion == "bundled")
+        #expect(try NodeConfiguration.load(path: dir + "/config/matcher-0.json").periocularFusion == nil)
         #expect(text.contains("stopped"))
         // Every node logged a clean stop.
         for node in ["coordinator", "matcher-0", "matcher-1"] {
