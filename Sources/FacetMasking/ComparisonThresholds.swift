@@ -23,7 +23,7 @@ public enum ComparisonKind: String, Codable, CaseIterable, Sendable {
 /// Saved as versioned JSON (`format` = `facet-comparison-thresholds`, `version` = 1), with the embedding it was
 /// calibrated on (`embedding`: e.g. `frozen` or `unmasking-head-v1`), since thresholds do not carry over between
 /// embeddings.
-public struct ComparisonThresholds: Codable, Sendable, Equatable {
+public struct ComparisonThresholds: Codable, Sendable, Equatable, VersionedModelFile {
     public static let formatName = "facet-comparison-thresholds"
     public static let currentVersion = 1
 
@@ -82,20 +82,7 @@ public struct ComparisonThresholds: Codable, Sendable, Equatable {
     }
 
     public init(contentsOf url: URL) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw MaskingError.resourceUnreadable(url.path, reason: "\(error.localizedDescription)")
-        }
-        let model: ComparisonThresholds
-        do { model = try JSONDecoder().decode(ComparisonThresholds.self, from: data) } catch {
-            throw MaskingError.resourceUnreadable(url.path, reason: "not a thresholds file: \(error)")
-        }
-        guard model.format == Self.formatName else {
-            throw MaskingError.resourceUnreadable(url.path, reason: "format is \(model.format), not \(Self.formatName)")
-        }
-        guard model.version == Self.currentVersion else {
-            throw MaskingError.resourceUnreadable(url.path, reason: "version \(model.version) (this build reads \(Self.currentVersion))")
-        }
+        let model = try Self.read(from: url, kind: "thresholds")
         guard !model.maxDistance.isEmpty, model.maxDistance.values.allSatisfy({ $0.isFinite && $0 >= 0 }),
               model.maxDistance.keys.allSatisfy({ ComparisonKind(rawValue: $0) != nil }),
               model.targetFMR.isFinite, model.targetFMR >= 0, model.targetFMR <= 1 else {
@@ -104,11 +91,7 @@ public struct ComparisonThresholds: Codable, Sendable, Equatable {
         self = model
     }
 
-    public func write(to url: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: url, options: .atomic)
-    }
+    public func write(to url: URL) throws { try writeJSON(to: url) }
 
     /// The thresholds bundled with FacetMasking (`Resources/comparison-thresholds-v1.json`, see docs/masks.md).
     public static func bundled() throws -> ComparisonThresholds {

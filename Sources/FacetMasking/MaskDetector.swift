@@ -12,7 +12,7 @@ import Foundation
 ///
 /// Saved as versioned JSON (`format` = `facet-mask-detector`, `version` = 1); the embedding model it was trained
 /// on is recorded so that a detector is never applied to another embedder's vectors.
-public struct MaskDetector: Sendable, Codable, Equatable {
+public struct MaskDetector: Sendable, Codable, Equatable, VersionedModelFile {
     public static let formatName = "facet-mask-detector"
     /// Version 1: `features` = embedding + colour/contrast statistics + grey patch (215 numbers).
     /// Version 2: version 1's features + `hogFeatures` of the lower face (215 + 360 numbers).
@@ -301,14 +301,7 @@ public struct MaskDetector: Sendable, Codable, Equatable {
     }
 
     public init(contentsOf url: URL) throws {
-        let data = try Data(contentsOf: url)
-        let model = try JSONDecoder().decode(MaskDetector.self, from: data)
-        guard model.format == MaskDetector.formatName else {
-            throw MaskingError.resourceUnreadable(url.path, reason: "format is \(model.format), not \(MaskDetector.formatName)")
-        }
-        guard MaskDetector.readableVersions.contains(model.version) else {
-            throw MaskingError.resourceUnreadable(url.path, reason: "version \(model.version) (this build reads \(MaskDetector.currentVersion))")
-        }
+        let model = try Self.read(from: url, kind: "mask detector")
         guard !model.weights.isEmpty, model.mean.count == model.weights.count, model.scale.count == model.weights.count,
               (model.weights + model.mean + model.scale).allSatisfy(\.isFinite), model.scale.allSatisfy({ $0 > 0 }),
               model.bias.isFinite else {
@@ -317,11 +310,7 @@ public struct MaskDetector: Sendable, Codable, Equatable {
         self = model
     }
 
-    public func write(to url: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: url, options: .atomic)
-    }
+    public func write(to url: URL) throws { try writeJSON(to: url) }
 
     public static let bundledFileName = "mask-detector-v3.json"
 

@@ -16,7 +16,7 @@ import Foundation
 /// `w · ‖a − b‖ + (1 − w) · ‖pa − pb‖`, `w = fullWeight`.
 ///
 /// Versioned JSON (`format: facet-periocular-fusion`, `version: 1`), like the detector and the head.
-public struct PeriocularFusion: Codable, Sendable, Equatable {
+public struct PeriocularFusion: Codable, Sendable, Equatable, VersionedModelFile {
     public static let formatName = "facet-periocular-fusion"
     public static let currentVersion = 1
 
@@ -88,20 +88,7 @@ public struct PeriocularFusion: Codable, Sendable, Equatable {
     }
 
     public init(contentsOf url: URL) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw MaskingError.resourceUnreadable(url.path, reason: error.localizedDescription)
-        }
-        let m: PeriocularFusion
-        do { m = try JSONDecoder().decode(PeriocularFusion.self, from: data) } catch {
-            throw MaskingError.resourceUnreadable(url.path, reason: "not a periocular fusion file: \(error)")
-        }
-        guard m.format == Self.formatName else {
-            throw MaskingError.resourceUnreadable(url.path, reason: "format is \(m.format), not \(Self.formatName)")
-        }
-        guard m.version == Self.currentVersion else {
-            throw MaskingError.resourceUnreadable(url.path, reason: "version \(m.version) (this build reads \(Self.currentVersion))")
-        }
+        let m = try Self.read(from: url, kind: "periocular fusion")
         guard m.chipSize > 0, (1..<m.chipSize).contains(m.occludeFromRow), m.fill.count == 3,
               m.fullWeight.isFinite, (0...1).contains(m.fullWeight) else {
             throw MaskingError.resourceUnreadable(url.path, reason: "cut row, fill colour or weight out of range")
@@ -109,11 +96,7 @@ public struct PeriocularFusion: Codable, Sendable, Equatable {
         self = m
     }
 
-    public func write(to url: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: url, options: .atomic)
-    }
+    public func write(to url: URL) throws { try writeJSON(to: url) }
 
     /// The settings bundled with FacetMasking (`Resources/periocular-fusion-v1.json`, see docs/masks.md).
     public static func bundled() throws -> PeriocularFusion {

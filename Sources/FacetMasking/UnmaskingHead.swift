@@ -8,7 +8,7 @@ import Foundation
 ///
 /// Saved as versioned JSON (`format` = `facet-unmasking-head`, `version` = 1); weights are little-endian
 /// float32 arrays in base64 (W1 is hidden×input row-major, W2 input×hidden row-major).
-public struct UnmaskingHead: Codable, Sendable, Equatable {
+public struct UnmaskingHead: Codable, Sendable, Equatable, VersionedModelFile {
     public static let formatName = "facet-unmasking-head"
     public static let currentVersion = 1
     public static let leakySlope: Double = 0.2
@@ -108,20 +108,7 @@ public struct UnmaskingHead: Codable, Sendable, Equatable {
     }
 
     public init(contentsOf url: URL) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw MaskingError.resourceUnreadable(url.path, reason: error.localizedDescription)
-        }
-        let model: UnmaskingHead
-        do { model = try JSONDecoder().decode(UnmaskingHead.self, from: data) } catch {
-            throw MaskingError.resourceUnreadable(url.path, reason: "not an unmasking head file: \(error)")
-        }
-        guard model.format == Self.formatName else {
-            throw MaskingError.resourceUnreadable(url.path, reason: "format is \(model.format), not \(Self.formatName)")
-        }
-        guard model.version == Self.currentVersion else {
-            throw MaskingError.resourceUnreadable(url.path, reason: "version \(model.version) (this build reads \(Self.currentVersion))")
-        }
+        let model = try Self.read(from: url, kind: "unmasking head")
         let d = model.inputDimension, h = model.hiddenDimension
         guard d > 0, h > 0, model.w1.count == d * h, model.b1.count == h, model.w2.count == d * h, model.b2.count == d,
               (model.w1 + model.b1 + model.w2 + model.b2).allSatisfy(\.isFinite) else {
@@ -130,11 +117,7 @@ public struct UnmaskingHead: Codable, Sendable, Equatable {
         self = model
     }
 
-    public func write(to url: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: url, options: .atomic)
-    }
+    public func write(to url: URL) throws { try writeJSON(to: url) }
 
     /// The head bundled with FacetMasking (`Resources/unmasking-head-v1.json`, see docs/masks.md).
     public static func bundled() throws -> UnmaskingHead {

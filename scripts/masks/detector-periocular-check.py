@@ -13,13 +13,7 @@ R = os.path.join(here, "..", "..", "Sources", "FacetMasking", "Resources") + "/"
 sys.argv = [sys.argv[0], sys.argv[1], sys.argv[2], R + "unmasking-head-v1.json"]
 exec(open(os.path.join(here, "fold-heads-check.py")).read().split('for name, fm, sm in')[0])
 THR = json.load(open(R + "mask-detector-v3.json"))["threshold"]
-def read_peri(name):
-    out = {}
-    for l in open(f"{cache}/{name}.eval.jsonl"):
-        if '"periocular"' in l:
-            o = json.loads(l); out[o["image"][2:]] = np.array(o["periocular"])
-    return out
-PU = read_peri("unmasked"); PM = read_peri("masked-test")
+PU = read_periocular("unmasked"); PM = read_periocular("masked-test")
 ims = sorted(set(PU) & set(PM) & set(U) & set(M))
 def unit(v): return v / np.linalg.norm(v)
 def rows(E, P, Pp):

@@ -28,6 +28,18 @@ def read_cache(name):
                 emb[im] = np.array(o["fallback"]["embedding"], dtype=np.float64)
     return emb, prob
 
+def read_periocular(name):
+    """Periocular embeddings (`facet eval lfw --periocular` cache lines) by image key; used by the scripts that exec
+    this file's first half (verify-check.py, detector-periocular-check.py)."""
+    out = {}
+    for fn in [f"{cache}/{name}.eval.jsonl"]:
+        try: lines = open(fn)
+        except OSError: continue
+        for l in lines:
+            if '"periocular"' in l:
+                o = json.loads(l); out[o["image"][2:]] = np.array(o["periocular"])
+    return out
+
 lines = open(pairs_path).read().split("\n")
 nfold, per = map(int, lines[0].split())
 pairs = []

@@ -13,13 +13,7 @@ exec(open(os.path.join(here, "fold-heads-check.py")).read().split('for name, fm,
 det=json.load(open(R+"mask-detector-v3.json")); THR=det["threshold"]
 ct=json.load(open(R+"comparison-thresholds-v1.json"))["maxDistance"]
 fu=json.load(open(R+"periocular-fusion-v1.json")); ft=fu["thresholds"]["maxDistance"]; w=fu["fullWeight"]
-def read_peri(name):
-    out={}
-    for l in open(f"{cache}/{name}.eval.jsonl"):
-        if '"periocular"' in l:
-            o=json.loads(l); out[o["image"][2:]]=np.array(o["periocular"])
-    return out
-PU=read_peri("unmasked"); PM=read_peri("masked-test")
+PU = read_periocular("unmasked"); PM = read_periocular("masked-test")
 def side(masked):
     E,P,PP=(M,Mp,PM) if masked else (U,Up,PU)
     full,per,msk={}, {}, {}
