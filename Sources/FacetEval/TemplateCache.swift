@@ -71,8 +71,9 @@ public struct CacheEntry: Sendable, Equatable {
 ///   embedded on the fallback crop (`PairsEvaluation.fallbackBox`);
 /// - `{"image": P, "mask_probability": p, "mask_detector": "fingerprint"}`: the mask detector's output;
 /// - `{"image": P, "periocular": [..], "periocular_model": "fingerprint"}`: the periocular embedding of the face used.
-/// Lines are merged in file order (a later line's fields replace earlier ones). Image keys are relative paths
-/// without a leading `./` (`Name/Name_0001.jpg`).
+/// Lines are merged in file order (a later line's fields replace earlier ones; a later `faces` line also drops the
+/// mask probability and periocular embedding computed from the earlier face). Image keys are relative paths without a
+/// leading `./` (`Name/Name_0001.jpg`).
 public enum TemplateCache {
     /// `./A/A_0001.jpg`, `A/A_0001.jpg`, `/abs/root/A/A_0001.jpg` → `A/A_0001.jpg` (the last two components).
     public static func key(_ path: String) -> String {
@@ -134,6 +135,9 @@ public enum TemplateCache {
             e.faces = try faces.map(face)
             e.error = nil
             e.fallback = nil
+            // A newer embedding of the image: what was computed from the old face no longer applies.
+            e.maskProbability = nil
+            e.periocular = nil
         }
         if let fb = obj["fallback"] { e.fallback = try face(fb) }
         if let p = number(obj["mask_probability"]), let d = obj["mask_detector"] as? String {

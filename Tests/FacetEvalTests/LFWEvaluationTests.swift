@@ -97,6 +97,13 @@ struct LFWEvaluationTests {
         #expect(table["A/A_0001.jpg"]?.template?.embedding == [0, 1, 0])   // a mask line keeps the faces
         #expect(table["A/A_0001.jpg"]?.periocular?.model == "p1-x" && table["A/A_0001.jpg"]?.periocular?.embedding == [0.6, -0.8, 0])
         #expect(table["A/A_0001.jpg"]?.maskProbability?.p == 0.25)          // and the mask probability
+        // A later embedding of the same image drops what was computed from its old face.
+        var renewed = table
+        try Data(TemplateCache.line(image: "A/A_0001.jpg", width: 250, height: 250, faces: [fb], fallback: nil).utf8)
+            .write(to: dir.appendingPathComponent("renewed.jsonl"))
+        try TemplateCache.read([dir.appendingPathComponent("renewed.jsonl")], into: &renewed)
+        #expect(renewed["A/A_0001.jpg"]?.template?.embedding == [0, 0, 1])
+        #expect(renewed["A/A_0001.jpg"]?.periocular == nil && renewed["A/A_0001.jpg"]?.maskProbability == nil)
         #expect(table["B/B_0001.jpg"]?.error == nil && table["B/B_0001.jpg"]?.template?.embedding == [0.5, 0.25, -0.125])
         #expect(TemplateCache.key("/x/lfw/A/A_0001.jpg") == "A/A_0001.jpg" && TemplateCache.key("./A/A_0001.jpg") == "A/A_0001.jpg")
 
