@@ -170,7 +170,7 @@ public enum TemplateAcquisition {
         let keys = images.map { TemplateCache.key($0) }
         let missing = images.indices.filter { cache[keys[$0]]?.template == nil }
         let fingerprint = detector.map(fingerprint)
-        var embedded = 0, scored = 0
+        var embedded = 0, scored = 0, periocularComputed = 0
         if !missing.isEmpty {
             guard let model = try embedder() else {
                 throw EvalError.invalidParameter("\(missing.count) \(source.name) images are not in the cache (first: \(keys[missing[0]])) and no embedder was given")
@@ -188,61 +188,67 @@ public enum TemplateAcquisition {
                 e.fallback = a.fallback ? CachedFace(a.used) : nil
                 var lines = [TemplateCache.line(image: keys[i], width: image.width, height: image.height,
                                                 faces: e.faces!, fallback: e.fallback)]
+                // What is computed from the face's chip comes from this decoding of the image too.
+                let chip = FaceChip.extract(image, details: a.used.chip)
                 if let detector, let fingerprint {
-                    let p = detector.probability(chip: FaceChip.extract(image, details: a.used.chip), embedding: a.used.embedding)
+                    let p = detector.probability(chip: chip, embedding: a.used.embedding)
                     e.maskProbability = (fingerprint, p)
                     lines.append(TemplateCache.maskLine(image: keys[i], probability: p, detector: fingerprint))
+                }
+                if let periocular {
+                    let v = try periocular.embeddings(chips: [chip], model: model.descriptor)[0]
+                    e.periocular = (periocular.fingerprint, v)
+                    lines.append(TemplateCache.periocularLine(image: keys[i], embedding: v, model: periocular.fingerprint))
                 }
                 appender.append(lines)
                 return e
             }
             for (k, i) in missing.enumerated() { cache[keys[i]] = fresh[k] }
             embedded = missing.count
+            if periocular != nil { periocularComputed = missing.count }
         }
-        if let detector, let fingerprint {
-            let unscored = images.indices.filter { cache[keys[$0]]?.maskProbability?.detector != fingerprint }
-            if !unscored.isEmpty {
-                let progress = ProgressReporter(total: unscored.count, label: "\(source.name): mask detector")
-                let snapshot = cache
-                let ps = try parallelMap(unscored.count, threads: threads, progress: progress) { k -> Double in
-                    let i = unscored[k]
-                    guard let face = snapshot[keys[i]]?.templateFace, face.landmarks.count == 5 else {
-                        throw EvalError.io(path: keys[i], message: "cached face has no 5-point landmarks for the mask detector")
-                    }
-                    let image = try source.load(images[i])
-                    let chip = FaceChip.extract(image, details: ChipDetails.forFace(landmarks: face.landmarks))
-                    let p = detector.probability(chip: chip, embedding: face.embedding)
-                    appender.append([TemplateCache.maskLine(image: keys[i], probability: p, detector: fingerprint)])
-                    return p
-                }
-                for (k, i) in unscored.enumerated() { cache[keys[i]]!.maskProbability = (fingerprint, ps[k]) }
-                scored = unscored.count
-            }
-        }
-        var periocularComputed = 0
-        if let periocular {
-            let fp = periocular.fingerprint
-            let missingP = images.indices.filter { cache[keys[$0]]?.periocular?.model != fp }
-            if !missingP.isEmpty {
-                guard let model = try embedder() else {
-                    throw EvalError.invalidParameter("\(missingP.count) \(source.name) periocular embeddings are not in the cache and no embedder was given")
+        // Cached faces still missing what is computed from their chip — this detector's mask probability, the
+        // periocular embedding of these settings — get both from one decoding of the image and one chip.
+        let periocularFingerprint = periocular?.fingerprint
+        func needsMask(_ i: Int) -> Bool { fingerprint != nil && cache[keys[i]]?.maskProbability?.detector != fingerprint }
+        func needsPeriocular(_ i: Int) -> Bool { periocularFingerprint != nil && cache[keys[i]]?.periocular?.model != periocularFingerprint }
+        let chipWork = images.indices.filter { needsMask($0) || needsPeriocular($0) }
+        if !chipWork.isEmpty {
+            let maskWork = chipWork.contains(where: needsMask), periocularWork = chipWork.contains(where: needsPeriocular)
+            let model: DlibFaceEmbedder? = periocularWork ? try embedder() : nil
+            if periocularWork {
+                guard model != nil else {
+                    throw EvalError.invalidParameter("\(chipWork.filter(needsPeriocular).count) \(source.name) periocular embeddings are not in the cache and no embedder was given")
                 }
                 if threads > 1 { BLASSetup.threads = 1 }
-                let progress = ProgressReporter(total: missingP.count, label: "\(source.name): periocular")
-                let snapshot = cache
-                let vs = try parallelMap(missingP.count, threads: threads, progress: progress) { k -> [Float] in
-                    let i = missingP[k]
-                    guard let face = snapshot[keys[i]]?.templateFace, face.landmarks.count == 5 else {
-                        throw EvalError.io(path: keys[i], message: "cached face has no 5-point landmarks for the periocular embedding")
-                    }
-                    let image = try source.load(images[i])
-                    let chip = FaceChip.extract(image, details: ChipDetails.forFace(landmarks: face.landmarks))
-                    let v = try periocular.embeddings(chips: [chip], model: model.descriptor)[0]
-                    appender.append([TemplateCache.periocularLine(image: keys[i], embedding: v, model: fp)])
-                    return v
+            }
+            let label = [maskWork ? "mask detector" : nil, periocularWork ? "periocular" : nil].compactMap { $0 }.joined(separator: " + ")
+            let progress = ProgressReporter(total: chipWork.count, label: "\(source.name): \(label)")
+            let todo = chipWork.map { (mask: needsMask($0), periocular: needsPeriocular($0)) }
+            let snapshot = cache
+            let results = try parallelMap(chipWork.count, threads: threads, progress: progress) { k -> (p: Double?, v: [Float]?) in
+                let i = chipWork[k]
+                guard let face = snapshot[keys[i]]?.templateFace, face.landmarks.count == 5 else {
+                    throw EvalError.io(path: keys[i], message: "cached face has no 5-point landmarks for its chip (mask detector, periocular embedding)")
                 }
-                for (k, i) in missingP.enumerated() { cache[keys[i]]!.periocular = (fp, vs[k]) }
-                periocularComputed = missingP.count
+                let image = try source.load(images[i])
+                let chip = FaceChip.extract(image, details: ChipDetails.forFace(landmarks: face.landmarks))
+                var lines: [String] = []
+                var p: Double?, v: [Float]?
+                if todo[k].mask, let detector, let fingerprint {
+                    p = detector.probability(chip: chip, embedding: face.embedding)
+                    lines.append(TemplateCache.maskLine(image: keys[i], probability: p!, detector: fingerprint))
+                }
+                if todo[k].periocular, let periocular, let model {
+                    v = try periocular.embeddings(chips: [chip], model: model.descriptor)[0]
+                    lines.append(TemplateCache.periocularLine(image: keys[i], embedding: v!, model: periocular.fingerprint))
+                }
+                appender.append(lines)
+                return (p, v)
+            }
+            for (k, i) in chipWork.enumerated() {
+                if let p = results[k].p, let fingerprint { cache[keys[i]]!.maskProbability = (fingerprint, p); scored += 1 }
+                if let v = results[k].v, let periocularFingerprint { cache[keys[i]]!.periocular = (periocularFingerprint, v); periocularComputed += 1 }
             }
         }
         guard let first = cache[keys.first ?? ""]?.template else { throw EvalError.empty("\(source.name) images") }

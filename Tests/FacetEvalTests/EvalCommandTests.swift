@@ -97,6 +97,31 @@ struct EvalCommandTests {
         let again = try #require(try JSONSerialization.jsonObject(with: Data(second.out.utf8)) as? [String: Any])
         #expect(NSDictionary(dictionary: ["v": again["verification"]!]) == NSDictionary(dictionary: ["v": json["verification"]!]))
         #expect(NSDictionary(dictionary: ["v": again["identification"]!]) == NSDictionary(dictionary: ["v": json["identification"]!]))
+
+        // --periocular on the filled cache: only the periocular embeddings are computed (one chip pass, no detector
+        // rerun), appended, and the mask-aware column says it fused.
+        let third = try runFacet(args + ["--periocular", "--json", "-"])
+        #expect(third.status == 0, "stderr: \(third.err)")
+        #expect(third.err.contains("unmasked: periocular [") && third.err.contains("masked-test: periocular ["))
+        #expect(!third.err.contains("mask detector ["))
+        let fused = try #require(try JSONSerialization.jsonObject(with: Data(third.out.utf8)) as? [String: Any])
+        let notes = (fused["notes"] as? [String]) ?? []
+        #expect(notes.contains { $0.contains("fuse the full and the periocular distance") && $0.contains("(24 computed in this run)") })
+        table = [:]
+        try TemplateCache.read([tmp.appendingPathComponent("cache/masked-test.eval.jsonl")], into: &table)
+        #expect(table.values.allSatisfy { $0.periocular?.embedding.count == 128 && $0.maskProbability != nil })
+        // From an empty cache with --periocular: each image is decoded once; the periocular embedding comes with the
+        // embedding and the mask probability (no separate pass).
+        let fresh = try runFacet(args.map { $0 == tmp.appendingPathComponent("cache").path ? tmp.appendingPathComponent("cache2").path : $0 }
+                                 + ["--periocular", "--json", "-"])
+        #expect(fresh.status == 0, "stderr: \(fresh.err)")
+        #expect(fresh.err.contains("unmasked: 0 from the cache, 12 embedded"))
+        #expect(!fresh.err.contains("periocular [") && !fresh.err.contains("mask detector ["))
+        let freshJSON = try #require(try JSONSerialization.jsonObject(with: Data(fresh.out.utf8)) as? [String: Any])
+        #expect(((freshJSON["notes"] as? [String]) ?? []).contains { $0.contains("(24 computed in this run)") })
+        table = [:]
+        try TemplateCache.read([tmp.appendingPathComponent("cache2/unmasked.eval.jsonl")], into: &table)
+        #expect(table.count == 12 && table.values.allSatisfy { $0.periocular?.embedding.count == 128 && $0.maskProbability != nil })
     }
 
     @Test("eval pairs --json FILE and --report FILE write the files")
