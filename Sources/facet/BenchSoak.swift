@@ -53,6 +53,7 @@ struct BenchSoak: AsyncParsableCommand {
     @Flag(help: "Keep the data directory (logs, partitions, keys).") var keep = false
     @Option(help: "Seed of the synthetic embeddings.") var seed: UInt64 = 11
     @Option(name: .customLong("heartbeat-ms"), help: "Heartbeat interval of the nodes in milliseconds.") var heartbeatMilliseconds: Int = 250
+    @Option(help: "Heartbeat intervals of silence after which a node counts as dead (default 4).") var liveness: Int?
     @Option(help: "Write the JSON report here.") var jsonOut: String?
     @Option(help: "Write the Markdown report here.") var markdownOut: String?
     @Flag(name: .customLong("insecure-plaintext"), help: "No CURVE, no encryption at rest (to compare; the soak normally runs secured).")
@@ -87,7 +88,7 @@ struct BenchSoak: AsyncParsableCommand {
         let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         let cluster = try SoakCluster(executable: executable, directory: dir, matchers: matchers, replicas: replicas,
                                       partitions: partitions, port: port, heartbeatMilliseconds: heartbeatMilliseconds,
-                                      secure: !insecurePlaintext)
+                                      liveness: liveness, secure: !insecurePlaintext)
         SoakCluster.installSignalCleanup(cluster)
         defer {
             cluster.shutdown()
@@ -136,7 +137,7 @@ final class SoakCluster: @unchecked Sendable {   // mutable state guarded by `lo
     private var starts: [String: Int] = [:]
 
     init(executable: String, directory: String, matchers: Int, replicas: Int, partitions: UInt32, port: Int,
-         heartbeatMilliseconds: Int, secure: Bool) throws {
+         heartbeatMilliseconds: Int, liveness: Int? = nil, secure: Bool) throws {
         self.executable = executable
         self.directory = directory
         matcherNames = (0..<matchers).map { "matcher-\($0)" }
@@ -147,8 +148,8 @@ final class SoakCluster: @unchecked Sendable {   // mutable state guarded by `lo
         try fm.createDirectory(atPath: directory + "/config", withIntermediateDirectories: true)
         try fm.createDirectory(atPath: directory + "/logs", withIntermediateDirectories: true)
         var local = LocalNodes(directory: directory, frontend: frontend, backend: "tcp://127.0.0.1:\(port + 1)",
-                               heartbeatMilliseconds: heartbeatMilliseconds, partitions: partitions, replicas: replicas,
-                               matchers: matcherNames)
+                               heartbeatMilliseconds: heartbeatMilliseconds, liveness: liveness, partitions: partitions,
+                               replicas: replicas, matchers: matcherNames)
         local.configure("coordinator") { $0.maxInFlight = 1024 }
         try local.secure(secure, directory: directory)
         if secure {
