@@ -23,7 +23,7 @@ public struct DecisionThresholds: Sendable, Equatable {
         if let name = configuration.periocularFusion {
             let f: PeriocularFusion
             do {
-                f = name == "bundled" ? try PeriocularFusion.bundled() : try PeriocularFusion(contentsOf: URL(fileURLWithPath: name))
+                f = try PeriocularFusion.named(name)
             } catch {
                 throw ClusterError.configuration("cannot load the periocular fusion file \(name): \(error)")
             }

@@ -98,6 +98,12 @@ public struct PeriocularFusion: Codable, Sendable, Equatable, VersionedModelFile
 
     public func write(to url: URL) throws { try writeJSON(to: url) }
 
+    /// "bundled" (the file shipped with FacetMasking) or a path to a `facet-periocular-fusion` file — how the
+    /// configuration (`periocularFusion`) and the command-line flags name one.
+    public static func named(_ name: String) throws -> PeriocularFusion {
+        name == "bundled" ? try bundled() : try PeriocularFusion(contentsOf: URL(fileURLWithPath: name))
+    }
+
     /// The settings bundled with FacetMasking (`Resources/periocular-fusion-v1.json`, see docs/masks.md).
     public static func bundled() throws -> PeriocularFusion {
         try PeriocularFusion(contentsOf: MaskTemplateLibrary.resourceDirectory().appendingPathComponent("periocular-fusion-v1.json"))

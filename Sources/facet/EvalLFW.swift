@@ -163,8 +163,7 @@ struct EvalLFW: ParsableCommand {
                 }
             }
             let makeEmbedder: () throws -> DlibFaceEmbedder? = { try embedder.get() }
-            let fusion: PeriocularFusion? = try periocularModel.map { try PeriocularFusion(contentsOf: URL(fileURLWithPath: $0)) }
-                ?? (periocular ? try PeriocularFusion.bundled() : nil)
+            let fusion = try (periocularModel ?? (periocular ? "bundled" : nil)).map(PeriocularFusion.named)
             options.periocularFullWeight = fusion?.fullWeight
             let u = try TemplateAcquisition.acquire(images: images, source: unmaskedSource, cacheDirectory: cacheDir,
                                                     embedder: makeEmbedder, upsample: upsample, detector: detector,

@@ -405,7 +405,7 @@ struct MaskTrainCommand: ParsableCommand {
         if let periocular {
             // Fused thresholds: the same impostor pairs, masked comparisons on 0.5·full + 0.5·periocular (the full
             // embedding after the head, as the cluster and the evaluation fuse), unmasked–unmasked on the full distance.
-            var fusion = periocular == "bundled" ? try PeriocularFusion.bundled() : try PeriocularFusion(contentsOf: URL(fileURLWithPath: periocular))
+            var fusion = try PeriocularFusion.named(periocular)
             func periocularEmbeddings(_ chips: [RGBImage], _ label: String) throws -> [[Float]] {
                 let progress = ProgressReporter(total: chips.count, label: "periocular (\(label))")
                 var out: [[Float]] = []

@@ -107,8 +107,7 @@ struct Serve: AsyncParsableCommand {
             let base = try DlibFaceEmbedder(locator: locator, retryUpsampleWhenNoFace: true,
                                             weakFaceThreshold: DlibFaceEmbedder.maskedWeakFaceThreshold)
             let fusion = try configuration.periocularFusion.map { name -> (fusion: PeriocularFusion, model: any FaceDescriptorModel) in
-                let f = name == "bundled" ? try PeriocularFusion.bundled() : try PeriocularFusion(contentsOf: URL(fileURLWithPath: name))
-                return (f, base.descriptor)
+                (try PeriocularFusion.named(name), base.descriptor)
             }
             let dlib = MaskAwareEmbedder(base: base, matcher: try .bundled(), periocular: fusion)
             let embedder: any Embedder = configuration.modelVersionTag.map { VersionTaggedEmbedder(dlib, version: $0) } ?? dlib
