@@ -8,11 +8,14 @@ public enum FaceDescriptorError: Error, CustomStringConvertible, Equatable, Send
     case wrongChipSize(index: Int, width: Int, height: Int, expected: Int)
     /// A jitter count below zero.
     case invalidJitter(Int)
+    /// Another invalid argument (what and why).
+    case invalidArgument(String)
 
     public var description: String {
         switch self {
         case let .wrongChipSize(i, w, h, e): return "face chip \(i) is \(w)x\(h), the descriptor network needs \(e)x\(e)"
         case let .invalidJitter(n): return "jitter count \(n) is negative"
+        case let .invalidArgument(why): return why
         }
     }
 }
@@ -108,6 +111,27 @@ public final class ResNetFaceDescriptor: @unchecked Sendable {
             for b in ranges.indices { work(b) }
         }
         for (b, r) in ranges.enumerated() { for (j, d) in outputs[b].enumerated() { result[r.lowerBound + j] = d } }
+        return result
+    }
+
+    /// Activations of each chip after the residual blocks `blocks` (indices into `fused.residualBlockEnds`, 0-based,
+    /// input to output), each flattened in NCHW order (channel, row, column); the network runs only as far as the
+    /// last block asked for. Mini-batches as `descriptors(for:)`.
+    public func blockActivations(for chips: [RGBImage], blocks: [Int]) throws -> [[[Float]]] {
+        try check(chips)
+        let ends = fused.residualBlockEnds
+        guard blocks.allSatisfy({ ends.indices.contains($0) }) else {
+            throw FaceDescriptorError.invalidArgument("blocks \(blocks): the network has \(ends.count) residual blocks")
+        }
+        var result: [[[Float]]] = []
+        result.reserveCapacity(chips.count)
+        var i = 0
+        while i < chips.count {
+            let e = min(chips.count, i + max(1, batchSize))
+            let out = fused.activations(inputTensor(chips[i ..< e]), capture: blocks.map { ends[$0] })
+            for j in 0 ..< e - i { result.append(blocks.map { Array(out[ends[$0]]!.sample(j)) }) }
+            i = e
+        }
         return result
     }
 

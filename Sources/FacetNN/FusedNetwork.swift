@@ -183,9 +183,36 @@ public final class FusedNetwork: @unchecked Sendable {
 
     /// `forward` with tags set before the first layer (tests of single steps).
     func forward(_ x: Tensor, tags initial: [Int: Tensor]) -> Tensor {
+        run(x, tags: initial, through: steps.count - 1, capture: []).output.nchw()
+    }
+
+    /// Indices of the steps whose output ends a residual block (a convolution with its residual add, or the add
+    /// of a down-sampling block's shortcut), input to output. For dlib's face ResNet: 14 blocks (3 at 32 channels
+    /// 35×35, 4 at 64 channels 17×17, 3 at 128 channels 8×8, 3 at 256 channels 3×3, 1 at 256 channels 1×1).
+    public var residualBlockEnds: [Int] {
+        steps.indices.filter {
+            switch steps[$0] {
+            case .conv(_, let residual, _): return residual != nil
+            case .addPrev: return true
+            default: return false
+            }
+        }
+    }
+
+    /// The outputs (NCHW) of the steps in `capture`; runs only as far as the last of them.
+    public func activations(_ x: Tensor, capture: [Int]) -> [Int: Tensor] {
+        guard let last = capture.max() else { return [:] }
+        precondition(capture.allSatisfy { steps.indices.contains($0) }, "FusedNetwork: no such step")
+        return run(x, tags: [:], through: last, capture: Set(capture)).captured.mapValues { $0.nchw() }
+    }
+
+    private func run(_ x: Tensor, tags initial: [Int: Tensor], through last: Int, capture: Set<Int>)
+        -> (output: Activation4, captured: [Int: Activation4]) {
         var cur = Activation4(x)
         var tags = initial.mapValues { Activation4($0) }
-        for step in steps {
+        var captured: [Int: Activation4] = [:]
+        for (index, step) in steps.enumerated() where index <= last {
+            defer { if capture.contains(index) { captured[index] = cur } }
             switch step {
             case let .conv(c, residual, relu):
                 cur = conv(c, cur, residual: residual.map { tags[$0]! }, relu: relu)
@@ -213,7 +240,7 @@ public final class FusedNetwork: @unchecked Sendable {
             case .skip(let t): cur = tags[t]!
             }
         }
-        return cur.nchw()
+        return (cur, captured)
     }
 
     // MARK: steps

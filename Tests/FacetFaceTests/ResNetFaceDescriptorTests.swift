@@ -49,6 +49,24 @@ struct ResNetFaceDescriptorTests {
         #expect(l2(batched[0], gs[1].descriptor) > 0.6)
     }
 
+    @Test("block activations: 14 residual blocks; the last one averaged over its 2×2 positions through the fc layer is the descriptor")
+    func blockActivations() throws {
+        let d = try ResNetFaceDescriptor(modelPath: try NNFixtures.modelPath(Self.modelName))
+        #expect(d.fused.residualBlockEnds.count == 14)
+        let chips = try Self.goldens().map(\.chip)
+        let acts = try d.blockActivations(for: chips, blocks: [9, 13])
+        let descriptors = try d.descriptors(for: chips)
+        guard case .fc(let fc)? = d.network.layers.last else { Issue.record("last layer is not fc"); return }
+        for (k, a) in acts.enumerated() {
+            #expect(a[0].count == 128 * 8 * 8 && a[1].count == 256 * 2 * 2)
+            // NCHW per sample: channel c's four positions are a[1][4c ..< 4c + 4].
+            let pooled = (0 ..< 256).map { c in (0 ..< 4).reduce(Float(0)) { $0 + a[1][4 * c + $1] } / 4 }
+            let out = fc.forward(Tensor(n: 1, k: 256, nr: 1, nc: 1, data: pooled)).data
+            #expect(zip(out, descriptors[k]).map { abs($0 - $1) }.max()! < 1e-4)
+        }
+        #expect(throws: FaceDescriptorError.self) { try d.blockActivations(for: chips, blocks: [14]) }
+    }
+
     @Test("two workers give the same descriptors as one")
     func workers() throws {
         let d = try ResNetFaceDescriptor(modelPath: try NNFixtures.modelPath(Self.modelName))
