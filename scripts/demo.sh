@@ -67,7 +67,7 @@ fi
 
 echo "== identifying photos the gallery has not seen"
 echo "   (MATCH/no match: the coordinator's per-comparison-type thresholds, calibrated at a false-match rate of 1e-3;"
-echo "    a masked probe against unmasked templates needs distance <= 0.4045, so about half of genuine masked probes"
+echo "    a masked probe against unmasked templates needs distance <= 0.404, so about half of genuine masked probes"
 echo "    rank their person first without reaching it: docs/eval.md. The ranking is what identification uses.)"
 correct=0; total=0
 for f in "$PROBES"/*; do

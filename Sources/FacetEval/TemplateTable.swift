@@ -191,7 +191,7 @@ public enum TemplateAcquisition {
                 // What is computed from the face's chip comes from this decoding of the image too.
                 let chip = FaceChip.extract(image, details: a.used.chip)
                 if let detector, let fingerprint {
-                    let p = detector.probability(chip: chip, embedding: a.used.embedding)
+                    let p = try detector.probabilities(chips: [chip], embeddings: [a.used.embedding], network: model.descriptor)[0]
                     e.maskProbability = (fingerprint, p)
                     lines.append(TemplateCache.maskLine(image: keys[i], probability: p, detector: fingerprint))
                 }
@@ -215,10 +215,12 @@ public enum TemplateAcquisition {
         let chipWork = images.indices.filter { needsMask($0) || needsPeriocular($0) }
         if !chipWork.isEmpty {
             let maskWork = chipWork.contains(where: needsMask), periocularWork = chipWork.contains(where: needsPeriocular)
-            let model: DlibFaceEmbedder? = periocularWork ? try embedder() : nil
-            if periocularWork {
+            // A version-4 detector reads the descriptor network's activations, the periocular embedding is its output.
+            let networkWork = periocularWork || (maskWork && detector?.usesNetwork == true)
+            let model: DlibFaceEmbedder? = networkWork ? try embedder() : nil
+            if networkWork {
                 guard model != nil else {
-                    throw EvalError.invalidParameter("\(chipWork.filter(needsPeriocular).count) \(source.name) periocular embeddings are not in the cache and no embedder was given")
+                    throw EvalError.invalidParameter("\(chipWork.count) \(source.name) mask probabilities or periocular embeddings are not in the cache and no embedder was given")
                 }
                 if threads > 1 { BLASSetup.threads = 1 }
             }
@@ -236,7 +238,7 @@ public enum TemplateAcquisition {
                 var lines: [String] = []
                 var p: Double?, v: [Float]?
                 if todo[k].mask, let detector, let fingerprint {
-                    p = detector.probability(chip: chip, embedding: face.embedding)
+                    p = try detector.probabilities(chips: [chip], embeddings: [face.embedding], network: model?.descriptor)[0]
                     lines.append(TemplateCache.maskLine(image: keys[i], probability: p!, detector: fingerprint))
                 }
                 if todo[k].periocular, let periocular, let model {

@@ -26,28 +26,38 @@ public struct MaskAwareFace: Sendable, Hashable {
 public struct MaskAwareMatcher: Sendable {
     public let detector: MaskDetector
     public let head: UnmaskingHead?
+    /// The descriptor network that made the embeddings; a version-4 detector reads its activations (nil: the
+    /// detector must not need it).
+    public let network: (any FaceDescriptorModel)?
 
-    public init(detector: MaskDetector, head: UnmaskingHead?) {
-        self.detector = detector; self.head = head
+    public init(detector: MaskDetector, head: UnmaskingHead?, network: (any FaceDescriptorModel)? = nil) {
+        self.detector = detector; self.head = head; self.network = network
     }
 
-    /// The bundled detector and head (`MaskDetector.bundled()`, `UnmaskingHead.bundled()`).
-    public static func bundled(withHead: Bool = true) throws -> MaskAwareMatcher {
-        MaskAwareMatcher(detector: try MaskDetector.bundled(), head: withHead ? try UnmaskingHead.bundled() : nil)
+    /// The bundled detector and head (`MaskDetector.bundled()`, `UnmaskingHead.bundled()`) for embeddings of `network`.
+    public static func bundled(withHead: Bool = true, network: any FaceDescriptorModel) throws -> MaskAwareMatcher {
+        MaskAwareMatcher(detector: try MaskDetector.bundled(), head: withHead ? try UnmaskingHead.bundled() : nil, network: network)
     }
 
-    /// From the face's aligned 150×150 chip and its unit-length embedding.
-    public func process(chip: RGBImage, embedding: [Float]) -> MaskAwareFace {
-        let p = detector.probability(chip: chip, embedding: embedding)
-        let masked = p >= detector.threshold
-        var out = embedding
-        if masked, let head, head.inputDimension == embedding.count { out = head.apply(embedding) }
-        return MaskAwareFace(maskProbability: p, masked: masked, embedding: out, frozenEmbedding: embedding)
+    /// From faces' aligned 150×150 chips and their unit-length embeddings.
+    public func process(chips: [RGBImage], embeddings: [[Float]]) throws -> [MaskAwareFace] {
+        let probabilities = try detector.probabilities(chips: chips, embeddings: embeddings, network: network)
+        return zip(probabilities, embeddings).map { p, embedding in
+            let masked = p >= detector.threshold
+            var out = embedding
+            if masked, let head, head.inputDimension == embedding.count { out = head.apply(embedding) }
+            return MaskAwareFace(maskProbability: p, masked: masked, embedding: out, frozenEmbedding: embedding)
+        }
+    }
+
+    /// From one face's aligned chip and its unit-length embedding.
+    public func process(chip: RGBImage, embedding: [Float]) throws -> MaskAwareFace {
+        try process(chips: [chip], embeddings: [embedding])[0]
     }
 
     /// For a face found in `image` by an embedder (its chip is cut again from the image).
-    public func process(image: RGBImage, face: FaceAnalysis) -> MaskAwareFace {
-        process(chip: FaceChip.extract(image, details: face.chip), embedding: face.embedding)
+    public func process(image: RGBImage, face: FaceAnalysis) throws -> MaskAwareFace {
+        try process(chip: FaceChip.extract(image, details: face.chip), embedding: face.embedding)
     }
 }
 
@@ -68,8 +78,10 @@ public final class MaskAwareEmbedder: Embedder, @unchecked Sendable {   // immut
         self.base = base; self.matcher = matcher; self.periocular = periocular
     }
 
-    /// `base` with the bundled detector and head.
-    public convenience init(base: any Embedder) throws { self.init(base: base, matcher: try .bundled()) }
+    /// `base` with the bundled detector and head, for embeddings of `network`.
+    public convenience init(base: any Embedder, network: any FaceDescriptorModel) throws {
+        self.init(base: base, matcher: try .bundled(network: network))
+    }
 
     public var modelName: String { base.modelName }
     public var modelVersion: String { base.modelVersion }
@@ -79,8 +91,9 @@ public final class MaskAwareEmbedder: Embedder, @unchecked Sendable {   // immut
         let faces = try base.analyze(image, upsample: upsample, jitter: jitter)
         let chips = faces.map { FaceChip.extract(image, details: $0.chip) }
         let periocularEmbeddings = try periocular.map { try $0.fusion.embeddings(chips: chips, model: $0.model) }
+        let aware = try matcher.process(chips: chips, embeddings: faces.map(\.embedding))
         return faces.enumerated().map { i, face in
-            let r = matcher.process(chip: chips[i], embedding: face.embedding)
+            let r = aware[i]
             var f = face
             f.maskProbability = r.maskProbability
             f.masked = r.masked

@@ -1,4 +1,5 @@
 import COpenBLAS
+import FacetFace
 import FacetImaging
 import Foundation
 
@@ -18,8 +19,14 @@ public struct MaskDetector: Sendable, Codable, Equatable, VersionedModelFile {
     /// Version 2: version 1's features + `hogFeatures` of the lower face (215 + 360 numbers).
     /// Version 3: pixel features only from the chip plus the embedding: `denseHOGFeatures` (864) +
     /// `colourGridFeatures` (80) + the embedding (128) = 1,072 numbers; trained with mirrored chips too.
-    public static let currentVersion = 3
-    public static let readableVersions = 1...3
+    /// Version 4: version 3's features + the face ResNet's own activations after its residual block `networkBlock`
+    /// (13, the last: 256 channels × 2×2 positions = 1,024 numbers; the embedding averages these positions away,
+    /// they keep where on the face each channel fires) = 2,096 numbers. Needs the descriptor network
+    /// (`probabilities(chips:embeddings:network:)`); one more pass through all but its last layer per face.
+    public static let currentVersion = 4
+    public static let readableVersions = 1...4
+    /// The residual block version 4 reads (`ResNetFaceDescriptor.blockActivations`).
+    public static let defaultNetworkBlock = 13
 
     public var format: String = MaskDetector.formatName
     public var version: Int = MaskDetector.currentVersion
@@ -34,6 +41,8 @@ public struct MaskDetector: Sendable, Codable, Equatable, VersionedModelFile {
     public var threshold: Double = 0.5
     /// Free-form provenance and held-out results, written by the trainer.
     public var notes: [String: String] = [:]
+    /// Version 4: the residual block of the descriptor network whose activations are features (nil before).
+    public var networkBlock: Int?
 
     public init(embeddingModel: String, mean: [Double], scale: [Double], weights: [Double], bias: Double,
                 threshold: Double = 0.5, notes: [String: String] = [:]) {
@@ -52,19 +61,53 @@ public struct MaskDetector: Sendable, Codable, Equatable, VersionedModelFile {
         return 1 / (1 + exp(-z))
     }
 
-    /// Probability that the face wears a mask, from its aligned chip and its embedding.
-    public func probability(chip: RGBImage, embedding: [Float]) -> Double {
-        probability(features: MaskDetector.features(chip: chip, embedding: embedding, version: version))
+    /// Whether the detector reads the descriptor network's activations (version 4).
+    public var usesNetwork: Bool { networkBlock != nil }
+
+    /// Probability that the face wears a mask, from its aligned chip, its embedding and (version 4) the network's
+    /// activations of the chip (`activations(chips:network:)`).
+    public func probability(chip: RGBImage, embedding: [Float], activations: [Float]? = nil) -> Double {
+        precondition(!usesNetwork || activations != nil, "MaskDetector version \(version) needs the network's activations")
+        return probability(features: MaskDetector.features(chip: chip, embedding: embedding, activations: activations, version: version))
     }
 
-    /// The features this file's version reads.
-    public static func features(chip: RGBImage, embedding: [Float], version: Int) -> [Float] {
+    /// Probabilities of a batch of faces: aligned 150×150 chips, their embeddings, and the descriptor network that
+    /// made them (used only by version 4, which reads its activations; then it must be a `ResNetFaceDescriptor`).
+    public func probabilities(chips: [RGBImage], embeddings: [[Float]], network: (any FaceDescriptorModel)?) throws -> [Double] {
+        precondition(chips.count == embeddings.count, "MaskDetector: \(chips.count) chips, \(embeddings.count) embeddings")
+        let acts = try activations(chips: chips, network: network)
+        return try chips.indices.map { i in
+            let x = MaskDetector.features(chip: chips[i], embedding: embeddings[i], activations: acts?[i], version: version)
+            guard x.count == dimension else {
+                throw MaskingError.invalidArgument("mask detector has \(dimension) weights, the face gives \(x.count) features (embedding \(embeddings[i].count)-D)")
+            }
+            return probability(features: x)
+        }
+    }
+
+    /// The network activations this detector reads for each chip, or nil when it reads none (versions 1–3).
+    public func activations(chips: [RGBImage], network: (any FaceDescriptorModel)?) throws -> [[Float]]? {
+        guard let block = networkBlock else { return nil }
+        guard let resnet = network as? ResNetFaceDescriptor else {
+            throw MaskingError.invalidArgument("mask detector version \(version) reads the face ResNet's activations; "
+                + (network.map { "the descriptor is \($0.modelName)" } ?? "no descriptor network was given"))
+        }
+        guard resnet.modelName == embeddingModel else {
+            throw MaskingError.invalidArgument("mask detector is for \(embeddingModel), the descriptor is \(resnet.modelName)")
+        }
+        let chips150 = chips.map { $0.width == 150 && $0.height == 150 ? $0 : MaskDetector.resampled($0, to: 150) }
+        return try resnet.blockActivations(for: chips150, blocks: [block]).map { $0[0] }
+    }
+
+    /// The features a file of `version` reads (`activations`: the network's, for version 4).
+    public static func features(chip: RGBImage, embedding: [Float], activations: [Float]? = nil, version: Int) -> [Float] {
         switch version {
         case ...1: return features(chip: chip, embedding: embedding)
         case 2: return features(chip: chip, embedding: embedding) + hogFeatures(chip: chip)
         default:
             let c = chip.width == 150 && chip.height == 150 ? chip : resampled(chip, to: 150)
-            return denseHOGFeatures(chip: c) + colourGridFeatures(chip: c) + embedding
+            let v3 = denseHOGFeatures(chip: c) + colourGridFeatures(chip: c) + embedding
+            return version >= 4 ? v3 + (activations ?? []) : v3
         }
     }
 
@@ -255,7 +298,7 @@ public struct MaskDetector: Sendable, Codable, Equatable, VersionedModelFile {
     ///   - l2: ridge penalty on the weights (not the bias) of the standardised features, scaled by the sample count.
     /// - Returns: the detector, or `nil` when the data are empty or of mixed dimension.
     public static func train(masked: [[Float]], unmasked: [[Float]], embeddingModel: String,
-                             l2: Double = 1e-2, iterations: Int = 25) -> MaskDetector? {
+                             l2: Double = 1e-2, iterations: Int = 25, networkBlock: Int? = nil) -> MaskDetector? {
         guard let d = (masked.first ?? unmasked.first)?.count, d > 0, !masked.isEmpty, !unmasked.isEmpty,
               (masked + unmasked).allSatisfy({ $0.count == d }) else { return nil }
         let all = masked + unmasked
@@ -297,7 +340,10 @@ public struct MaskDetector: Sendable, Codable, Equatable, VersionedModelFile {
             for j in 0..<p { w[j] -= step[j]; norm += step[j] * step[j] }
             if norm.squareRoot() < 1e-10 { break }
         }
-        return MaskDetector(embeddingModel: embeddingModel, mean: mean, scale: scale, weights: Array(w[0..<d]), bias: w[d])
+        var model = MaskDetector(embeddingModel: embeddingModel, mean: mean, scale: scale, weights: Array(w[0..<d]), bias: w[d])
+        model.networkBlock = networkBlock
+        if networkBlock == nil { model.version = min(model.version, 3) }
+        return model
     }
 
     public init(contentsOf url: URL) throws {
@@ -307,12 +353,15 @@ public struct MaskDetector: Sendable, Codable, Equatable, VersionedModelFile {
               model.bias.isFinite else {
             throw MaskingError.resourceUnreadable(url.path, reason: "weights are empty, mis-sized or not finite")
         }
+        guard (model.version >= 4) == (model.networkBlock != nil) else {
+            throw MaskingError.resourceUnreadable(url.path, reason: "version \(model.version) with network block \(model.networkBlock.map(String.init) ?? "none") (version 4 and only version 4 names one)")
+        }
         self = model
     }
 
     public func write(to url: URL) throws { try writeJSON(to: url) }
 
-    public static let bundledFileName = "mask-detector-v3.json"
+    public static let bundledFileName = "mask-detector-v4.json"
 
     /// The detector bundled with FacetMasking (`Resources/\(bundledFileName)`), trained by
     /// `facet mask-detector train` on LFW (see docs/masks.md).

@@ -68,7 +68,7 @@ struct Embed: ParsableCommand {
             let dlib = try DlibFaceEmbedder(locator: FaceModelLocator(directory: models), retryUpsampleWhenNoFace: !noRetry,
                                               weakFaceThreshold: weakThreshold < 0 ? weakThreshold : nil)
             let fusion = periocular ? (fusion: try PeriocularFusion.bundled(), model: dlib.descriptor as any FaceDescriptorModel) : nil
-            embedder = noMask ? dlib : MaskAwareEmbedder(base: dlib, matcher: try MaskAwareMatcher.bundled(withHead: !frozen), periocular: fusion)
+            embedder = noMask ? dlib : MaskAwareEmbedder(base: dlib, matcher: try MaskAwareMatcher.bundled(withHead: !frozen, network: dlib.descriptor), periocular: fusion)
         } catch {
             FileHandle.standardError.write(Data("facet embed: cannot load models: \(error)\n".utf8))
             throw ExitCode(2)

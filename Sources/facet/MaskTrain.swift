@@ -118,7 +118,7 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: "Evaluation data folder (see above).") var eval: String
     @Option(help: "LFW folder (unmasked images).") var lfw: String
     @Option(help: "LFW view 2 pairs file.") var pairs: String
-    @Option(help: "Folder for mask-detector-v3.json, unmasking-head-v1.json, comparison-thresholds-v1.json and report.json.")
+    @Option(help: "Folder for mask-detector-v4.json, unmasking-head-v1.json, comparison-thresholds-v1.json and report.json.")
     var outDir: String
     @Option(help: "Held-out images per class for the detector measurement (0 = all).") var detectorHeldOut: Int = 3000
     @Option(help: "Pairs-file images whose cross-person pairs form the large impostor set (0 = all).") var impostorImages: Int = 2000
@@ -146,6 +146,7 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: "Binary file where computed faces are kept between runs (created when missing).") var faceCache: String?
     @Flag(help: "For evaluation images without a face in the JSON, search at upsample 1 before the fallback crop (slow).")
     var retry = false
+    @Option(help: .hidden) var dumpDetectorData: String?
 
     func run() throws {
         let out = URL(fileURLWithPath: outDir)
@@ -186,6 +187,31 @@ struct MaskTrainCommand: ParsableCommand {
             let box = PairsEvaluation.fallbackBox(width: image.width, height: image.height)
             let f = try embedder.analyze(image, detections: [FaceDetection(rect: box, confidence: 0)], jitter: 0)[0]
             return (FaceChip.extract(image, details: f.chip), f.embedding, true)
+        }
+
+        func dumpDetector(_ dir: String, _ name: String, _ faces: [(String, RGBImage, [Float], String)], mirror: Bool) throws {
+            guard let resnet = embedder.descriptor as? ResNetFaceDescriptor else { throw ValidationError("not the ResNet") }
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            var files: [String: Data] = [:]
+            var meta = ""
+            let rows = faces.map { ($0, false) } + (mirror ? faces.map { ($0, true) } : [])
+            let progress = ProgressReporter(total: rows.count, label: "dump \(name)")
+            for start in stride(from: 0, to: rows.count, by: 64) {
+                let part = rows[start ..< min(rows.count, start + 64)]
+                let chips = part.map { $0.1 ? MaskDetector.mirrored($0.0.1) : $0.0.1 }
+                let acts = try resnet.blockActivations(for: chips, blocks: [6, 9, 12, 13])
+                for (k, r) in part.enumerated() {
+                    let v3 = MaskDetector.features(chip: chips[k], embedding: r.0.2, version: 3)
+                    for (key, v) in [("v3", v3), ("b6", acts[k][0]), ("b9", acts[k][1]), ("b12", acts[k][2]), ("b13", acts[k][3])] {
+                        v.withUnsafeBufferPointer { files[key, default: Data()].append(Data(buffer: $0)) }
+                    }
+                    meta += "{\"path\":\"\(r.0.0)\",\"type\":\"\(r.0.3)\",\"mirror\":\(r.1)}\n"
+                    progress.advance()
+                }
+            }
+            progress.finish()
+            for (key, d) in files { try d.write(to: URL(fileURLWithPath: "\(dir)/\(name)-\(key).f32")) }
+            try Data(meta.utf8).write(to: URL(fileURLWithPath: "\(dir)/\(name)-meta.jsonl"))
         }
 
         // 1. Mask detector. Training faces: the LFW-centred box (no detector pass, so training stays cheap),
@@ -237,10 +263,34 @@ struct MaskTrainCommand: ParsableCommand {
             detectorModel = try MaskDetector(contentsOf: URL(fileURLWithPath: path))
         } else {
             let v = MaskDetector.currentVersion
-            // Version 3 also trains on every chip mirrored (same embedding).
-            func feats(_ faces: [(path: String, embedding: [Float], chip: RGBImage)]) -> [[Float]] {
-                faces.map { MaskDetector.features(chip: $0.chip, embedding: $0.embedding, version: v) }
-                    + (v >= 3 ? faces.map { MaskDetector.features(chip: MaskDetector.mirrored($0.chip), embedding: $0.embedding, version: v) } : [])
+            let block = v >= 4 ? MaskDetector.defaultNetworkBlock : nil
+            // Version 3 and later also train on every chip mirrored (same embedding); version 4 reads the network's
+            // activations of each chip (computed once per face and mirror image, in batches).
+            func rows(_ faces: [(path: String, embedding: [Float], chip: RGBImage)], label: String) throws -> (plain: [[Float]], mirrored: [[Float]]) {
+                let progress = ProgressReporter(total: faces.count, label: "detector features (\(label))")
+                var plain: [[Float]] = [], mirrored: [[Float]] = []
+                for start in stride(from: 0, to: faces.count, by: 64) {
+                    let part = faces[start ..< min(faces.count, start + 64)]
+                    for mirror in v >= 3 ? [false, true] : [false] {
+                        let chips = part.map { mirror ? MaskDetector.mirrored($0.chip) : $0.chip }
+                        let acts = try block.map { b -> [[Float]] in
+                            guard let resnet = embedder.descriptor as? ResNetFaceDescriptor else { throw ValidationError("detector version \(v) needs the face ResNet") }
+                            return try resnet.blockActivations(for: chips, blocks: [b]).map { $0[0] }
+                        }
+                        let x = zip(chips, part).enumerated().map { k, cf in
+                            MaskDetector.features(chip: cf.0, embedding: cf.1.embedding, activations: acts?[k], version: v)
+                        }
+                        if mirror { mirrored += x } else { plain += x }
+                    }
+                    progress.advance(by: part.count)
+                }
+                progress.finish()
+                return (plain, mirrored)
+            }
+            let maskedRows = try rows(trainMaskedFaces, label: "masked"), plainRows = try rows(trainPlainFaces, label: "unmasked")
+            func feats(_ r: (plain: [[Float]], mirrored: [[Float]]), _ keep: (Int) -> Bool = { _ in true }) -> [[Float]] {
+                let i = r.plain.indices.filter(keep)
+                return i.map { r.plain[$0] } + (r.mirrored.isEmpty ? [] : i.map { r.mirrored[$0] })
             }
             /// Unmasked rows repeated (whole copies, then a deterministic remainder) until they match the masked rows.
             func balanced(_ unmasked: [[Float]], to n: Int) -> [[Float]] {
@@ -250,9 +300,11 @@ struct MaskTrainCommand: ParsableCommand {
                 return out + unmasked.prefix(n - out.count)
             }
             func fit(_ masked: [[Float]], _ unmasked: [[Float]]) throws -> MaskDetector {
-                guard let d = MaskDetector.train(masked: masked, unmasked: balanced(unmasked, to: masked.count),
-                                                 embeddingModel: embedder.modelName, l2: l2, iterations: detectorIterations)
+                guard var d = MaskDetector.train(masked: masked, unmasked: balanced(unmasked, to: masked.count),
+                                                 embeddingModel: embedder.modelName, l2: l2, iterations: detectorIterations,
+                                                 networkBlock: block)
                 else { throw ValidationError("no detector training data") }
+                d.version = v
                 return d
             }
             var threshold = detectorThreshold
@@ -265,13 +317,11 @@ struct MaskTrainCommand: ParsableCommand {
                 let isValidation = { (path: String) in stableHash(personName(path), seed: 0x6D61_736B) % 5 == 0 }
                 let types = Set(trainMaskedTypes).sorted()
                 for held in types {
-                    let trainM = trainMaskedFaces.indices.filter { trainMaskedTypes[$0] != held && !isValidation(trainMaskedFaces[$0].path) }.map { trainMaskedFaces[$0] }
-                    let trainU = trainPlainFaces.filter { !isValidation($0.path) }
-                    let valM = trainMaskedFaces.indices.filter { trainMaskedTypes[$0] == held && isValidation(trainMaskedFaces[$0].path) }.map { trainMaskedFaces[$0] }
-                    let valU = trainPlainFaces.filter { isValidation($0.path) }
-                    let d = try fit(feats(trainM), feats(trainU))
-                    let pm = valM.map { d.probability(chip: $0.chip, embedding: $0.embedding) }
-                    let pu = valU.map { d.probability(chip: $0.chip, embedding: $0.embedding) }
+                    let d = try fit(feats(maskedRows) { trainMaskedTypes[$0] != held && !isValidation(trainMaskedFaces[$0].path) },
+                                    feats(plainRows) { !isValidation(trainPlainFaces[$0].path) })
+                    let pm = maskedRows.plain.indices.filter { trainMaskedTypes[$0] == held && isValidation(trainMaskedFaces[$0].path) }
+                        .map { d.probability(features: maskedRows.plain[$0]) }
+                    let pu = plainRows.plain.indices.filter { isValidation(trainPlainFaces[$0].path) }.map { d.probability(features: plainRows.plain[$0]) }
                     var line: [String] = []
                     for (i, th) in grid.enumerated() {
                         let recall = Double(pm.filter { $0 >= th }.count) / Double(max(pm.count, 1))
@@ -279,7 +329,7 @@ struct MaskTrainCommand: ParsableCommand {
                         sums[i] += (recall + specificity) / 2
                         if abs(th - 0.4) < 1e-9 || abs(th - 0.5) < 1e-9 { line.append(String(format: "%.3f: %.2f%%", th, 50 * (recall + specificity))) }
                     }
-                    log("detector validation: \(held) left out (\(valM.count) masked, \(valU.count) unmasked faces of held-out training people): \(line.joined(separator: ", "))")
+                    log("detector validation: \(held) left out (\(pm.count) masked, \(pu.count) unmasked faces of held-out training people): \(line.joined(separator: ", "))")
                 }
                 let best = sums.indices.max { sums[$0] < sums[$1] || (sums[$0] == sums[$1] && abs(grid[$0] - 0.5) > abs(grid[$1] - 0.5)) }!
                 threshold = grid[best]
@@ -289,9 +339,22 @@ struct MaskTrainCommand: ParsableCommand {
                                                  "types": types, "grid": grid, "mean_by_threshold": sums.map { $0 / Double(types.count) }]
             }
             log("detector: training version \(v) on \(trainMaskedFaces.count) + \(trainPlainFaces.count) faces\(v >= 3 ? " and their mirror images" : "")\(balanceClasses ? ", classes balanced" : "")")
-            var d = try fit(feats(trainMaskedFaces), feats(trainPlainFaces))
+            var d = try fit(feats(maskedRows), feats(plainRows))
             d.threshold = threshold
             detectorModel = d
+        }
+
+        /// The detector's probabilities for faces (chips and embeddings), in batches (version 4 runs the network on them).
+        func scores(_ faces: [(chip: RGBImage, embedding: [Float])]) throws -> [Double] {
+            var out: [Double] = []
+            for start in stride(from: 0, to: faces.count, by: 64) {
+                let part = faces[start ..< min(faces.count, start + 64)]
+                out += try detectorModel.probabilities(chips: part.map(\.chip), embeddings: part.map(\.embedding), network: embedder.descriptor)
+            }
+            return out
+        }
+        func scores(_ faces: [(chip: RGBImage, embedding: [Float], failed: Bool)]) throws -> [Double] {
+            try scores(faces.map { ($0.chip, $0.embedding) })
         }
 
         // Evaluation data (pairs people; TEST-family masks).
@@ -312,23 +375,41 @@ struct MaskTrainCommand: ParsableCommand {
             var tp = 0, fn = 0, tn = 0, fp = 0
             var perType: [String: (hit: Int, n: Int)] = [:]
             let progress = ProgressReporter(total: candidates.count, label: "detector held-out")
-            for p in candidates {
-                defer { progress.advance() }
-                let plain = try face(root: URL(fileURLWithPath: lfw), path: p, json: evalPlain[p])
-                if detectorModel.probability(chip: plain.chip, embedding: plain.embedding) >= detectorModel.threshold { fp += 1 } else { tn += 1 }
-                if case .some(.some(let type)) = evalManifest[p] {
-                    let m = try face(root: e.appendingPathComponent("masked-test"), path: p, json: evalMasked[p])
-                    let hit = detectorModel.probability(chip: m.chip, embedding: m.embedding) >= detectorModel.threshold
+            for start in stride(from: 0, to: candidates.count, by: 32) {
+                let part = candidates[start ..< min(candidates.count, start + 32)]
+                let plain = try part.map { try face(root: URL(fileURLWithPath: lfw), path: $0, json: evalPlain[$0]) }
+                for p in try scores(plain) { if p >= detectorModel.threshold { fp += 1 } else { tn += 1 } }
+                let maskedPaths = part.compactMap { p -> (String, String)? in
+                    if case .some(.some(let type)) = evalManifest[p] { return (p, type) } else { return nil }
+                }
+                let masked = try maskedPaths.map { try face(root: e.appendingPathComponent("masked-test"), path: $0.0, json: evalMasked[$0.0]) }
+                for (p, type) in zip(try scores(masked), maskedPaths.map(\.1)) {
+                    let hit = p >= detectorModel.threshold
                     if hit { tp += 1 } else { fn += 1 }
                     perType[type, default: (0, 0)].hit += hit ? 1 : 0
                     perType[type, default: (0, 0)].n += 1
                 }
+                progress.advance(by: part.count)
             }
             progress.finish()
+            if let dir = dumpDetectorData {
+                try dumpDetector(dir, "train", trainPlainFaces.map { ($0.path, $0.chip, $0.embedding, "none") }
+                                 + zip(trainMaskedFaces, trainMaskedTypes).map { ($0.0.path, $0.0.chip, $0.0.embedding, $0.1) }, mirror: true)
+                var held: [(String, RGBImage, [Float], String)] = []
+                for p in candidates {
+                    let plain = try face(root: URL(fileURLWithPath: lfw), path: p, json: evalPlain[p])
+                    held.append((p, plain.chip, plain.embedding, "none"))
+                    if case .some(.some(let type)) = evalManifest[p] {
+                        let m = try face(root: e.appendingPathComponent("masked-test"), path: p, json: evalMasked[p])
+                        held.append((p, m.chip, m.embedding, type))
+                    }
+                }
+                try dumpDetector(dir, "heldout", held, mirror: false)
+            }
             let acc = Double(tp + tn) / Double(max(tp + tn + fp + fn, 1))
             let types = perType.keys.sorted().map { "\($0) \(perType[$0]!.hit)/\(perType[$0]!.n)" }.joined(separator: ", ")
-            let trainAcc = (Double(trainMaskedFaces.filter { detectorModel.probability(chip: $0.chip, embedding: $0.embedding) >= detectorModel.threshold }.count)
-                            + Double(trainPlainFaces.filter { detectorModel.probability(chip: $0.chip, embedding: $0.embedding) < detectorModel.threshold }.count))
+            let trainAcc = (Double(try scores(trainMaskedFaces.map { ($0.chip, $0.embedding) }).filter { $0 >= detectorModel.threshold }.count)
+                            + Double(try scores(trainPlainFaces.map { ($0.chip, $0.embedding) }).filter { $0 < detectorModel.threshold }.count))
                 / Double(max(trainMaskedFaces.count + trainPlainFaces.count, 1))
             detectorResult = ["heldout_accuracy": acc, "heldout_masked_recall": Double(tp) / Double(max(tp + fn, 1)),
                               "heldout_unmasked_specificity": Double(tn) / Double(max(tn + fp, 1)),
@@ -375,12 +456,21 @@ struct MaskTrainCommand: ParsableCommand {
             try h.write(to: out.appendingPathComponent("unmasking-head-v1.json"))
             headModel = h
         }
-        let matcher = MaskAwareMatcher(detector: detectorModel, head: headModel)
+        let matcher = MaskAwareMatcher(detector: detectorModel, head: headModel, network: embedder.descriptor)
 
         // 3. Thresholds from training-people impostors (TRAIN masks), for the frozen and the mask-aware embedding.
         func distance(_ a: [Float], _ b: [Float]) -> Double { unitDistance(a, b) }
-        let trainPlainAware = trainPlainFaces.map { matcher.process(chip: $0.chip, embedding: $0.embedding) }
-        let trainMaskedAware = trainMaskedFaces.map { matcher.process(chip: $0.chip, embedding: $0.embedding) }
+        /// Mask-aware faces in batches (the detector may run the network on the chips).
+        func aware(_ faces: [(chip: RGBImage, embedding: [Float])]) throws -> [MaskAwareFace] {
+            var out: [MaskAwareFace] = []
+            for start in stride(from: 0, to: faces.count, by: 64) {
+                let part = faces[start ..< min(faces.count, start + 64)]
+                out += try matcher.process(chips: part.map(\.chip), embeddings: part.map(\.embedding))
+            }
+            return out
+        }
+        let trainPlainAware = try aware(trainPlainFaces.map { ($0.chip, $0.embedding) })
+        let trainMaskedAware = try aware(trainMaskedFaces.map { ($0.chip, $0.embedding) })
         func impostors(_ a: [(String, [Float])], _ b: [(String, [Float])], same: Bool) -> [Double] {
             var d: [Double] = []
             for i in a.indices {
@@ -457,12 +547,16 @@ struct MaskTrainCommand: ParsableCommand {
         let images = Set(usedPairs.flatMap { [$0.first, $0.second] }.map { "\($0.name)/\($0.fileName())" }).sorted()
         do {
             let progress = ProgressReporter(total: images.count, label: "pair images")
-            for p in images {
-                defer { progress.advance() }
-                let a = try face(root: URL(fileURLWithPath: lfw), path: p, json: evalPlain[p])
-                plainT[p] = Template(frozen: a.embedding, aware: matcher.process(chip: a.chip, embedding: a.embedding), failed: a.failed)
-                let b = try face(root: e.appendingPathComponent("masked-test"), path: p, json: evalMasked[p])
-                maskedT[p] = Template(frozen: b.embedding, aware: matcher.process(chip: b.chip, embedding: b.embedding), failed: b.failed)
+            for start in stride(from: 0, to: images.count, by: 32) {
+                let part = Array(images[start ..< min(images.count, start + 32)])
+                let a = try part.map { try face(root: URL(fileURLWithPath: lfw), path: $0, json: evalPlain[$0]) }
+                let b = try part.map { try face(root: e.appendingPathComponent("masked-test"), path: $0, json: evalMasked[$0]) }
+                let aa = try aware(a.map { ($0.chip, $0.embedding) }), ba = try aware(b.map { ($0.chip, $0.embedding) })
+                for (k, p) in part.enumerated() {
+                    plainT[p] = Template(frozen: a[k].embedding, aware: aa[k], failed: a[k].failed)
+                    maskedT[p] = Template(frozen: b[k].embedding, aware: ba[k], failed: b[k].failed)
+                }
+                progress.advance(by: part.count)
             }
             progress.finish()
         }

@@ -109,7 +109,7 @@ struct Serve: AsyncParsableCommand {
             let fusion = try configuration.periocularFusion.map { name -> (fusion: PeriocularFusion, model: any FaceDescriptorModel) in
                 (try PeriocularFusion.named(name), base.descriptor)
             }
-            let dlib = MaskAwareEmbedder(base: base, matcher: try .bundled(), periocular: fusion)
+            let dlib = MaskAwareEmbedder(base: base, matcher: try .bundled(network: base.descriptor), periocular: fusion)
             let embedder: any Embedder = configuration.modelVersionTag.map { VersionTaggedEmbedder(dlib, version: $0) } ?? dlib
             let node = try EmbedderNode(configuration: configuration, embedder: embedder, context: context, logger: logger)
             service = NodeService(name: "embedder") { await node.run() }

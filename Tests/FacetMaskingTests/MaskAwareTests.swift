@@ -233,7 +233,7 @@ private func gaussianVector(_ rng: inout SplitMix64, _ d: Int) -> [Double] {
         let f = try #require(faces.first)
         #expect(abs(f.box.left - 66) <= 2 && abs(f.box.top - 72) <= 2 && abs(f.box.right - 165) <= 2 && abs(f.box.bottom - 170) <= 2,
                 "box \(f.box)")
-        let aware = MaskAwareEmbedder(base: retrying, matcher: try MaskAwareMatcher.bundled())
+        let aware = MaskAwareEmbedder(base: retrying, matcher: try MaskAwareMatcher.bundled(network: retrying.descriptor))
         let g = try #require(try aware.analyze(image, upsample: 0, jitter: 0).first)
         let p = try #require(g.maskProbability)
         #expect(p > 0.5 && g.masked == true, "p(mask) = \(p)")
@@ -278,14 +278,14 @@ private func gaussianVector(_ rng: inout SplitMix64, _ d: Int) -> [Double] {
 
     @Test("unmasked fixture faces keep their frozen embedding")
     func unmaskedUnchanged() throws {
-        let matcher = try MaskAwareMatcher.bundled()
         let embedder = try DlibFaceEmbedder(locator: FaceModelLocator())
+        let matcher = try MaskAwareMatcher.bundled(network: embedder.descriptor)
         for name in FaceFixture.names.prefix(4) {
             let f = try FaceFixture.load(name)
             let picture = try ImageDecoder().decodeFile(atPath: FaceFixture.directory.appendingPathComponent(f.image).path)
             let box = FaceRect(left: f.box.left, top: f.box.top, right: f.box.right, bottom: f.box.bottom)
             let a = try #require(try embedder.analyze(picture, detections: [FaceDetection(rect: box, confidence: 1)]).first)
-            let r = matcher.process(image: picture, face: a)
+            let r = try matcher.process(image: picture, face: a)
             #expect(!r.masked, "\(name): p(mask) = \(r.maskProbability)")
             #expect(r.embedding == a.embedding && !r.adapted)
         }

@@ -92,8 +92,8 @@ import Testing
     func embedderFillsPeriocular() throws {
         let fusion = try PeriocularFusion.bundled()
         let dlib = try DlibFaceEmbedder(locator: FaceModelLocator())
-        let with = MaskAwareEmbedder(base: dlib, matcher: try MaskAwareMatcher.bundled(), periocular: (fusion, dlib.descriptor))
-        let without = MaskAwareEmbedder(base: dlib, matcher: try MaskAwareMatcher.bundled())
+        let with = MaskAwareEmbedder(base: dlib, matcher: try MaskAwareMatcher.bundled(network: dlib.descriptor), periocular: (fusion, dlib.descriptor))
+        let without = MaskAwareEmbedder(base: dlib, matcher: try MaskAwareMatcher.bundled(network: dlib.descriptor))
         let f = try FaceFixture.load(FaceFixture.names[0])
         let picture = try ImageDecoder().decodeFile(atPath: FaceFixture.directory.appendingPathComponent(f.image).path)
         let faces = try with.analyze(picture, upsample: 0, jitter: 0)

@@ -12,7 +12,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 R = os.path.join(here, "..", "..", "Sources", "FacetMasking", "Resources") + "/"
 sys.argv = [sys.argv[0], sys.argv[1], sys.argv[2], R + "unmasking-head-v1.json"]
 exec(open(os.path.join(here, "fold-heads-check.py")).read().split('for name, fm, sm in')[0])
-THR = json.load(open(R + "mask-detector-v3.json"))["threshold"]
+THR = json.load(open(R + "mask-detector-v4.json"))["threshold"]
 PU = read_periocular("unmasked"); PM = read_periocular("masked-test")
 ims = sorted(set(PU) & set(PM) & set(U) & set(M))
 def unit(v): return v / np.linalg.norm(v)
