@@ -189,7 +189,7 @@ extension Coordinator {
         let version = r.modelVersion.isEmpty ? activeModelVersion : r.modelVersion
         var records: [WireTemplateRecord] = []
         var infos: [WireTemplateInfo] = []
-        func add(_ values: [Float], digest: [UInt8], masked: Bool) {
+        func add(_ values: [Float], digest: [UInt8], masked: Bool, periocular: [Float]? = nil) {
             var rec = WireTemplateRecord()
             rec.templateID = TemplateIdentity.templateID(subject: subject, collection: collection, sourceDigest: digest, modelVersion: version)
             guard !records.contains(where: { $0.templateID == rec.templateID }) else { return }
@@ -197,6 +197,7 @@ extension Coordinator {
             rec.collection = collection
             rec.embedding = WireEmbedding(values: values, modelVersion: version)
             rec.masked = masked
+            if let periocular { rec.periocularEmbedding = WireEmbedding(values: periocular, modelVersion: version) }
             rec.sourceSha256 = Data(digest)
             rec.enrolledUnixMs = nowMilliseconds()
             records.append(rec)
@@ -215,7 +216,9 @@ extension Coordinator {
         }
         for image in r.images {
             let (face, values) = try await embedding(of: image, upsample: r.upsample, modelVersion: version, ctx)
-            add(values, digest: TemplateIdentity.sourceDigest(Array(image.data)), masked: face.masked)
+            // The upper-face embedding is stored with the template when the embedder made one (periocular fusion).
+            add(values, digest: TemplateIdentity.sourceDigest(Array(image.data)), masked: face.masked,
+                periocular: face.hasPeriocularEmbedding ? try checked(face.periocularEmbedding) : nil)
         }
         let p = currentMap.partition(of: subject)
         var ins = WirePartitionInsertRequest()
@@ -297,6 +300,7 @@ extension Coordinator {
 
     func identify(_ r: WireIdentifyRequest, _ ctx: RequestContext) async throws(FacetError) -> WireIdentifyReply {
         let query: [Float]
+        var periocular: [Float]?
         var version = activeModelVersion
         var face: WireFace?
         switch r.query {
@@ -307,10 +311,13 @@ extension Coordinator {
             let (f, values) = try await embedding(of: image, upsample: r.upsample, ctx)
             face = f
             face!.clearEmbedding()
+            face!.clearPeriocularEmbedding()
             query = values
+            periocular = f.hasPeriocularEmbedding ? try checked(f.periocularEmbedding) : nil
         case nil: throw FacetError(.invalidArgument, "give an image or an embedding", field: "query")
         }
-        let search = try identifySearch(r, query: query, version: version)
+        var search = try identifySearch(r, query: query, version: version)
+        fuse(&search, periocular: periocular, probeMasked: face?.masked ?? false)
         let (lists, missing) = await scatterSearch(search, partitions: currentMap.allPartitions, ctx)
         return identifyReply(r, query: query, version: version, face: face, lists: lists, missing: missing, ctx)
     }
@@ -332,6 +339,15 @@ extension Coordinator {
         searchScatter(search, partitions: currentMap.allPartitions, ctx) { [self] lists, missing in
             completion(.success(identifyReply(r, query: query, version: version, face: nil, lists: lists, missing: missing, ctx)))
         }
+    }
+
+    /// Periocular fusion (docs/masks.md): with fusion configured and the probe's upper-face embedding, the matchers
+    /// re-rank their nearest templates by the fused distance where the probe or the template is masked.
+    private func fuse(_ search: inout WirePartitionSearchRequest, periocular: [Float]?, probeMasked: Bool) {
+        guard let fusion = decisionThresholds.fusion, let periocular else { return }
+        search.periocularQuery = WireEmbedding(values: periocular, modelVersion: search.query.modelVersion)
+        search.queryMasked = probeMasked
+        search.periocularFullWeight = Float(fusion.fullWeight)
     }
 
     private func identifySearch(_ r: WireIdentifyRequest, query: [Float], version: String) throws(FacetError) -> WirePartitionSearchRequest {
@@ -359,7 +375,8 @@ extension Coordinator {
         reply.candidates = TopKMerge.merge(lists, k: k, maxDistance: r.maxDistance > 0 ? r.maxDistance : nil).map { c in
             var c = c
             c.score = max(0, 1 - c.distance / 2)
-            c.match = c.distance <= decisionThresholds.maxDistance(probeMasked: probeMasked, referenceMasked: c.templateMasked)
+            let fused = c.periocularFused ? decisionThresholds.maxFusedDistance(probeMasked: probeMasked, referenceMasked: c.templateMasked) : nil
+            c.match = c.distance <= fused ?? decisionThresholds.maxDistance(probeMasked: probeMasked, referenceMasked: c.templateMasked)
             return c
         }
         let map = currentMap
@@ -377,9 +394,11 @@ extension Coordinator {
 
     /// The template of `subject` nearest to `probe`: one exact search (subject filter) in the subject's partition on a
     /// ready replica, with fail-over.
-    func nearestTemplate(of subject: String, collection: String, to probe: [Float], _ ctx: RequestContext) async throws(FacetError) -> WireCandidate? {
+    func nearestTemplate(of subject: String, collection: String, to probe: [Float], periocular: [Float]? = nil, probeMasked: Bool = false,
+                         _ ctx: RequestContext) async throws(FacetError) -> WireCandidate? {
         var req = WirePartitionSearchRequest()
         req.query = WireEmbedding(values: probe, modelVersion: activeModelVersion)   // templates of the active model only
+        fuse(&req, periocular: periocular, probeMasked: probeMasked)
         req.k = 1
         req.subjectIds = [subject]
         if !collection.isEmpty { req.collections = [collection] }
@@ -417,12 +436,14 @@ extension Coordinator {
                 reply.periocularFused = true
             }
         case .subjectID(let subject)?:
-            guard let best = try await nearestTemplate(of: subject, collection: r.collection, to: probe, ctx) else {
+            guard let best = try await nearestTemplate(of: subject, collection: r.collection, to: probe, periocular: probePeriocular,
+                                                       probeMasked: reply.probeMasked, ctx) else {
                 throw FacetError(.notFound, "the subject has no templates", field: "subject_id")
             }
             reply.distance = best.distance
             reply.templateID = best.templateID
             reply.referenceMasked = best.templateMasked
+            reply.periocularFused = best.periocularFused
         case nil: throw FacetError(.invalidArgument, "give a reference image, embedding or subject", field: "reference")
         }
         let fusedThreshold = reply.periocularFused

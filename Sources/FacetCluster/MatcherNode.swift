@@ -184,8 +184,12 @@ public final class MatcherNode: Sendable {
                 var fresh: [TemplateRecord] = []
                 var already = r.records.count - records.count
                 for w in records {
-                    let values: [Float]
-                    do throws(WireEmbeddingError) { values = try w.embedding.validatedValues(expectedDimension: partitionConfiguration.dimension) } catch {
+                    let values: [Float], periocular: [Float]?
+                    do throws(WireEmbeddingError) {
+                        values = try w.embedding.validatedValues(expectedDimension: partitionConfiguration.dimension)
+                        periocular = w.hasPeriocularEmbedding
+                            ? try w.periocularEmbedding.validatedValues(expectedDimension: partitionConfiguration.dimension) : nil
+                    } catch {
                         throw error.facetError
                     }
                     guard !w.subjectID.isEmpty else { throw FacetError(.invalidArgument, "record without subject", field: "subject_id") }
@@ -193,7 +197,7 @@ public final class MatcherNode: Sendable {
                     if (try? part.template(id)) ?? nil != nil { already += 1; continue }
                     fresh.append(TemplateRecord(id: id, subject: SubjectID(w.subjectID), collection: w.collection, embedding: values,
                                                 masked: w.masked, modelVersion: w.embedding.modelVersion,
-                                                createdAtMilliseconds: w.enrolledUnixMs))
+                                                createdAtMilliseconds: w.enrolledUnixMs, periocular: periocular))
                 }
                 do { try part.insert(fresh) } catch { throw storageFailure(error, "insert", node: node, directory: dataDirectory) }
                 var reply = WirePartitionInsertReply()
@@ -250,9 +254,17 @@ public final class MatcherNode: Sendable {
     /// A partition search on the calling thread (the search queue's): every partition asked for that this node
     /// serves, merged into one top-k.
     func searchNow(_ r: WirePartitionSearchRequest) -> Result<WirePartitionSearchReply, FacetError> {
-        let query: [Float]
-        do { query = try r.query.validatedValues(expectedDimension: partitionConfiguration.dimension) } catch { return .failure(error.facetError) }
+        let query: [Float], periocularQuery: [Float]?
+        do {
+            query = try r.query.validatedValues(expectedDimension: partitionConfiguration.dimension)
+            periocularQuery = r.hasPeriocularQuery ? try r.periocularQuery.validatedValues(expectedDimension: partitionConfiguration.dimension) : nil
+        } catch { return .failure(error.facetError) }
+        guard periocularQuery == nil || (0...1).contains(r.periocularFullWeight) else {
+            return .failure(FacetError(.invalidArgument, "periocular_full_weight must be in [0, 1]", field: "periocular_full_weight"))
+        }
         let k = Int(r.k == 0 ? 5 : min(r.k, 1000))
+        // With a periocular probe, a deeper candidate list is re-ranked by the fused distance.
+        let depth = periocularQuery == nil ? k : max(k, Int(r.rerankDepth == 0 ? UInt32(max(4 * k, 50)) : min(r.rerankDepth, 4000)))
         let ef = Int(r.ef == 0 ? UInt32(configuration.defaultEf ?? 128) : min(r.ef, 4096))
         let held = partitions.withLock { $0 }
         let node = nodeID
@@ -268,9 +280,9 @@ public final class MatcherNode: Sendable {
             // Every partition assigned to this node is created on first write; one not on disk is empty here.
             guard let part = held[p] else { reply.searchedPartitions.append(p); continue }
             do {
-                let matches = try part.search(query, k: k, parameters: SearchParameters(ef: max(ef, k)),
+                let matches = try part.search(query, k: depth, parameters: SearchParameters(ef: max(ef, depth)),
                                               filter: Self.versionFilter(filter, version: r.query.modelVersion, held: part.modelVersions))
-                lists.append(matches.map { m in
+                var list = try matches.map { m in
                     var c = WireCandidate()
                     c.subjectID = m.subject.rawValue
                     c.templateID = m.template.rawValue
@@ -278,8 +290,19 @@ public final class MatcherNode: Sendable {
                     c.partition = p
                     c.nodeID = node
                     c.templateMasked = m.masked
+                    if let pq = periocularQuery, r.queryMasked || m.masked,
+                       let pt = try part.template(m.template)?.periocular {
+                        let w = r.periocularFullWeight
+                        c.distance = w * c.distance + (1 - w) * euclideanDistance(pq, pt)
+                        c.periocularFused = true
+                    }
                     return c
-                })
+                }
+                if periocularQuery != nil {
+                    list.sort(by: TopKMerge.precedes)
+                    if list.count > k { list.removeLast(list.count - k) }
+                }
+                lists.append(list)
                 reply.searchedPartitions.append(p)
             } catch {
                 reply.missingPartitions.append(p)
@@ -319,6 +342,7 @@ public final class MatcherNode: Sendable {
                     w.embedding = WireEmbedding(values: t.embedding, modelVersion: t.modelVersion)
                     w.masked = t.masked
                     w.enrolledUnixMs = t.createdAtMilliseconds
+                    if let p = t.periocular { w.periocularEmbedding = WireEmbedding(values: p, modelVersion: t.modelVersion) }
                     b.records.append(w)
                     return true
                 }

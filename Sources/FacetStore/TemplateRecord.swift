@@ -32,11 +32,15 @@ public struct TemplateRecord: Hashable, Sendable {
     public var modelVersion: String
     /// Milliseconds since 1970-01-01 UTC.
     public var createdAtMilliseconds: Int64
+    /// The upper-face (periocular) embedding of the same photo, for fused comparisons with masked faces; nil when the
+    /// embedder did not compute one. Same dimension as `embedding`.
+    public var periocular: [Float]?
 
     public init(id: TemplateID, subject: SubjectID, collection: String = "", embedding: [Float], masked: Bool = false,
-                modelVersion: String = "", createdAtMilliseconds: Int64 = 0) {
+                modelVersion: String = "", createdAtMilliseconds: Int64 = 0, periocular: [Float]? = nil) {
         self.id = id; self.subject = subject; self.collection = collection; self.embedding = embedding
         self.masked = masked; self.modelVersion = modelVersion; self.createdAtMilliseconds = createdAtMilliseconds
+        self.periocular = periocular
     }
 }
 
@@ -86,24 +90,32 @@ public struct PlaintextSealer: TemplateSealer {
 
 /// Layout v1 (little-endian): version byte, flags byte (bit 0 = masked), created-at Int64,
 /// subject / collection / model version as UInt16 length + UTF-8, dimension UInt16, Float32 components.
+/// Layout v2 = v1 + a second vector (dimension UInt16, Float32 components): the periocular embedding. A record
+/// without one is written as v1, so stores written before v2 and records without it stay byte-for-byte the same.
 public struct BinaryTemplateCodec: TemplateCodec {
     public init() {}
     static let version: UInt8 = 1
+    static let versionWithPeriocular: UInt8 = 2
 
     public func encode(_ r: TemplateRecord) throws(StoreError) -> [UInt8] {
         let subject = Array(r.subject.rawValue.utf8), collection = Array(r.collection.utf8), model = Array(r.modelVersion.utf8)
         guard !subject.isEmpty, subject.count <= 255 else { throw .invalidRecord(r.id, reason: "subject id must be 1–255 UTF-8 bytes") }
         guard collection.count <= 255, model.count <= 255 else { throw .invalidRecord(r.id, reason: "collection and model version are at most 255 bytes") }
         guard r.embedding.count <= UInt16.max else { throw .invalidRecord(r.id, reason: "embedding too long") }
-        var out: [UInt8] = [Self.version, r.masked ? 1 : 0]
+        if let p = r.periocular, p.count != r.embedding.count {
+            throw .invalidRecord(r.id, reason: "periocular embedding has \(p.count) components, the embedding \(r.embedding.count)")
+        }
+        var out: [UInt8] = [r.periocular == nil ? Self.version : Self.versionWithPeriocular, r.masked ? 1 : 0]
         out.reserveCapacity(24 + subject.count + collection.count + model.count + 4 * r.embedding.count)
         withUnsafeBytes(of: r.createdAtMilliseconds.littleEndian) { out.append(contentsOf: $0) }
         for field in [subject, collection, model] {
             withUnsafeBytes(of: UInt16(field.count).littleEndian) { out.append(contentsOf: $0) }
             out.append(contentsOf: field)
         }
-        withUnsafeBytes(of: UInt16(r.embedding.count).littleEndian) { out.append(contentsOf: $0) }
-        for x in r.embedding { withUnsafeBytes(of: x.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+        for vector in [r.embedding] + (r.periocular.map { [$0] } ?? []) {
+            withUnsafeBytes(of: UInt16(vector.count).littleEndian) { out.append(contentsOf: $0) }
+            for x in vector { withUnsafeBytes(of: x.bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+        }
         return out
     }
 
@@ -116,23 +128,29 @@ public struct BinaryTemplateCodec: TemplateCodec {
             return String(decoding: b[i..<i + n], as: UTF8.self)
         }
         try need(10)
-        guard b[0] == Self.version else { throw .corruptRecord(id, reason: "unknown record version \(b[0])") }
+        guard b[0] == Self.version || b[0] == Self.versionWithPeriocular else { throw .corruptRecord(id, reason: "unknown record version \(b[0])") }
         let masked = b[1] & 1 != 0
         var created: UInt64 = 0
         for k in 0..<8 { created |= UInt64(b[2 + k]) << (8 * UInt64(k)) }
         i = 10
         let subject = try string(), collection = try string(), model = try string()
-        let d = try u16()
-        try need(4 * d)
-        var embedding = [Float](repeating: 0, count: d)
-        for k in 0..<d {
-            let o = i + 4 * k
-            embedding[k] = Float(bitPattern: UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24)
+        func vector() throws(StoreError) -> [Float] {
+            let d = try u16()
+            try need(4 * d)
+            var v = [Float](repeating: 0, count: d)
+            for k in 0..<d {
+                let o = i + 4 * k
+                v[k] = Float(bitPattern: UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24)
+            }
+            i += 4 * d
+            return v
         }
-        i += 4 * d
+        let embedding = try vector()
+        let periocular = b[0] == Self.versionWithPeriocular ? try vector() : nil
         guard i == b.count else { throw .corruptRecord(id, reason: "trailing bytes") }
+        if let periocular, periocular.count != embedding.count { throw .corruptRecord(id, reason: "periocular dimension differs") }
         return TemplateRecord(id: id, subject: SubjectID(subject), collection: collection, embedding: embedding, masked: masked,
-                              modelVersion: model, createdAtMilliseconds: Int64(bitPattern: created))
+                              modelVersion: model, createdAtMilliseconds: Int64(bitPattern: created), periocular: periocular)
     }
 }
 

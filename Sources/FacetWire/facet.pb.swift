@@ -1525,6 +1525,10 @@ public nonisolated struct WireCandidate: Sendable {
   /// distance at or under the threshold for this comparison type
   public var match: Bool = false
 
+  /// `distance` is the periocular-fused distance (docs/masks.md): the probe or the template is masked, both have
+  /// periocular embeddings and the coordinator runs with periocular fusion; `match` then uses the fused thresholds.
+  public var periocularFused: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2405,11 +2409,22 @@ public nonisolated struct WireTemplateRecord: Sendable {
 
   public var metadata: Dictionary<String,String> = [:]
 
+  /// upper-face embedding (Face.periocular_embedding), stored with the template
+  public var periocularEmbedding: WireEmbedding {
+    get {_periocularEmbedding ?? WireEmbedding()}
+    set {_periocularEmbedding = newValue}
+  }
+  /// Returns true if `periocularEmbedding` has been explicitly set.
+  public var hasPeriocularEmbedding: Bool {self._periocularEmbedding != nil}
+  /// Clears the value of `periocularEmbedding`. Subsequent reads from it will return its default value.
+  public mutating func clearPeriocularEmbedding() {self._periocularEmbedding = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _embedding: WireEmbedding? = nil
+  fileprivate var _periocularEmbedding: WireEmbedding? = nil
 }
 
 public nonisolated struct WirePartitionInsertRequest: Sendable {
@@ -2539,11 +2554,30 @@ public nonisolated struct WirePartitionSearchRequest: Sendable {
   /// only templates of these subjects (exact search when they are few)
   public var subjectIds: [String] = []
 
+  /// Periocular fusion: the probe's upper-face embedding. The matcher takes the rerank_depth (0 = max(4k, 50)) nearest
+  /// templates by the full distance and re-ranks them by `w·full + (1 − w)·periocular` (w = periocular_full_weight)
+  /// wherever the probe (query_masked) or the template is masked and the template has a periocular embedding.
+  public var periocularQuery: WireEmbedding {
+    get {_periocularQuery ?? WireEmbedding()}
+    set {_periocularQuery = newValue}
+  }
+  /// Returns true if `periocularQuery` has been explicitly set.
+  public var hasPeriocularQuery: Bool {self._periocularQuery != nil}
+  /// Clears the value of `periocularQuery`. Subsequent reads from it will return its default value.
+  public mutating func clearPeriocularQuery() {self._periocularQuery = nil}
+
+  public var queryMasked: Bool = false
+
+  public var periocularFullWeight: Float = 0
+
+  public var rerankDepth: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _query: WireEmbedding? = nil
+  fileprivate var _periocularQuery: WireEmbedding? = nil
 }
 
 public nonisolated struct WirePartitionSearchReply: Sendable {
@@ -4817,7 +4851,7 @@ nonisolated extension WireIdentifyRequest: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension WireCandidate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Candidate"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subject_id\0\u{3}template_id\0\u{1}distance\0\u{1}score\0\u{1}partition\0\u{3}node_id\0\u{1}collection\0\u{3}template_masked\0\u{1}match\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subject_id\0\u{3}template_id\0\u{1}distance\0\u{1}score\0\u{1}partition\0\u{3}node_id\0\u{1}collection\0\u{3}template_masked\0\u{1}match\0\u{3}periocular_fused\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4834,6 +4868,7 @@ nonisolated extension WireCandidate: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 7: try { try decoder.decodeSingularStringField(value: &self.collection) }()
       case 8: try { try decoder.decodeSingularBoolField(value: &self.templateMasked) }()
       case 9: try { try decoder.decodeSingularBoolField(value: &self.match) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.periocularFused) }()
       default: break
       }
     }
@@ -4867,6 +4902,9 @@ nonisolated extension WireCandidate: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if self.match != false {
       try visitor.visitSingularBoolField(value: self.match, fieldNumber: 9)
     }
+    if self.periocularFused != false {
+      try visitor.visitSingularBoolField(value: self.periocularFused, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4880,6 +4918,7 @@ nonisolated extension WireCandidate: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.collection != rhs.collection {return false}
     if lhs.templateMasked != rhs.templateMasked {return false}
     if lhs.match != rhs.match {return false}
+    if lhs.periocularFused != rhs.periocularFused {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6482,7 +6521,7 @@ nonisolated extension WireWorkerDisconnect: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension WireTemplateRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TemplateRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}template_id\0\u{3}subject_id\0\u{1}collection\0\u{1}embedding\0\u{1}masked\0\u{3}source_sha256\0\u{3}enrolled_unix_ms\0\u{1}sequence\0\u{1}metadata\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}template_id\0\u{3}subject_id\0\u{1}collection\0\u{1}embedding\0\u{1}masked\0\u{3}source_sha256\0\u{3}enrolled_unix_ms\0\u{1}sequence\0\u{1}metadata\0\u{3}periocular_embedding\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6499,6 +6538,7 @@ nonisolated extension WireTemplateRecord: SwiftProtobuf.Message, SwiftProtobuf._
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.enrolledUnixMs) }()
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
       case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.metadata) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._periocularEmbedding) }()
       default: break
       }
     }
@@ -6536,6 +6576,9 @@ nonisolated extension WireTemplateRecord: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.metadata.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.metadata, fieldNumber: 9)
     }
+    try { if let v = self._periocularEmbedding {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6549,6 +6592,7 @@ nonisolated extension WireTemplateRecord: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.enrolledUnixMs != rhs.enrolledUnixMs {return false}
     if lhs.sequence != rhs.sequence {return false}
     if lhs.metadata != rhs.metadata {return false}
+    if lhs._periocularEmbedding != rhs._periocularEmbedding {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6771,7 +6815,7 @@ nonisolated extension WirePartitionDeleteReply: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension WirePartitionSearchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PartitionSearchRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partitions\0\u{1}query\0\u{1}k\0\u{1}ef\0\u{1}collections\0\u{3}max_distance\0\u{3}shard_map_epoch\0\u{3}subject_ids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partitions\0\u{1}query\0\u{1}k\0\u{1}ef\0\u{1}collections\0\u{3}max_distance\0\u{3}shard_map_epoch\0\u{3}subject_ids\0\u{3}periocular_query\0\u{3}query_masked\0\u{3}periocular_full_weight\0\u{3}rerank_depth\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6787,6 +6831,10 @@ nonisolated extension WirePartitionSearchRequest: SwiftProtobuf.Message, SwiftPr
       case 6: try { try decoder.decodeSingularFloatField(value: &self.maxDistance) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.shardMapEpoch) }()
       case 8: try { try decoder.decodeRepeatedStringField(value: &self.subjectIds) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._periocularQuery) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.queryMasked) }()
+      case 11: try { try decoder.decodeSingularFloatField(value: &self.periocularFullWeight) }()
+      case 12: try { try decoder.decodeSingularUInt32Field(value: &self.rerankDepth) }()
       default: break
       }
     }
@@ -6821,6 +6869,18 @@ nonisolated extension WirePartitionSearchRequest: SwiftProtobuf.Message, SwiftPr
     if !self.subjectIds.isEmpty {
       try visitor.visitRepeatedStringField(value: self.subjectIds, fieldNumber: 8)
     }
+    try { if let v = self._periocularQuery {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    if self.queryMasked != false {
+      try visitor.visitSingularBoolField(value: self.queryMasked, fieldNumber: 10)
+    }
+    if self.periocularFullWeight.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.periocularFullWeight, fieldNumber: 11)
+    }
+    if self.rerankDepth != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rerankDepth, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6833,6 +6893,10 @@ nonisolated extension WirePartitionSearchRequest: SwiftProtobuf.Message, SwiftPr
     if lhs.maxDistance != rhs.maxDistance {return false}
     if lhs.shardMapEpoch != rhs.shardMapEpoch {return false}
     if lhs.subjectIds != rhs.subjectIds {return false}
+    if lhs._periocularQuery != rhs._periocularQuery {return false}
+    if lhs.queryMasked != rhs.queryMasked {return false}
+    if lhs.periocularFullWeight != rhs.periocularFullWeight {return false}
+    if lhs.rerankDepth != rhs.rerankDepth {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -307,6 +307,31 @@ struct ClusterProcessTests {
             #expect(fusedReply.match == (fusedReply.distance <= fusedReply.threshold))
             #expect(!same.periocularFused && !other.periocularFused)
 
+            // Identify and verify against enrolled subjects fuse too: templates enrolled from images keep their
+            // periocular embedding (TemplateRecord layout v2), the matchers re-rank by the fused distance wherever the
+            // probe or the template is masked, and `match` uses the fused thresholds.
+            let maskedEnrol = try await client.enrol(subjectID: "lamas-masked", images: [try Data(contentsOf: maskedURL)])
+            #expect(maskedEnrol.templates.first?.masked == true)
+            let unmaskedProbe = try await client.identify(image: try image("lfw-sample-Anthony_Hopkins_0001.jpg"), k: 4)
+            #expect(!unmaskedProbe.face.hasPeriocularEmbedding && !unmaskedProbe.face.hasEmbedding)
+            for c in unmaskedProbe.candidates {
+                #expect(c.periocularFused == c.templateMasked, "\(c.subjectID): fused \(c.periocularFused), template masked \(c.templateMasked)")
+            }
+            let towardsMasked = try #require(unmaskedProbe.candidates.first { $0.subjectID == "lamas-masked" })
+            #expect(abs(Double(towardsMasked.distance) - expected) < 1e-4, "fused \(towardsMasked.distance), expected \(expected)")
+            #expect(towardsMasked.match == (Double(towardsMasked.distance) <= fusedThreshold))
+            let maskedProbe = try await client.identify(image: try Data(contentsOf: maskedURL), k: 4)
+            #expect(maskedProbe.face.masked && maskedProbe.candidates.allSatisfy(\.periocularFused))
+            #expect(maskedProbe.candidates.first?.subjectID == "lamas-masked" && maskedProbe.candidates.first?.match == true)
+            let hopkinsFused = try #require(maskedProbe.candidates.first { $0.subjectID == "hopkins" })
+            #expect(abs(Double(hopkinsFused.distance) - expected) < 1e-4)
+            let bySubject = try await client.verify(probe: try Data(contentsOf: maskedURL), subjectID: "hopkins")
+            #expect(bySubject.periocularFused && bySubject.comparison == .maskedUnmasked)
+            #expect(abs(Double(bySubject.distance) - expected) < 1e-4 && abs(Double(bySubject.threshold) - fusedThreshold) < 1e-6)
+            let plainBySubject = try await client.verify(probe: try image("lfw-sample-Anthony_Hopkins_0002.jpg"), subjectID: "hopkins")
+            #expect(!plainBySubject.periocularFused && plainBySubject.match)
+            _ = try await client.deleteSubject("lamas-masked")
+
             // Delete removes the subject: identify no longer finds it, verify against it is NOT_FOUND.
             let deleted = try await client.deleteSubject("hopkins")
             #expect(deleted.templatesDeleted == 1)

@@ -60,6 +60,22 @@ struct TemplateCodecTests {
         var bad = r; bad.subject = SubjectID("")
         #expect(throws: StoreError.self) { try codec.encode(bad) }
     }
+
+    @Test("a record with a periocular embedding is layout v2 and round-trips; without one it stays v1, byte for byte")
+    func periocularLayout() throws {
+        let codec = BinaryTemplateCodec()
+        let r = faceRecords(2)[0]
+        let v1 = try codec.encode(r)
+        #expect(v1[0] == 1 && v1.count == 10 + 6 + r.subject.rawValue.utf8.count + r.collection.utf8.count + r.modelVersion.utf8.count + 2 + 4 * r.embedding.count)
+        var p = r; p.periocular = faceRecords(2)[1].embedding
+        let v2 = try codec.encode(p)
+        #expect(v2[0] == 2 && Array(v2[1..<v1.count]) == Array(v1[1...]) && v2.count == v1.count + 2 + 4 * r.embedding.count)
+        #expect(try codec.decode(v2, id: p.id) == p)
+        #expect(try codec.decode(v2, id: p.id).periocular == p.periocular)
+        #expect(throws: StoreError.self) { try codec.decode(Array(v2.dropLast(4)), id: p.id) }
+        var short = p; short.periocular = Array(p.periocular!.prefix(5))
+        #expect(throws: StoreError.self) { try codec.encode(short) }
+    }
 }
 
 @Suite("Partition")

@@ -5353,7 +5353,7 @@ const ProtobufCMessageDescriptor facet__v1__identify_request__descriptor =
   (ProtobufCMessageInit) facet__v1__identify_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__candidate__field_descriptors[9] =
+static const ProtobufCFieldDescriptor facet__v1__candidate__field_descriptors[10] =
 {
   {
     "subject_id",
@@ -5463,6 +5463,18 @@ static const ProtobufCFieldDescriptor facet__v1__candidate__field_descriptors[9]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "periocular_fused",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__Candidate, periocular_fused),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__candidate__field_indices_by_name[] = {
   6,   /* field[6] = collection */
@@ -5470,6 +5482,7 @@ static const unsigned facet__v1__candidate__field_indices_by_name[] = {
   8,   /* field[8] = match */
   5,   /* field[5] = node_id */
   4,   /* field[4] = partition */
+  9,   /* field[9] = periocular_fused */
   3,   /* field[3] = score */
   0,   /* field[0] = subject_id */
   1,   /* field[1] = template_id */
@@ -5478,7 +5491,7 @@ static const unsigned facet__v1__candidate__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__candidate__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor facet__v1__candidate__descriptor =
 {
@@ -5488,7 +5501,7 @@ const ProtobufCMessageDescriptor facet__v1__candidate__descriptor =
   "Facet__V1__Candidate",
   "facet.v1",
   sizeof(Facet__V1__Candidate),
-  9,
+  10,
   facet__v1__candidate__field_descriptors,
   facet__v1__candidate__field_indices_by_name,
   1,  facet__v1__candidate__number_ranges,
@@ -8123,7 +8136,7 @@ const ProtobufCMessageDescriptor facet__v1__template_record__metadata_entry__des
   (ProtobufCMessageInit) facet__v1__template_record__metadata_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__template_record__field_descriptors[9] =
+static const ProtobufCFieldDescriptor facet__v1__template_record__field_descriptors[10] =
 {
   {
     "template_id",
@@ -8233,6 +8246,18 @@ static const ProtobufCFieldDescriptor facet__v1__template_record__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "periocular_embedding",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__TemplateRecord, periocular_embedding),
+    &facet__v1__embedding__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__template_record__field_indices_by_name[] = {
   2,   /* field[2] = collection */
@@ -8240,6 +8265,7 @@ static const unsigned facet__v1__template_record__field_indices_by_name[] = {
   6,   /* field[6] = enrolled_unix_ms */
   4,   /* field[4] = masked */
   8,   /* field[8] = metadata */
+  9,   /* field[9] = periocular_embedding */
   7,   /* field[7] = sequence */
   5,   /* field[5] = source_sha256 */
   1,   /* field[1] = subject_id */
@@ -8248,7 +8274,7 @@ static const unsigned facet__v1__template_record__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__template_record__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor facet__v1__template_record__descriptor =
 {
@@ -8258,7 +8284,7 @@ const ProtobufCMessageDescriptor facet__v1__template_record__descriptor =
   "Facet__V1__TemplateRecord",
   "facet.v1",
   sizeof(Facet__V1__TemplateRecord),
-  9,
+  10,
   facet__v1__template_record__field_descriptors,
   facet__v1__template_record__field_indices_by_name,
   1,  facet__v1__template_record__number_ranges,
@@ -8664,7 +8690,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_delete_reply__descriptor =
   (ProtobufCMessageInit) facet__v1__partition_delete_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__partition_search_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor facet__v1__partition_search_request__field_descriptors[12] =
 {
   {
     "partitions",
@@ -8762,6 +8788,54 @@ static const ProtobufCFieldDescriptor facet__v1__partition_search_request__field
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "periocular_query",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionSearchRequest, periocular_query),
+    &facet__v1__embedding__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "query_masked",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionSearchRequest, query_masked),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "periocular_full_weight",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionSearchRequest, periocular_full_weight),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rerank_depth",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionSearchRequest, rerank_depth),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__partition_search_request__field_indices_by_name[] = {
   4,   /* field[4] = collections */
@@ -8769,14 +8843,18 @@ static const unsigned facet__v1__partition_search_request__field_indices_by_name
   2,   /* field[2] = k */
   5,   /* field[5] = max_distance */
   0,   /* field[0] = partitions */
+  10,   /* field[10] = periocular_full_weight */
+  8,   /* field[8] = periocular_query */
   1,   /* field[1] = query */
+  9,   /* field[9] = query_masked */
+  11,   /* field[11] = rerank_depth */
   6,   /* field[6] = shard_map_epoch */
   7,   /* field[7] = subject_ids */
 };
 static const ProtobufCIntRange facet__v1__partition_search_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor facet__v1__partition_search_request__descriptor =
 {
@@ -8786,7 +8864,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_search_request__descriptor
   "Facet__V1__PartitionSearchRequest",
   "facet.v1",
   sizeof(Facet__V1__PartitionSearchRequest),
-  8,
+  12,
   facet__v1__partition_search_request__field_descriptors,
   facet__v1__partition_search_request__field_indices_by_name,
   1,  facet__v1__partition_search_request__number_ranges,

@@ -844,10 +844,15 @@ struct  Facet__V1__Candidate
    * distance at or under the threshold for this comparison type
    */
   protobuf_c_boolean match;
+  /*
+   * `distance` is the periocular-fused distance (docs/masks.md): the probe or the template is masked, both have
+   * periocular embeddings and the coordinator runs with periocular fusion; `match` then uses the fused thresholds.
+   */
+  protobuf_c_boolean periocular_fused;
 };
 #define FACET__V1__CANDIDATE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__candidate__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
 struct  Facet__V1__ClassScore
@@ -1510,10 +1515,14 @@ struct  Facet__V1__TemplateRecord
   uint64_t sequence;
   size_t n_metadata;
   Facet__V1__TemplateRecord__MetadataEntry **metadata;
+  /*
+   * upper-face embedding (Face.periocular_embedding), stored with the template
+   */
+  Facet__V1__Embedding *periocular_embedding;
 };
 #define FACET__V1__TEMPLATE_RECORD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__template_record__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, {0,NULL}, 0, 0, 0,NULL }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, {0,NULL}, 0, 0, 0,NULL, NULL }
 
 
 struct  Facet__V1__PartitionInsertRequest
@@ -1632,10 +1641,19 @@ struct  Facet__V1__PartitionSearchRequest
    */
   size_t n_subject_ids;
   char **subject_ids;
+  /*
+   * Periocular fusion: the probe's upper-face embedding. The matcher takes the rerank_depth (0 = max(4k, 50)) nearest
+   * templates by the full distance and re-ranks them by `w·full + (1 − w)·periocular` (w = periocular_full_weight)
+   * wherever the probe (query_masked) or the template is masked and the template has a periocular embedding.
+   */
+  Facet__V1__Embedding *periocular_query;
+  protobuf_c_boolean query_masked;
+  float periocular_full_weight;
+  uint32_t rerank_depth;
 };
 #define FACET__V1__PARTITION_SEARCH_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_search_request__descriptor) \
-    , 0,NULL, NULL, 0, 0, 0,NULL, 0, 0, 0,NULL }
+    , 0,NULL, NULL, 0, 0, 0,NULL, 0, 0, 0,NULL, NULL, 0, 0, 0 }
 
 
 struct  Facet__V1__PartitionSearchReply
