@@ -54,7 +54,7 @@ public struct NodeConfiguration: Codable, Sendable, Hashable {
     /// network under another tag stands in for a second model when re-enrolment is exercised.
     public var modelVersionTag: String?
     /// Embedders: also compute each face's periocular embedding (`Face.periocular_embedding`): "bundled" (FacetMasking's
-    /// `periocular-fusion-v1.json`) or a `facet-periocular-fusion` file; absent = off (one descriptor pass less per face).
+    /// `periocular-fusion-v2.json`) or a `facet-periocular-fusion` file; absent = off (one descriptor pass less per face).
     /// Coordinator: verify of two images fuses the full and the periocular distance when a side is masked and both
     /// faces carry periocular embeddings, deciding at the file's calibrated thresholds (the file must have them).
     public var periocularFusion: String?

@@ -15,10 +15,15 @@ import Foundation
 /// mask detector calls either side masked; unmasked–unmasked comparisons keep the full distance):
 /// `w · ‖a − b‖ + (1 − w) · ‖pa − pb‖`, `w = fullWeight`.
 ///
-/// Versioned JSON (`format: facet-periocular-fusion`, `version: 1`), like the detector and the head.
+/// Versioned JSON (`format: facet-periocular-fusion`), like the detector and the head. Version 1: one pass on the
+/// painted chip. Version 2 adds `mirrorAverage`: the embedding is the normalised mean of the painted chip's and its
+/// mirror image's (one more pass; session 8, docs/masks.md).
 public struct PeriocularFusion: Codable, Sendable, Equatable, VersionedModelFile {
     public static let formatName = "facet-periocular-fusion"
-    public static let currentVersion = 1
+    public static let currentVersion = 2
+    public static let readableVersions = 1...2
+    /// The file `bundled()` loads.
+    public static let bundledFileName = "periocular-fusion-v2.json"
 
     public var format = PeriocularFusion.formatName
     public var version = PeriocularFusion.currentVersion
@@ -36,6 +41,8 @@ public struct PeriocularFusion: Codable, Sendable, Equatable, VersionedModelFile
     /// and masked–masked on fused distances, unmasked–unmasked on the full distance (never fused). nil: not calibrated.
     public var thresholds: ComparisonThresholds?
     public var notes: String
+    /// Version 2: average the embeddings of the painted chip and of its mirror image (nil or false: one pass).
+    public var mirrorAverage: Bool?
 
     public init(embeddingModel: String = "dlib_face_recognition_resnet_model_v1", chipSize: Int = 150, occludeFromRow: Int,
                 fill: [UInt8] = [123, 117, 104], fullWeight: Double, notes: String = "") {
@@ -64,7 +71,10 @@ public struct PeriocularFusion: Codable, Sendable, Equatable, VersionedModelFile
         guard model.modelName == embeddingModel else {
             throw MaskingError.invalidArgument("periocular: fusion file is for \(embeddingModel), the descriptor is \(model.modelName)")
         }
-        return try model.descriptors(for: try chips.map(occluded), jitter: 0).map(l2Normalized)
+        let painted = try chips.map(occluded)
+        guard mirrorAverage == true else { return try model.descriptors(for: painted, jitter: 0).map(l2Normalized) }
+        let both = try model.descriptors(for: painted + painted.map(MaskDetector.mirrored), jitter: 0).map(l2Normalized)
+        return chips.indices.map { i in l2Normalized(zip(both[i], both[chips.count + i]).map { $0 + $1 }) }
     }
 
     /// The periocular embedding of a face an embedder found in `image` (its chip is cut again from the image).
@@ -85,6 +95,7 @@ public struct PeriocularFusion: Codable, Sendable, Equatable, VersionedModelFile
     /// A short fingerprint of the settings that change the periocular embedding (stored next to cached embeddings).
     public var fingerprint: String {
         "p\(version)-\(embeddingModel)-\(chipSize)-\(occludeFromRow)-" + fill.map(String.init).joined(separator: ".")
+            + (mirrorAverage == true ? "-mirror" : "")
     }
 
     public init(contentsOf url: URL) throws {
@@ -92,6 +103,9 @@ public struct PeriocularFusion: Codable, Sendable, Equatable, VersionedModelFile
         guard m.chipSize > 0, (1..<m.chipSize).contains(m.occludeFromRow), m.fill.count == 3,
               m.fullWeight.isFinite, (0...1).contains(m.fullWeight) else {
             throw MaskingError.resourceUnreadable(url.path, reason: "cut row, fill colour or weight out of range")
+        }
+        guard m.version >= 2 || m.mirrorAverage == nil else {
+            throw MaskingError.resourceUnreadable(url.path, reason: "mirrorAverage needs version 2")
         }
         self = m
     }
@@ -104,8 +118,8 @@ public struct PeriocularFusion: Codable, Sendable, Equatable, VersionedModelFile
         name == "bundled" ? try bundled() : try PeriocularFusion(contentsOf: URL(fileURLWithPath: name))
     }
 
-    /// The settings bundled with FacetMasking (`Resources/periocular-fusion-v1.json`, see docs/masks.md).
+    /// The settings bundled with FacetMasking (`Resources/\(bundledFileName)`, see docs/masks.md).
     public static func bundled() throws -> PeriocularFusion {
-        try PeriocularFusion(contentsOf: MaskTemplateLibrary.resourceDirectory().appendingPathComponent("periocular-fusion-v1.json"))
+        try PeriocularFusion(contentsOf: MaskTemplateLibrary.resourceDirectory().appendingPathComponent(bundledFileName))
     }
 }

@@ -39,7 +39,7 @@ struct Embed: ParsableCommand {
     @Option(help: "When no face scores above MMOD's threshold, take the weak detection scoring above this (negative) value nearest the image centre (0 = off).")
     var weakThreshold = DlibFaceEmbedder.maskedWeakFaceThreshold
 
-    @Flag(help: "Also compute each face's periocular embedding (the bundled periocular-fusion-v1.json: the same model on the chip with the lower face painted over), printed as \"periocular_embedding\".")
+    @Flag(help: "Also compute each face's periocular embedding (the bundled periocular-fusion-v2.json: the same model on the chip with the lower face painted over), printed as \"periocular_embedding\".")
     var periocular = false
 
     @Flag(help: "Print JSON Lines instead of a human summary.")

@@ -52,7 +52,7 @@ struct EvalLFW: ParsableCommand {
     var foldHeads: String?
     @Option(help: "Mask-aware column: adaptive score normalisation against the N nearest unmasked templates of people outside the pair's fold (0 = off).")
     var cohortSize = 0
-    @Flag(help: "Mask-aware column: fuse the periocular embedding (the bundled periocular-fusion-v1.json) in decisions with a side the detector calls masked.")
+    @Flag(help: "Mask-aware column: fuse the periocular embedding (the bundled periocular-fusion-v2.json) in decisions with a side the detector calls masked.")
     var periocular = false
     @Option(help: "Like --periocular, with this periocular fusion file.") var periocularModel: String?
 

@@ -140,7 +140,7 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("More TRAIN-mask draws of the training images for the detector: folders under --train made like masked-train/ (facet mask-dataset --split train --centred --seed S).", valueName: "name"))
     var extraMasked: [String] = []
     @Option(help: "Use this head file instead of training one.") var head: String?
-    @Option(help: "Also calibrate per-type thresholds on fused distances for this periocular fusion file ('bundled' = periocular-fusion-v1.json); writes OUT/periocular-fusion-v1.json with them.")
+    @Option(help: "Also calibrate per-type thresholds on fused distances for this periocular fusion file ('bundled' = periocular-fusion-v2.json); writes OUT/periocular-fusion-vN.json (N = its version) with them.")
     var periocular: String?
     @Option(help: "Folder of the dlib model files (default: $FACET_MODELS, else ./models).") var models: String?
     @Option(help: "Binary file where computed faces are kept between runs (created when missing).") var faceCache: String?
@@ -528,7 +528,7 @@ struct MaskTrainCommand: ParsableCommand {
             ], targetFMR: targetFmr, embedding: "mask-aware (\(MaskDetector.bundledFileName) + unmasking-head-v1) fused with periocular (\(fusion.fingerprint), full weight \(fusion.fullWeight))",
                notes: ["data": "impostor pairs among \(trainPeople.count) LFW people outside pairs.txt; masked = TRAIN-family masks; masked comparisons on fused distances, unmasked-unmasked on the full distance",
                        "command": "facet mask-train --periocular (scripts/masks/train.sh)"])
-            try fusion.write(to: out.appendingPathComponent("periocular-fusion-v1.json"))
+            try fusion.write(to: out.appendingPathComponent("periocular-fusion-v\(fusion.version).json"))
             log("thresholds (periocular fusion): \(ComparisonKind.allCases.map { "\($0.rawValue) \(String(format: "%.4f", fusion.thresholds!.maxDistance(for: $0)))" })")
         }
         try frozenThresholds.write(to: out.appendingPathComponent("comparison-thresholds-frozen.json"))

@@ -5,10 +5,10 @@ import Foundation
 import Testing
 
 @Suite("Periocular fusion") struct PeriocularFusionTests {
-    @Test("the bundled file: rows 62–149 painted dlib's mean colour, equal weights; other rows untouched")
+    @Test("the bundled file: rows 62–149 painted dlib's mean colour, equal weights, mirror-averaged; other rows untouched")
     func occlusion() throws {
         let f = try PeriocularFusion.bundled()
-        #expect(f.version == 1 && f.chipSize == 150 && f.occludeFromRow == 62 && f.fill == [123, 117, 104] && f.fullWeight == 0.5)
+        #expect(f.version == 2 && f.mirrorAverage == true && f.chipSize == 150 && f.occludeFromRow == 62 && f.fill == [123, 117, 104] && f.fullWeight == 0.5)
         var rng = SplitMix64(seed: 7)
         let chip = RGBImage(width: 150, height: 150, pixels: (0..<(150 * 150 * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
         let o = try f.occluded(chip)
@@ -44,12 +44,38 @@ import Testing
             #expect(throws: MaskingError.self) { try PeriocularFusion(contentsOf: url) }
         }
         var v = f
-        v.version = 2
+        v.version = 3
         try v.write(to: url)
+        #expect(throws: MaskingError.self) { try PeriocularFusion(contentsOf: url) }
+        var oldWithMirror = f
+        oldWithMirror.version = 1
+        oldWithMirror.mirrorAverage = true
+        try oldWithMirror.write(to: url)
         #expect(throws: MaskingError.self) { try PeriocularFusion(contentsOf: url) }
         try Data("{}".utf8).write(to: url)
         #expect(throws: MaskingError.self) { try PeriocularFusion(contentsOf: url) }
         #expect(throws: MaskingError.self) { try PeriocularFusion(contentsOf: dir.appendingPathComponent("missing.json")) }
+    }
+
+    @Test("version 2's embedding is the normalised mean of the painted chip's and its mirror image's")
+    func mirrorAverage() throws {
+        let fusion = try PeriocularFusion.bundled()
+        var single = fusion
+        single.mirrorAverage = nil
+        #expect(single.fingerprint != fusion.fingerprint)
+        let embedder = try DlibFaceEmbedder(locator: FaceModelLocator())
+        let f = try FaceFixture.load(FaceFixture.names[1])
+        let picture = try ImageDecoder().decodeFile(atPath: FaceFixture.directory.appendingPathComponent(f.image).path)
+        let box = FaceRect(left: f.box.left, top: f.box.top, right: f.box.right, bottom: f.box.bottom)
+        let face = try #require(try embedder.analyze(picture, detections: [FaceDetection(rect: box, confidence: 1)]).first)
+        let chip = FaceChip.extract(picture, details: face.chip)
+        let averaged = try fusion.embeddings(chips: [chip], model: embedder.descriptor)[0]
+        let a = try single.embeddings(chips: [chip], model: embedder.descriptor)[0]
+        let b = try single.embeddings(chips: [MaskDetector.mirrored(chip)], model: embedder.descriptor)[0]
+        let sum = zip(a, b).map { $0 + $1 }
+        let norm = sum.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        #expect(zip(averaged, sum).map { abs($0 - $1 / norm) }.max()! < 1e-5)
+        #expect(zip(a, b).map { abs($0 - $1) }.max()! > 1e-3, "the mirror image gives another embedding")
     }
 
     /// What the fusion is for: on the six fixture faces with TEST-family masks, the periocular embedding of the

@@ -16,5 +16,7 @@ swift build -c release --product facet
 # (add --detector Sources/FacetMasking/Resources/mask-detector-v4.json to keep the bundled detector; docs/masks.md).
 # Session 8: detector version 4 (+ the face ResNet's last residual block; 99.40 % held out) is this command with
 # --validate-threshold (it chose 0.50) and --head Sources/FacetMasking/Resources/unmasking-head-v1.json on session 6's
-# data; the fused thresholds were rewritten into Resources/periocular-fusion-v1.json.
+# data. The bundled periocular-fusion-v2.json (mirror-averaged) has its thresholds from the same command with
+# --detector Sources/FacetMasking/Resources/mask-detector-v4.json --periocular FILE (FILE: the v2 settings without
+# thresholds); it writes OUT/periocular-fusion-v2.json.
 echo "copy $OUT/{mask-detector-v4,unmasking-head-v1,comparison-thresholds-v1}.json to Sources/FacetMasking/Resources/ (and the thresholds of $OUT/periocular-fusion-v1.json)"
