@@ -282,7 +282,7 @@ public final class MatcherNode: Sendable {
             do {
                 let matches = try part.search(query, k: depth, parameters: SearchParameters(ef: max(ef, depth)),
                                               filter: Self.versionFilter(filter, version: r.query.modelVersion, held: part.modelVersions))
-                var list = try matches.map { m in
+                var list = matches.map { m in
                     var c = WireCandidate()
                     c.subjectID = m.subject.rawValue
                     c.templateID = m.template.rawValue
@@ -290,8 +290,9 @@ public final class MatcherNode: Sendable {
                     c.partition = p
                     c.nodeID = node
                     c.templateMasked = m.masked
+                    // A record that cannot be read now (e.g. its subject erased meanwhile) keeps the full distance.
                     if let pq = periocularQuery, r.queryMasked || m.masked,
-                       let pt = try part.template(m.template)?.periocular {
+                       let record = try? part.template(m.template), let pt = record.periocular {
                         let w = r.periocularFullWeight
                         c.distance = w * c.distance + (1 - w) * euclideanDistance(pq, pt)
                         c.periocularFused = true
