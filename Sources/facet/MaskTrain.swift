@@ -100,6 +100,14 @@ final class FaceStoreCache {
 
 func personName(_ relativePath: String) -> String { String(relativePath.split(separator: "/").first ?? "") }
 
+/// `body` over consecutive slices of at most `size` items (network passes run in mini-batches), results in order.
+func inBatches<T, R>(_ items: [T], of size: Int, _ body: (ArraySlice<T>) throws -> [R]) rethrows -> [R] {
+    var out: [R] = []
+    out.reserveCapacity(items.count)
+    for start in stride(from: 0, to: items.count, by: size) { out += try body(items[start ..< min(items.count, start + size)]) }
+    return out
+}
+
 /// `facet mask-train`: mask detector, unmasking head and per-kind thresholds from people outside LFW view 2's
 /// pairs, then measured on view 2 (held-out people, TEST-family masks).
 struct MaskTrainCommand: ParsableCommand {
@@ -346,12 +354,9 @@ struct MaskTrainCommand: ParsableCommand {
 
         /// The detector's probabilities for faces (chips and embeddings), in batches (version 4 runs the network on them).
         func scores(_ faces: [(chip: RGBImage, embedding: [Float])]) throws -> [Double] {
-            var out: [Double] = []
-            for start in stride(from: 0, to: faces.count, by: 64) {
-                let part = faces[start ..< min(faces.count, start + 64)]
-                out += try detectorModel.probabilities(chips: part.map(\.chip), embeddings: part.map(\.embedding), network: embedder.descriptor)
+            try inBatches(faces, of: 64) {
+                try detectorModel.probabilities(chips: $0.map(\.chip), embeddings: $0.map(\.embedding), network: embedder.descriptor)
             }
-            return out
         }
         func scores(_ faces: [(chip: RGBImage, embedding: [Float], failed: Bool)]) throws -> [Double] {
             try scores(faces.map { ($0.chip, $0.embedding) })
@@ -462,12 +467,7 @@ struct MaskTrainCommand: ParsableCommand {
         func distance(_ a: [Float], _ b: [Float]) -> Double { unitDistance(a, b) }
         /// Mask-aware faces in batches (the detector may run the network on the chips).
         func aware(_ faces: [(chip: RGBImage, embedding: [Float])]) throws -> [MaskAwareFace] {
-            var out: [MaskAwareFace] = []
-            for start in stride(from: 0, to: faces.count, by: 64) {
-                let part = faces[start ..< min(faces.count, start + 64)]
-                out += try matcher.process(chips: part.map(\.chip), embeddings: part.map(\.embedding))
-            }
-            return out
+            try inBatches(faces, of: 64) { try matcher.process(chips: $0.map(\.chip), embeddings: $0.map(\.embedding)) }
         }
         let trainPlainAware = try aware(trainPlainFaces.map { ($0.chip, $0.embedding) })
         let trainMaskedAware = try aware(trainMaskedFaces.map { ($0.chip, $0.embedding) })
@@ -498,11 +498,9 @@ struct MaskTrainCommand: ParsableCommand {
             var fusion = try PeriocularFusion.named(periocular)
             func periocularEmbeddings(_ chips: [RGBImage], _ label: String) throws -> [[Float]] {
                 let progress = ProgressReporter(total: chips.count, label: "periocular (\(label))")
-                var out: [[Float]] = []
-                for start in stride(from: 0, to: chips.count, by: 16) {
-                    let batch = Array(chips[start..<min(chips.count, start + 16)])
-                    out += try fusion.embeddings(chips: batch, model: embedder.descriptor)
-                    for _ in batch { progress.advance() }
+                let out = try inBatches(chips, of: 16) { batch in
+                    defer { progress.advance(by: batch.count) }
+                    return try fusion.embeddings(chips: Array(batch), model: embedder.descriptor)
                 }
                 progress.finish()
                 return out
