@@ -171,6 +171,21 @@ public enum TemplateAcquisition {
         let missing = images.indices.filter { cache[keys[$0]]?.template == nil }
         let fingerprint = detector.map(fingerprint)
         var embedded = 0, scored = 0, periocularComputed = 0
+        /// What is computed from one face's chip — this detector's mask probability, these settings' periocular
+        /// embedding, each when asked for — with the cache lines that record them.
+        @Sendable func fromChip(_ chip: RGBImage, embedding: [Float], key: String, mask: Bool, periocular wanted: Bool,
+                      network: (any FaceDescriptorModel)?) throws -> (p: Double?, v: [Float]?, lines: [String]) {
+            var p: Double?, v: [Float]?, lines: [String] = []
+            if mask, let detector, let fingerprint {
+                p = try detector.probabilities(chips: [chip], embeddings: [embedding], network: network)[0]
+                lines.append(TemplateCache.maskLine(image: key, probability: p!, detector: fingerprint))
+            }
+            if wanted, let periocular, let network {
+                v = try periocular.embeddings(chips: [chip], model: network)[0]
+                lines.append(TemplateCache.periocularLine(image: key, embedding: v!, model: periocular.fingerprint))
+            }
+            return (p, v, lines)
+        }
         if !missing.isEmpty {
             guard let model = try embedder() else {
                 throw EvalError.invalidParameter("\(missing.count) \(source.name) images are not in the cache (first: \(keys[missing[0]])) and no embedder was given")
@@ -186,21 +201,13 @@ public enum TemplateAcquisition {
                 e.height = image.height
                 e.faces = a.faces.map(CachedFace.init)
                 e.fallback = a.fallback ? CachedFace(a.used) : nil
-                var lines = [TemplateCache.line(image: keys[i], width: image.width, height: image.height,
-                                                faces: e.faces!, fallback: e.fallback)]
                 // What is computed from the face's chip comes from this decoding of the image too.
-                let chip = FaceChip.extract(image, details: a.used.chip)
-                if let detector, let fingerprint {
-                    let p = try detector.probabilities(chips: [chip], embeddings: [a.used.embedding], network: model.descriptor)[0]
-                    e.maskProbability = (fingerprint, p)
-                    lines.append(TemplateCache.maskLine(image: keys[i], probability: p, detector: fingerprint))
-                }
-                if let periocular {
-                    let v = try periocular.embeddings(chips: [chip], model: model.descriptor)[0]
-                    e.periocular = (periocular.fingerprint, v)
-                    lines.append(TemplateCache.periocularLine(image: keys[i], embedding: v, model: periocular.fingerprint))
-                }
-                appender.append(lines)
+                let c = try fromChip(FaceChip.extract(image, details: a.used.chip), embedding: a.used.embedding, key: keys[i],
+                                     mask: true, periocular: true, network: model.descriptor)
+                if let p = c.p, let fingerprint { e.maskProbability = (fingerprint, p) }
+                if let v = c.v, let periocular { e.periocular = (periocular.fingerprint, v) }
+                appender.append([TemplateCache.line(image: keys[i], width: image.width, height: image.height,
+                                                    faces: e.faces!, fallback: e.fallback)] + c.lines)
                 return e
             }
             for (k, i) in missing.enumerated() { cache[keys[i]] = fresh[k] }
@@ -234,19 +241,11 @@ public enum TemplateAcquisition {
                     throw EvalError.io(path: keys[i], message: "cached face has no 5-point landmarks for its chip (mask detector, periocular embedding)")
                 }
                 let image = try source.load(images[i])
-                let chip = FaceChip.extract(image, details: ChipDetails.forFace(landmarks: face.landmarks))
-                var lines: [String] = []
-                var p: Double?, v: [Float]?
-                if todo[k].mask, let detector, let fingerprint {
-                    p = try detector.probabilities(chips: [chip], embeddings: [face.embedding], network: model?.descriptor)[0]
-                    lines.append(TemplateCache.maskLine(image: keys[i], probability: p!, detector: fingerprint))
-                }
-                if todo[k].periocular, let periocular, let model {
-                    v = try periocular.embeddings(chips: [chip], model: model.descriptor)[0]
-                    lines.append(TemplateCache.periocularLine(image: keys[i], embedding: v!, model: periocular.fingerprint))
-                }
-                appender.append(lines)
-                return (p, v)
+                let c = try fromChip(FaceChip.extract(image, details: ChipDetails.forFace(landmarks: face.landmarks)),
+                                     embedding: face.embedding, key: keys[i], mask: todo[k].mask, periocular: todo[k].periocular,
+                                     network: model?.descriptor)
+                appender.append(c.lines)
+                return (c.p, c.v)
             }
             for (k, i) in chipWork.enumerated() {
                 if let p = results[k].p, let fingerprint { cache[keys[i]]!.maskProbability = (fingerprint, p); scored += 1 }
