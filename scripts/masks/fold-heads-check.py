@@ -84,8 +84,10 @@ def tmpl(masked, aware):
         out[im] = apply(group_of[im], x) if aware and P.get(im, 0) >= 0.5 else x
     return out
 
-def evaluate(A, B):
-    d = np.array([np.linalg.norm(A[key(p[0], p[1])] - B[key(p[2], p[3])]) for p in pairs])
+def fold_metrics(d, impostor_matrix):
+    """Pair distances `d` (pairs order) -> 10-fold accuracy mean and std (threshold from the other nine folds) and
+    FNMR at FMR 1e-3 over every cross-identity pair within each fold; `impostor_matrix(ims)` gives the distances
+    between the fold's images `ims` (rows: first side, columns: second side). Shared with weight-check.py."""
     same = np.array([p[4] for p in pairs]); fold = np.array([p[5] for p in pairs])
     accs = []
     for k in range(nfold):
@@ -98,8 +100,7 @@ def evaluate(A, B):
     imp = []
     for k in range(nfold):
         ims = [im for im in images if fold_of[im] == k]
-        X = np.stack([A[i] for i in ims]); Y = np.stack([B[i] for i in ims])
-        D = np.sqrt(np.maximum(2 - 2 * X @ Y.T, 0))
+        D = impostor_matrix(ims)
         names = np.array([i.split("/")[0] for i in ims])
         diff = names[:, None] != names[None, :]
         iu = np.triu(np.ones_like(diff), 1).astype(bool)
@@ -108,6 +109,14 @@ def evaluate(A, B):
     gen = d[same]
     t = imp[int(1e-3 * len(imp))]
     return np.mean(accs), np.std(accs), np.mean(gen >= t)
+
+def unit_distances(A, B, ims):
+    X = np.stack([A[i] for i in ims]); Y = np.stack([B[i] for i in ims])
+    return np.sqrt(np.maximum(2 - 2 * X @ Y.T, 0))
+
+def evaluate(A, B):
+    d = np.array([np.linalg.norm(A[key(p[0], p[1])] - B[key(p[2], p[3])]) for p in pairs])
+    return fold_metrics(d, lambda ims: unit_distances(A, B, ims))
 
 for name, fm, sm in [("unmasked-unmasked", False, False), ("masked-unmasked", False, True), ("masked-masked", True, True)]:
     row = []

@@ -9,32 +9,15 @@ exec(open(os.path.join(here, "fold-heads-check.py")).read().split('for name, fm,
 PU = read_periocular("unmasked"); PM = read_periocular("masked-test")
 THR=0.40
 def evaluate2(A,B,PA,PB,w,routeA,routeB):
-    def dist(a,b,pa,pb,masked): 
+    def dist(a,b,pa,pb,masked):
         d=np.linalg.norm(a-b)
         return w*d+(1-w)*np.linalg.norm(pa-pb) if masked else d
     d=np.array([dist(A[key(p[0],p[1])],B[key(p[2],p[3])],PA[key(p[0],p[1])],PB[key(p[2],p[3])], routeA[key(p[0],p[1])] or routeB[key(p[2],p[3])]) for p in pairs])
-    same=np.array([p[4] for p in pairs]); fold=np.array([p[5] for p in pairs])
-    accs=[]
-    for k in range(nfold):
-        tr=fold!=k; cand=np.unique(d[tr]); best,bt=-1,0
-        for t in cand[::max(1,len(cand)//2000)]:
-            a=np.mean((d[tr]<=t)==same[tr])
-            if a>best: best,bt=a,t
-        accs.append(np.mean((d[~tr]<=bt)==same[~tr]))
-    imp=[]
-    for k in range(nfold):
-        ims=[im for im in images if fold_of[im]==k]
-        X=np.stack([A[i] for i in ims]); Y=np.stack([B[i] for i in ims])
-        D=np.sqrt(np.maximum(2-2*X@Y.T,0))
-        XP=np.stack([PA[i] for i in ims]); YP=np.stack([PB[i] for i in ims])
-        DP=np.sqrt(np.maximum(2-2*XP@YP.T,0))
+    def impostors(ims):
         ma=np.array([routeA[i] for i in ims]); mb=np.array([routeB[i] for i in ims])
-        M=ma[:,None]|mb[None,:]
-        D=np.where(M,w*D+(1-w)*DP,D)
-        names=np.array([i.split("/")[0] for i in ims]); diff=names[:,None]!=names[None,:]
-        iu=np.triu(np.ones_like(diff),1).astype(bool); imp.append(D[diff&iu])
-    imp=np.sort(np.concatenate(imp)); gen=d[same]; t=imp[int(1e-3*len(imp))]
-    return np.mean(accs),np.mean(gen>=t)
+        return np.where(ma[:,None]|mb[None,:], w*unit_distances(A,B,ims)+(1-w)*unit_distances(PA,PB,ims), unit_distances(A,B,ims))
+    acc,_,fnmr=fold_metrics(d,impostors)   # fold-heads-check.py
+    return acc,fnmr
 for name,fm,sm in [("UU",False,False),("MU",False,True),("MM",True,True)]:
     A=tmpl(fm,True); B=tmpl(sm,True)
     PA=PM if fm else PU; PB=PM if sm else PU
