@@ -136,7 +136,7 @@ extension Coordinator {
         // Replicas that failed or died during the write missed it too: the copies that took it mark them (the same
         // request again: idempotent, applied as already present); only copies holding the mark count.
         let missed = assigned.filter { !durable.contains($0) }.sorted()
-        if durable.count >= required, missed != skipped {
+        if WriteQuorum.marksMissedCopies(durable: durable, complete: complete, required: required, missed: missed, skipped: skipped) {
             let again = withEpochAndMarks(body, missed)
             let marked = await withTaskGroup(of: (String, Bool).self) { group in
                 for node in durable {

@@ -70,4 +70,15 @@ public enum WriteQuorum {
         default: return max(1, liveTargets)
         }
     }
+
+    /// Whether the copies that took a write (`durable`) must durably mark the copies that `missed` it stale: only when
+    /// the write will be acknowledged (enough copies took it, one of them a complete copy) and some copy missed it that
+    /// the first send did not already name (`skipped`). A write that will be refused marks nothing: its marks would
+    /// be held only by copies lacking earlier writes (being filled), against what may be the one complete copy (it
+    /// died during the write), and once that copy came back no copy could be read or filled from — the partition
+    /// stayed without a ready replica for good (the soak's heal failures in sessions 7 and 8, docs/ops.md).
+    public static func marksMissedCopies(durable: [String], complete: Set<String>, required: Int,
+                                         missed: [String], skipped: [String]) -> Bool {
+        durable.count >= required && durable.contains(where: complete.contains) && missed != skipped
+    }
 }

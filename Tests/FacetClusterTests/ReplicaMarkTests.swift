@@ -108,6 +108,38 @@ struct ReplicaMarkTests {
         #expect(!big.replicas(of: p).contains { s.canFill(ReplicaKey($0, p), adoptAllowed: true) })
     }
 
+    /// The soak's heal failure (sessions 7 and 8): copy `filling` of a partition was being filled from `complete`, the
+    /// only complete copy, which died during a write that only `filling` took. Had `filling` marked `complete` stale
+    /// (for a write that was then refused), the partition would have had no copy to read, fill from or adopt once
+    /// `complete` came back. The write path marks missed copies only for a write it acknowledges.
+    @Test func aRefusedWriteMarksNothing() {
+        let p: UInt32 = 1
+        let rs = layout.replicas(of: p)
+        let (complete, filling) = (rs[0], rs[1])
+        // What marking would have done: no ready copy, nothing fillable, nothing adoptable, for good.
+        var s = CoordinatorState(map: ClusterShardMap(layout: layout))
+        for n in ["a", "b", "c"] { s.workers[n] = worker(n) }
+        s.updateHoldings(complete, [holding(p, synced: true, templates: 40)])
+        s.updateHoldings(filling, [holding(p, synced: false, stale: [mark(complete, 1)], templates: 12, incomplete: true)])
+        #expect(s.readyReplicas(of: p).isEmpty)
+        #expect(!rs.contains { s.canFill(ReplicaKey($0, p), adoptAllowed: true) })
+        // Without the mark the restarted complete copy serves reads and is the source of the next fill.
+        s.updateHoldings(filling, [holding(p, synced: false, templates: 12, incomplete: true)])
+        #expect(s.readyReplicas(of: p) == [complete])
+        #expect(s.canFill(ReplicaKey(filling, p), adoptAllowed: false))
+        // The rule: the filling copy alone took the write → refused, no marks.
+        #expect(!WriteQuorum.marksMissedCopies(durable: [filling], complete: [complete], required: 1,
+                                               missed: [complete], skipped: []))
+        // The complete copy took it, the filling one did not → acknowledged, the filling copy is marked.
+        #expect(WriteQuorum.marksMissedCopies(durable: [complete], complete: [complete], required: 1,
+                                              missed: [filling], skipped: []))
+        // Too few copies took it (policy ALL), or the first send already named every missed copy → no second round.
+        #expect(!WriteQuorum.marksMissedCopies(durable: [complete], complete: [complete], required: 2,
+                                               missed: [filling], skipped: []))
+        #expect(!WriteQuorum.marksMissedCopies(durable: [complete], complete: [complete], required: 1,
+                                               missed: [filling], skipped: [filling]))
+    }
+
     /// The matcher's marks are durable: written before the write they describe, read back after a restart; an
     /// unreadable marks file makes every local copy count as incomplete.
     @Test func matcherMarksSurviveARestart() throws {
