@@ -82,6 +82,10 @@ public struct LFWEvaluationOptions: Sendable {
     /// Mask-aware column only: fuse the periocular distance (weight 1 − w) with the full one (weight w) in decisions
     /// with a side the detector calls masked; needs `TemplateTable.periocular` on both conditions (nil = off).
     public var periocularFullWeight: Double? = nil
+    /// Mask-aware column only: start from the embeddings averaged with their mirror images'
+    /// (`TemplateTable.mirrorAveraged`, needed on both conditions) instead of the frozen ones, as the bundled
+    /// `MaskAwareMatcher` does.
+    public var mirrorAverage = false
     public init() {}
 }
 
@@ -348,8 +352,18 @@ public enum LFWEvaluation {
         func adapted(_ t: TemplateTable) throws -> Embeddings {
             var out = [Float]()
             out.reserveCapacity(t.vectors.count)
+            let start: [Float]
+            if options.mirrorAverage {
+                guard let m = t.mirrorAveraged, m.count == t.vectors.count else {
+                    throw EvalError.invalidParameter("mirror averaging needs the mirror-averaged embeddings of both conditions")
+                }
+                start = m
+            } else {
+                start = t.vectors
+            }
             for i in 0..<t.images.count {
-                var v = try adaptation.adapt(t.vector(i), maskProbability: t.maskProbability?[i], image: t.images[i])
+                let x = Array(start[(i * d)..<((i + 1) * d)])
+                var v = try adaptation.adapt(x, maskProbability: t.maskProbability?[i], image: t.images[i])
                 guard v.count == d else { throw EvalError.countMismatch(what: "adapted embedding dimension", expected: d, got: v.count) }
                 TemplateTable.normalise(&v)
                 out += v

@@ -32,6 +32,9 @@ public struct CacheEntry: Sendable, Equatable {
     public var maskProbability: (detector: String, p: Double)?
     /// Periocular embedding of the face used (`PeriocularFusion`), with the fingerprint of the settings behind it.
     public var periocular: (model: String, embedding: [Float])?
+    /// The face used's embedding averaged with its mirror image's (`MaskAwareMatcher.mirrorAveraged`), with the
+    /// model it came from (`TemplateCache.mirrorModel`).
+    public var mirrorAveraged: (model: String, embedding: [Float])?
     /// The error `facet embed` reported for the image (it is then embedded again).
     public var error: String?
 
@@ -41,6 +44,7 @@ public struct CacheEntry: Sendable, Equatable {
         a.width == b.width && a.height == b.height && a.faces == b.faces && a.fallback == b.fallback
             && a.maskProbability?.detector == b.maskProbability?.detector && a.maskProbability?.p == b.maskProbability?.p
             && a.periocular?.model == b.periocular?.model && a.periocular?.embedding == b.periocular?.embedding
+            && a.mirrorAveraged?.model == b.mirrorAveraged?.model && a.mirrorAveraged?.embedding == b.mirrorAveraged?.embedding
             && a.error == b.error
     }
 
@@ -70,7 +74,8 @@ public struct CacheEntry: Sendable, Equatable {
 /// - `{"image": P, "width": W, "height": H, "faces": [], "fallback": {face}}`: an image without a detected face,
 ///   embedded on the fallback crop (`PairsEvaluation.fallbackBox`);
 /// - `{"image": P, "mask_probability": p, "mask_detector": "fingerprint"}`: the mask detector's output;
-/// - `{"image": P, "periocular": [..], "periocular_model": "fingerprint"}`: the periocular embedding of the face used.
+/// - `{"image": P, "periocular": [..], "periocular_model": "fingerprint"}`: the periocular embedding of the face used;
+/// - `{"image": P, "mirror_averaged": [..], "mirror_model": "fingerprint"}`: its embedding averaged with its mirror image's.
 /// Lines are merged in file order (a later line's fields replace earlier ones; a later `faces` line also drops the
 /// mask probability and periocular embedding computed from the earlier face). Image keys are relative paths without a
 /// leading `./` (`Name/Name_0001.jpg`).
@@ -138,6 +143,7 @@ public enum TemplateCache {
             // A newer embedding of the image: what was computed from the old face no longer applies.
             e.maskProbability = nil
             e.periocular = nil
+            e.mirrorAveraged = nil
         }
         if let fb = obj["fallback"] { e.fallback = try face(fb) }
         if let p = number(obj["mask_probability"]), let d = obj["mask_detector"] as? String {
@@ -146,6 +152,10 @@ public enum TemplateCache {
         if let m = obj["periocular_model"] as? String {
             guard let v = numbers(obj["periocular"]), !v.isEmpty else { throw CacheFormatError(message: "periocular is not a list of numbers") }
             e.periocular = (m, v.map { Float($0) })
+        }
+        if let m = obj["mirror_model"] as? String {
+            guard let v = numbers(obj["mirror_averaged"]), !v.isEmpty else { throw CacheFormatError(message: "mirror_averaged is not a list of numbers") }
+            e.mirrorAveraged = (m, v.map { Float($0) })
         }
     }
 
@@ -207,6 +217,14 @@ public enum TemplateCache {
     public static func periocularLine(image key: String, embedding: [Float], model: String) -> String {
         "{\"image\": \(EmbedReport.quote("./" + key)), \"periocular\": [" + embedding.map { "\($0)" }.joined(separator: ", ")
             + "], \"periocular_model\": \(EmbedReport.quote(model))}"
+    }
+
+    /// The fingerprint of mirror-averaged embeddings of `modelName`'s descriptors.
+    public static func mirrorModel(_ modelName: String) -> String { "mirror1-\(modelName)" }
+
+    public static func mirrorLine(image key: String, embedding: [Float], model: String) -> String {
+        "{\"image\": \(EmbedReport.quote("./" + key)), \"mirror_averaged\": [" + embedding.map { "\($0)" }.joined(separator: ", ")
+            + "], \"mirror_model\": \(EmbedReport.quote(model))}"
     }
 
     /// Appends lines to a file (created if missing), one write per call.

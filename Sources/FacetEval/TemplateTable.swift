@@ -17,6 +17,9 @@ public struct TemplateTable: Sendable {
     public var maskProbability: [Double]?
     /// Periocular embeddings (`PeriocularFusion`), `images.count × dimension`, unit rows (nil: not computed).
     public var periocular: [Float]?
+    /// Embeddings averaged with their mirror image's (`MaskAwareMatcher.mirrorAveraged`), `images.count × dimension`,
+    /// unit rows (nil: not computed).
+    public var mirrorAveraged: [Float]?
 
     public init(images: [LFWImage], dimension: Int, vectors: [Float], usedFallback: [Bool], maskProbability: [Double]?) throws {
         guard vectors.count == images.count * dimension else {
@@ -111,6 +114,7 @@ public enum TemplateAcquisition {
         public var embedded: Int
         public var maskScored: Int
         public var periocularComputed: Int = 0
+        public var mirrorComputed: Int = 0
         public var failedToTemplate: Int
         public var seconds: Double
     }
@@ -152,9 +156,11 @@ public enum TemplateAcquisition {
     ///   - embedder: called only when something is missing (returning nil then fails with a clear error), so a
     ///     fully cached run never loads the models.
     ///   - detector: when given, every image gets a mask probability (cached with the detector's fingerprint).
+    ///   - mirrorAverage: every image also gets its embedding averaged with its mirror image's (cached).
     public static func acquire(images: [LFWImage], source: Source, cacheDirectory: URL?,
                                embedder: () throws -> DlibFaceEmbedder?, upsample: Int,
-                               detector: MaskDetector?, periocular: PeriocularFusion? = nil, threads: Int,
+                               detector: MaskDetector?, periocular: PeriocularFusion? = nil, mirrorAverage: Bool = false,
+                               threads: Int,
                                log: @escaping @Sendable (String) -> Void = { _ in })
         throws -> (table: TemplateTable, statistics: Statistics) {
         let start = Date()
@@ -170,12 +176,13 @@ public enum TemplateAcquisition {
         let keys = images.map { TemplateCache.key($0) }
         let missing = images.indices.filter { cache[keys[$0]]?.template == nil }
         let fingerprint = detector.map(fingerprint)
-        var embedded = 0, scored = 0, periocularComputed = 0
+        var embedded = 0, scored = 0, periocularComputed = 0, mirrorComputed = 0
         /// What is computed from one face's chip — this detector's mask probability, these settings' periocular
-        /// embedding, each when asked for — with the cache lines that record them.
+        /// embedding, the mirror-averaged embedding, each when asked for — with the cache lines that record them.
         @Sendable func fromChip(_ chip: RGBImage, embedding: [Float], key: String, mask: Bool, periocular wanted: Bool,
-                      network: (any FaceDescriptorModel)?) throws -> (p: Double?, v: [Float]?, lines: [String]) {
-            var p: Double?, v: [Float]?, lines: [String] = []
+                      mirror: Bool, network: (any FaceDescriptorModel)?)
+            throws -> (p: Double?, v: [Float]?, mirror: [Float]?, lines: [String]) {
+            var p: Double?, v: [Float]?, m: [Float]?, lines: [String] = []
             if mask, let detector, let fingerprint {
                 p = try detector.probabilities(chips: [chip], embeddings: [embedding], network: network)[0]
                 lines.append(TemplateCache.maskLine(image: key, probability: p!, detector: fingerprint))
@@ -184,7 +191,11 @@ public enum TemplateAcquisition {
                 v = try periocular.embeddings(chips: [chip], model: network)[0]
                 lines.append(TemplateCache.periocularLine(image: key, embedding: v!, model: periocular.fingerprint))
             }
-            return (p, v, lines)
+            if mirror, mirrorAverage, let network {
+                m = try MaskAwareMatcher.mirrorAveraged(chips: [chip], embeddings: [l2Normalized(embedding)], model: network)[0]
+                lines.append(TemplateCache.mirrorLine(image: key, embedding: m!, model: TemplateCache.mirrorModel(network.modelName)))
+            }
+            return (p, v, m, lines)
         }
         if !missing.isEmpty {
             guard let model = try embedder() else {
@@ -203,9 +214,10 @@ public enum TemplateAcquisition {
                 e.fallback = a.fallback ? CachedFace(a.used) : nil
                 // What is computed from the face's chip comes from this decoding of the image too.
                 let c = try fromChip(FaceChip.extract(image, details: a.used.chip), embedding: a.used.embedding, key: keys[i],
-                                     mask: true, periocular: true, network: model.descriptor)
+                                     mask: true, periocular: true, mirror: true, network: model.descriptor)
                 if let p = c.p, let fingerprint { e.maskProbability = (fingerprint, p) }
                 if let v = c.v, let periocular { e.periocular = (periocular.fingerprint, v) }
+                if let m = c.mirror { e.mirrorAveraged = (TemplateCache.mirrorModel(model.modelName), m) }
                 appender.append([TemplateCache.line(image: keys[i], width: image.width, height: image.height,
                                                     faces: e.faces!, fallback: e.fallback)] + c.lines)
                 return e
@@ -213,17 +225,21 @@ public enum TemplateAcquisition {
             for (k, i) in missing.enumerated() { cache[keys[i]] = fresh[k] }
             embedded = missing.count
             if periocular != nil { periocularComputed = missing.count }
+            if mirrorAverage { mirrorComputed = missing.count }
         }
         // Cached faces still missing what is computed from their chip — this detector's mask probability, the
         // periocular embedding of these settings — get both from one decoding of the image and one chip.
         let periocularFingerprint = periocular?.fingerprint
         func needsMask(_ i: Int) -> Bool { fingerprint != nil && cache[keys[i]]?.maskProbability?.detector != fingerprint }
         func needsPeriocular(_ i: Int) -> Bool { periocularFingerprint != nil && cache[keys[i]]?.periocular?.model != periocularFingerprint }
-        let chipWork = images.indices.filter { needsMask($0) || needsPeriocular($0) }
+        func needsMirror(_ i: Int) -> Bool { mirrorAverage && cache[keys[i]]?.mirrorAveraged == nil }
+        let chipWork = images.indices.filter { needsMask($0) || needsPeriocular($0) || needsMirror($0) }
         if !chipWork.isEmpty {
             let maskWork = chipWork.contains(where: needsMask), periocularWork = chipWork.contains(where: needsPeriocular)
-            // A version-4 detector reads the descriptor network's activations, the periocular embedding is its output.
-            let networkWork = periocularWork || (maskWork && detector?.usesNetwork == true)
+            let mirrorWork = chipWork.contains(where: needsMirror)
+            // A version-4 detector reads the descriptor network's activations, the periocular and mirror embeddings
+            // are its output.
+            let networkWork = periocularWork || mirrorWork || (maskWork && detector?.usesNetwork == true)
             let model: DlibFaceEmbedder? = networkWork ? try embedder() : nil
             if networkWork {
                 guard model != nil else {
@@ -231,11 +247,12 @@ public enum TemplateAcquisition {
                 }
                 if threads > 1 { BLASSetup.threads = 1 }
             }
-            let label = [maskWork ? "mask detector" : nil, periocularWork ? "periocular" : nil].compactMap { $0 }.joined(separator: " + ")
+            let label = [maskWork ? "mask detector" : nil, periocularWork ? "periocular" : nil, mirrorWork ? "mirror" : nil]
+                .compactMap { $0 }.joined(separator: " + ")
             let progress = ProgressReporter(total: chipWork.count, label: "\(source.name): \(label)")
-            let todo = chipWork.map { (mask: needsMask($0), periocular: needsPeriocular($0)) }
+            let todo = chipWork.map { (mask: needsMask($0), periocular: needsPeriocular($0), mirror: needsMirror($0)) }
             let snapshot = cache
-            let results = try parallelMap(chipWork.count, threads: threads, progress: progress) { k -> (p: Double?, v: [Float]?) in
+            let results = try parallelMap(chipWork.count, threads: threads, progress: progress) { k -> (p: Double?, v: [Float]?, m: [Float]?) in
                 let i = chipWork[k]
                 guard let face = snapshot[keys[i]]?.templateFace, face.landmarks.count == 5 else {
                     throw EvalError.io(path: keys[i], message: "cached face has no 5-point landmarks for its chip (mask detector, periocular embedding)")
@@ -243,13 +260,14 @@ public enum TemplateAcquisition {
                 let image = try source.load(images[i])
                 let c = try fromChip(FaceChip.extract(image, details: ChipDetails.forFace(landmarks: face.landmarks)),
                                      embedding: face.embedding, key: keys[i], mask: todo[k].mask, periocular: todo[k].periocular,
-                                     network: model?.descriptor)
+                                     mirror: todo[k].mirror, network: model?.descriptor)
                 appender.append(c.lines)
-                return (c.p, c.v)
+                return (c.p, c.v, c.mirror)
             }
             for (k, i) in chipWork.enumerated() {
                 if let p = results[k].p, let fingerprint { cache[keys[i]]!.maskProbability = (fingerprint, p); scored += 1 }
                 if let v = results[k].v, let periocularFingerprint { cache[keys[i]]!.periocular = (periocularFingerprint, v); periocularComputed += 1 }
+                if let m = results[k].m, let model { cache[keys[i]]!.mirrorAveraged = (TemplateCache.mirrorModel(model.modelName), m); mirrorComputed += 1 }
             }
         }
         guard let first = cache[keys.first ?? ""]?.template else { throw EvalError.empty("\(source.name) images") }
@@ -259,6 +277,7 @@ public enum TemplateAcquisition {
         var fallback: [Bool] = []
         var probs: [Double] = []
         var periocularVectors: [Float] = []
+        var mirrorVectors: [Float] = []
         for (i, k) in keys.enumerated() {
             guard let t = cache[k]?.template else { throw EvalError.io(path: k, message: "no template after embedding") }
             guard t.embedding.count == d else {
@@ -275,12 +294,20 @@ public enum TemplateAcquisition {
                 TemplateTable.normalise(&p)
                 periocularVectors += p
             }
+            if mirrorAverage {
+                var m = cache[k]!.mirrorAveraged!.embedding
+                guard m.count == d else { throw EvalError.countMismatch(what: "mirror-averaged dimension of \(images[i])", expected: d, got: m.count) }
+                TemplateTable.normalise(&m)
+                mirrorVectors += m
+            }
         }
         var table = try TemplateTable(images: images, dimension: d, vectors: vectors, usedFallback: fallback,
                                       maskProbability: detector == nil ? nil : probs)
         if periocular != nil { table.periocular = periocularVectors }
+        if mirrorAverage { table.mirrorAveraged = mirrorVectors }
         let stats = Statistics(images: images.count, fromCache: images.count - embedded, embedded: embedded,
-                               maskScored: scored, periocularComputed: periocularComputed, failedToTemplate: table.failedToTemplate,
+                               maskScored: scored, periocularComputed: periocularComputed, mirrorComputed: mirrorComputed,
+                               failedToTemplate: table.failedToTemplate,
                                seconds: Date().timeIntervalSince(start))
         return (table, stats)
     }

@@ -154,19 +154,45 @@ public final class DlibFaceEmbedder: Embedder, @unchecked Sendable {
     public static let maxUpsample = 4
     public static let maxJitter = 100
 
-    public func analyze(_ image: RGBImage, upsample: Int, jitter: Int) throws -> [FaceAnalysis] {
+    func checkArguments(upsample: Int, jitter: Int) throws {
         guard (0...Self.maxUpsample).contains(upsample) else {
             throw EmbedderError(.invalidArgument, "upsample must be in 0...\(Self.maxUpsample), got \(upsample)")
         }
         guard (0...Self.maxJitter).contains(jitter) else {
             throw EmbedderError(.invalidArgument, "jitter must be in 0...\(Self.maxJitter), got \(jitter)")
         }
+    }
+
+    public func analyze(_ image: RGBImage, upsample: Int, jitter: Int) throws -> [FaceAnalysis] {
+        try checkArguments(upsample: upsample, jitter: jitter)
         return try analyze(image, detections: try detectFaces(image, upsample: upsample), jitter: jitter)
+    }
+
+    /// `analyze(_:upsample:jitter:)` that also gives each face's aligned chip and, when the descriptor can give them
+    /// from the same pass (the ResNet on its fused executor, `jitter` ≤ 1), its activations after residual block
+    /// `block` (`ResNetFaceDescriptor.descriptorsAndActivations`); nil otherwise. The faces are the same either way.
+    public func analyze(_ image: RGBImage, upsample: Int, jitter: Int, capturingBlock block: Int)
+        throws -> (faces: [FaceAnalysis], chips: [RGBImage], activations: [[Float]]?) {
+        try checkArguments(upsample: upsample, jitter: jitter)
+        let detections = try detectFaces(image, upsample: upsample)
+        guard !detections.isEmpty else { return ([], [], nil) }
+        let aligned = align(image, detections)
+        if jitter <= 1, let resnet = descriptor as? ResNetFaceDescriptor, resnet.useFusedExecutor {
+            let r = try resnet.descriptorsAndActivations(for: aligned.chips, block: block)
+            return (analyses(detections, aligned, r.descriptors), aligned.chips, r.activations)
+        }
+        return (analyses(detections, aligned, try descriptor.descriptors(for: aligned.chips, jitter: jitter)), aligned.chips, nil)
     }
 
     /// The pipeline after detection, for callers that already have boxes.
     public func analyze(_ image: RGBImage, detections: [FaceDetection], jitter: Int = 0) throws -> [FaceAnalysis] {
         guard !detections.isEmpty else { return [] }
+        let aligned = align(image, detections)
+        return analyses(detections, aligned, try descriptor.descriptors(for: aligned.chips, jitter: jitter))
+    }
+
+    /// Landmarks, chip placement and the aligned chip of each detection.
+    func align(_ image: RGBImage, _ detections: [FaceDetection]) -> (shapes: [[LandmarkPoint]], details: [ChipDetails], chips: [RGBImage]) {
         var shapes = [[LandmarkPoint]](), details = [ChipDetails](), chips = [RGBImage]()
         for d in detections {
             let shape = predictor.landmarks(in: image, box: d.rect)
@@ -174,9 +200,13 @@ public final class DlibFaceEmbedder: Embedder, @unchecked Sendable {
             shapes.append(shape); details.append(cd)
             chips.append(FaceChip.extract(image, details: cd))
         }
-        let raw = try descriptor.descriptors(for: chips, jitter: jitter)
-        return detections.indices.map { i in
-            FaceAnalysis(detection: detections[i], landmarks: shapes[i], chip: details[i],
+        return (shapes, details, chips)
+    }
+
+    func analyses(_ detections: [FaceDetection], _ aligned: (shapes: [[LandmarkPoint]], details: [ChipDetails], chips: [RGBImage]),
+                  _ raw: [[Float]]) -> [FaceAnalysis] {
+        detections.indices.map { i in
+            FaceAnalysis(detection: detections[i], landmarks: aligned.shapes[i], chip: aligned.details[i],
                          embedding: l2Normalized(raw[i]), rawDescriptor: raw[i])
         }
     }

@@ -135,6 +135,30 @@ public final class ResNetFaceDescriptor: @unchecked Sendable {
         return result
     }
 
+    /// Descriptors of aligned 150×150 chips and each chip's activations after residual block `block` (as
+    /// `blockActivations(for:blocks: [block])`), from one pass through the network per mini-batch: what a caller
+    /// needing both (the version-4 mask detector next to the embedding) would otherwise pay for twice.
+    public func descriptorsAndActivations(for chips: [RGBImage], block: Int) throws -> (descriptors: [[Float]], activations: [[Float]]) {
+        try check(chips)
+        let ends = fused.residualBlockEnds
+        guard ends.indices.contains(block) else {
+            throw FaceDescriptorError.invalidArgument("block \(block): the network has \(ends.count) residual blocks")
+        }
+        var descriptors: [[Float]] = [], activations: [[Float]] = []
+        descriptors.reserveCapacity(chips.count); activations.reserveCapacity(chips.count)
+        var i = 0
+        while i < chips.count {
+            let e = min(chips.count, i + max(1, batchSize))
+            let out = fused.forward(inputTensor(chips[i ..< e]), capture: [ends[block]])
+            for j in 0 ..< e - i {
+                descriptors.append(Array(out.output.sample(j)))
+                activations.append(Array(out.captured[ends[block]]!.sample(j)))
+            }
+            i = e
+        }
+        return (descriptors, activations)
+    }
+
     /// Descriptors with dlib's jittering: for `count > 1`, each chip is randomly jittered `count` times with
     /// `dlib::jitter_image` and this object's `dlib::rand` (default seed, advancing across calls, as one dlib model
     /// object's does), and the descriptors of the crops are averaged. `count <= 1` is the plain descriptor.

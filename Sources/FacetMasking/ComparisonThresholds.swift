@@ -93,9 +93,13 @@ public struct ComparisonThresholds: Codable, Sendable, Equatable, VersionedModel
 
     public func write(to url: URL) throws { try writeJSON(to: url) }
 
-    /// The thresholds bundled with FacetMasking (`Resources/comparison-thresholds-v1.json`, see docs/masks.md).
+    /// The file of the bundled thresholds: version 2 is calibrated for the bundled `MaskAwareMatcher` (mirror-averaged
+    /// embeddings, the head on faces called masked); version 1 (before session 9) for embeddings without mirror averaging.
+    public static let bundledFileName = "comparison-thresholds-v2.json"
+
+    /// The thresholds bundled with FacetMasking (`Resources/comparison-thresholds-v2.json`, see docs/masks.md).
     public static func bundled() throws -> ComparisonThresholds {
-        try ComparisonThresholds(contentsOf: MaskTemplateLibrary.resourceDirectory().appendingPathComponent("comparison-thresholds-v1.json"))
+        try ComparisonThresholds(contentsOf: MaskTemplateLibrary.resourceDirectory().appendingPathComponent(bundledFileName))
     }
 }
 

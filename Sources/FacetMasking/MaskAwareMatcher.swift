@@ -8,17 +8,18 @@ public struct MaskAwareFace: Sendable, Hashable {
     public var maskProbability: Double
     /// `maskProbability >= detector.threshold`.
     public var masked: Bool
-    /// The embedding to match: the unmasking head's output for a masked face (when a head is loaded), else the
-    /// frozen embedding. Unit length.
+    /// The embedding to match: the frozen embedding (averaged with its mirror image's when the matcher does
+    /// `mirrorAverage`), through the unmasking head for a masked face (when a head is loaded). Unit length.
     public var embedding: [Float]
     /// The frozen (dlib) embedding, unit length.
     public var frozenEmbedding: [Float]
     /// Whether `embedding` came from the head.
-    public var adapted: Bool { embedding != frozenEmbedding }
+    public var adapted: Bool
 
-    public init(maskProbability: Double, masked: Bool, embedding: [Float], frozenEmbedding: [Float]) {
+    public init(maskProbability: Double, masked: Bool, embedding: [Float], frozenEmbedding: [Float], adapted: Bool? = nil) {
         self.maskProbability = maskProbability; self.masked = masked
         self.embedding = embedding; self.frozenEmbedding = frozenEmbedding
+        self.adapted = adapted ?? (embedding != frozenEmbedding)
     }
 }
 
@@ -29,24 +30,53 @@ public struct MaskAwareMatcher: Sendable {
     /// The descriptor network that made the embeddings; a version-4 detector reads its activations (nil: the
     /// detector must not need it).
     public let network: (any FaceDescriptorModel)?
+    /// Match on the normalised mean of each face's embedding and its mirror image's (test-time augmentation; the
+    /// head, for masked faces, takes the mean). One more pass through `network` per face (which must be given). The
+    /// mask detector still reads the frozen embedding it was trained on. On LFW View 2 it lowered FNMR at FMR 1e-3
+    /// in all three conditions (docs/masks.md, session 9); the bundled thresholds (comparison-thresholds-v2.json,
+    /// periocular-fusion-v2.json) are calibrated for it, so `bundled` turns it on.
+    public let mirrorAverage: Bool
 
-    public init(detector: MaskDetector, head: UnmaskingHead?, network: (any FaceDescriptorModel)? = nil) {
-        self.detector = detector; self.head = head; self.network = network
+    public init(detector: MaskDetector, head: UnmaskingHead?, network: (any FaceDescriptorModel)? = nil, mirrorAverage: Bool = false) {
+        self.detector = detector; self.head = head; self.network = network; self.mirrorAverage = mirrorAverage
     }
 
-    /// The bundled detector and head (`MaskDetector.bundled()`, `UnmaskingHead.bundled()`) for embeddings of `network`.
+    /// The bundled detector and head (`MaskDetector.bundled()`, `UnmaskingHead.bundled()`) for embeddings of `network`,
+    /// with mirror averaging (what the bundled thresholds are calibrated for).
     public static func bundled(withHead: Bool = true, network: any FaceDescriptorModel) throws -> MaskAwareMatcher {
-        MaskAwareMatcher(detector: try MaskDetector.bundled(), head: withHead ? try UnmaskingHead.bundled() : nil, network: network)
+        MaskAwareMatcher(detector: try MaskDetector.bundled(), head: withHead ? try UnmaskingHead.bundled() : nil, network: network,
+                         mirrorAverage: true)
     }
 
-    /// From faces' aligned 150×150 chips and their unit-length embeddings.
-    public func process(chips: [RGBImage], embeddings: [[Float]]) throws -> [MaskAwareFace] {
-        let probabilities = try detector.probabilities(chips: chips, embeddings: embeddings, network: network)
-        return zip(probabilities, embeddings).map { p, embedding in
-            let masked = p >= detector.threshold
-            var out = embedding
-            if masked, let head, head.inputDimension == embedding.count { out = head.apply(embedding) }
-            return MaskAwareFace(maskProbability: p, masked: masked, embedding: out, frozenEmbedding: embedding)
+    /// The normalised mean of each unit-length `embeddings[i]` (of `chips[i]`) and the unit-length embedding of the
+    /// mirrored chip (one pass of `model` per chip).
+    public static func mirrorAveraged(chips: [RGBImage], embeddings: [[Float]], model: any FaceDescriptorModel) throws -> [[Float]] {
+        precondition(chips.count == embeddings.count, "mirrorAveraged: \(chips.count) chips, \(embeddings.count) embeddings")
+        guard !chips.isEmpty else { return [] }
+        let mirrored = try model.descriptors(for: chips.map(MaskDetector.mirrored), jitter: 0).map(l2Normalized)
+        return try zip(embeddings, mirrored).map { e, m in
+            guard e.count == m.count else {
+                throw MaskingError.invalidArgument("mirror averaging: embedding \(e.count)-D, \(model.modelName) gives \(m.count)-D")
+            }
+            return l2Normalized(zip(e, m).map { $0 + $1 })
+        }
+    }
+
+    /// From faces' aligned 150×150 chips and their unit-length (frozen) embeddings; `activations`: the network's
+    /// activations at `detector.networkBlock` from the pass that made the embeddings (nil: a version-4 detector
+    /// computes them).
+    public func process(chips: [RGBImage], embeddings: [[Float]], activations: [[Float]]? = nil) throws -> [MaskAwareFace] {
+        let probabilities = try detector.probabilities(chips: chips, embeddings: embeddings, network: network, activations: activations)
+        var matching = embeddings
+        if mirrorAverage {
+            guard let network else { throw MaskingError.invalidArgument("mirror averaging needs the descriptor network") }
+            matching = try Self.mirrorAveraged(chips: chips, embeddings: embeddings, model: network)
+        }
+        return embeddings.indices.map { i in
+            let p = probabilities[i], masked = p >= detector.threshold
+            var out = matching[i], headApplied = false
+            if masked, let head, head.inputDimension == out.count { out = head.apply(out); headApplied = true }
+            return MaskAwareFace(maskProbability: p, masked: masked, embedding: out, frozenEmbedding: embeddings[i], adapted: headApplied)
         }
     }
 
@@ -62,9 +92,10 @@ public struct MaskAwareMatcher: Sendable {
 }
 
 /// An `Embedder` that adds the mask score to every face and matches masked faces with the unmasking head:
-/// each `FaceAnalysis` gets `maskProbability` and `masked`, and a masked face's `embedding` is the head's output
-/// (`rawDescriptor` stays the frozen model's). Same model name, version and dimension as the wrapped embedder:
-/// the head maps into the frozen embedding's space, so galleries stay comparable.
+/// each `FaceAnalysis` gets `maskProbability` and `masked`, and its `embedding` is the matcher's (`MaskAwareFace`:
+/// averaged with the mirror image's when the matcher does that, as the bundled one does; through the head for a face
+/// called masked); `rawDescriptor` stays the frozen model's. Same model name, version and dimension as the wrapped
+/// embedder: mirror averaging and the head stay in the frozen embedding's space, so galleries stay comparable.
 ///
 /// With `periocular` every face (masked or not: a gallery photo is compared with masked probes) also gets its
 /// periocular embedding (`FaceAnalysis.periocularEmbedding`), one more descriptor pass per face.
@@ -88,10 +119,19 @@ public final class MaskAwareEmbedder: Embedder, @unchecked Sendable {   // immut
     public var dimension: Int { base.dimension }
 
     public func analyze(_ image: RGBImage, upsample: Int, jitter: Int) throws -> [FaceAnalysis] {
-        let faces = try base.analyze(image, upsample: upsample, jitter: jitter)
-        let chips = faces.map { FaceChip.extract(image, details: $0.chip) }
+        let faces: [FaceAnalysis], chips: [RGBImage], activations: [[Float]]?
+        if let dlib = base as? DlibFaceEmbedder, let block = matcher.detector.networkBlock,
+           dlib.descriptor.modelName == matcher.detector.embeddingModel,
+           matcher.network.map({ $0 as AnyObject === dlib.descriptor as AnyObject }) == true {
+            // The detector reads the activations of the pass that made the embeddings: one network pass less per face.
+            (faces, chips, activations) = try dlib.analyze(image, upsample: upsample, jitter: jitter, capturingBlock: block)
+        } else {
+            faces = try base.analyze(image, upsample: upsample, jitter: jitter)
+            chips = faces.map { FaceChip.extract(image, details: $0.chip) }
+            activations = nil
+        }
         let periocularEmbeddings = try periocular.map { try $0.fusion.embeddings(chips: chips, model: $0.model) }
-        let aware = try matcher.process(chips: chips, embeddings: faces.map(\.embedding))
+        let aware = try matcher.process(chips: chips, embeddings: faces.map(\.embedding), activations: activations)
         return faces.enumerated().map { i, face in
             let r = aware[i]
             var f = face

@@ -73,9 +73,13 @@ public struct MaskDetector: Sendable, Codable, Equatable, VersionedModelFile {
 
     /// Probabilities of a batch of faces: aligned 150×150 chips, their embeddings, and the descriptor network that
     /// made them (used only by version 4, which reads its activations; then it must be a `ResNetFaceDescriptor`).
-    public func probabilities(chips: [RGBImage], embeddings: [[Float]], network: (any FaceDescriptorModel)?) throws -> [Double] {
+    /// `activations`: the network's activations of the chips when the caller has them from the pass that made the
+    /// embeddings (`DlibFaceEmbedder.analyze(_:upsample:jitter:capturingBlock:)` with `networkBlock`); nil: computed here.
+    public func probabilities(chips: [RGBImage], embeddings: [[Float]], network: (any FaceDescriptorModel)?,
+                              activations given: [[Float]]? = nil) throws -> [Double] {
         precondition(chips.count == embeddings.count, "MaskDetector: \(chips.count) chips, \(embeddings.count) embeddings")
-        let acts = try activations(chips: chips, network: network)
+        precondition(given == nil || given!.count == chips.count, "MaskDetector: \(chips.count) chips, \(given!.count) activations")
+        let acts = usesNetwork ? try given ?? activations(chips: chips, network: network) : nil
         return try chips.indices.map { i in
             let x = MaskDetector.features(chip: chips[i], embedding: embeddings[i], activations: acts?[i], version: version)
             guard x.count == dimension else {

@@ -199,6 +199,13 @@ public final class FusedNetwork: @unchecked Sendable {
         }
     }
 
+    /// The last layer's output (NCHW) and the outputs of the steps in `capture`, from one pass.
+    public func forward(_ x: Tensor, capture: [Int]) -> (output: Tensor, captured: [Int: Tensor]) {
+        precondition(capture.allSatisfy { steps.indices.contains($0) }, "FusedNetwork: no such step")
+        let r = run(x, tags: [:], through: steps.count - 1, capture: Set(capture))
+        return (r.output.nchw(), r.captured.mapValues { $0.nchw() })
+    }
+
     /// The outputs (NCHW) of the steps in `capture`; runs only as far as the last of them.
     public func activations(_ x: Tensor, capture: [Int]) -> [Int: Tensor] {
         guard let last = capture.max() else { return [:] }

@@ -55,6 +55,8 @@ struct EvalLFW: ParsableCommand {
     @Flag(help: "Mask-aware column: fuse the periocular embedding (the bundled periocular-fusion-v2.json) in decisions with a side the detector calls masked.")
     var periocular = false
     @Option(help: "Like --periocular, with this periocular fusion file.") var periocularModel: String?
+    @Flag(help: "Mask-aware column: start from the frozen embeddings, not from their average with the mirror image's (what the bundled mask-aware matcher does, and the bundled thresholds are calibrated for).")
+    var noMirrorAverage = false
 
     func validate() throws {
         if masks != nil && maskSplit != nil { throw ValidationError("give --masks or --mask-split, not both") }
@@ -165,13 +167,14 @@ struct EvalLFW: ParsableCommand {
             let makeEmbedder: () throws -> DlibFaceEmbedder? = { try embedder.get() }
             let fusion = try (periocularModel ?? (periocular ? "bundled" : nil)).map(PeriocularFusion.named)
             options.periocularFullWeight = fusion?.fullWeight
+            options.mirrorAverage = !noMirrorAverage
             let u = try TemplateAcquisition.acquire(images: images, source: unmaskedSource, cacheDirectory: cacheDir,
                                                     embedder: makeEmbedder, upsample: upsample, detector: detector,
-                                                    periocular: fusion, threads: threads, log: log)
+                                                    periocular: fusion, mirrorAverage: options.mirrorAverage, threads: threads, log: log)
             log("unmasked: \(u.statistics.fromCache) from the cache, \(u.statistics.embedded) embedded, \(u.statistics.failedToTemplate) failed to template")
             let m = try TemplateAcquisition.acquire(images: images, source: maskedSource, cacheDirectory: cacheDir,
                                                     embedder: makeEmbedder, upsample: upsample, detector: detector,
-                                                    periocular: fusion, threads: threads, log: log)
+                                                    periocular: fusion, mirrorAverage: options.mirrorAverage, threads: threads, log: log)
             log("\(maskedSource.name): \(m.statistics.fromCache) from the cache, \(m.statistics.embedded) embedded, \(m.statistics.failedToTemplate) failed to template")
             let adaptation: any EmbeddingAdaptation = try foldHeads.map {
                 try FoldHeadAdaptation(directory: URL(fileURLWithPath: $0), pairs: parsed, maskThreshold: options.maskThreshold)
@@ -181,6 +184,9 @@ struct EvalLFW: ParsableCommand {
                                           demographics: demo, adaptation: adaptation, options: options, log: log)
             if cohortSize > 0 {
                 r.notes.append("Mask-aware scores of decisions with a side the detector calls masked are cohort-normalised: z = ((d - mean_a) / std_a + (d - mean_b) / std_b) / 2, mean/std of each template's \(cohortSize) smallest distances to the unmasked mask-aware templates of people sharing no View 2 fold with it; score = -(M + S z) with M, S the average cohort mean/std (distance units); unmasked-unmasked decisions keep the plain distance.")
+            }
+            if options.mirrorAverage {
+                r.notes.append("Mask-aware column: every embedding is first averaged with its mirror image's (normalised mean of the aligned chip's and the mirrored chip's unit embeddings; \(u.statistics.mirrorComputed + m.statistics.mirrorComputed) computed in this run); the baseline column keeps the frozen embeddings.")
             }
             if let fusion {
                 r.notes.append("Mask-aware scores of decisions with a side the detector calls masked fuse the full and the periocular distance: \(fusion.fullWeight) · full + \(1 - fusion.fullWeight) · periocular; periocular = the same ResNet on the aligned chip with rows \(fusion.occludeFromRow)–\(fusion.chipSize - 1) painted (\(fusion.fill.map(String.init).joined(separator: ", "))) (\(u.statistics.periocularComputed + m.statistics.periocularComputed) computed in this run)" + (cohortSize > 0 ? "; cohort statistics are fused distances too." : "."))

@@ -126,7 +126,7 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: "Evaluation data folder (see above).") var eval: String
     @Option(help: "LFW folder (unmasked images).") var lfw: String
     @Option(help: "LFW view 2 pairs file.") var pairs: String
-    @Option(help: "Folder for mask-detector-v4.json, unmasking-head-v1.json, comparison-thresholds-v1.json and report.json.")
+    @Option(help: "Folder for mask-detector-v4.json, unmasking-head-v1.json, comparison-thresholds-v2.json (v1 with --no-mirror-average) and report.json.")
     var outDir: String
     @Option(help: "Held-out images per class for the detector measurement (0 = all).") var detectorHeldOut: Int = 3000
     @Option(help: "Pairs-file images whose cross-person pairs form the large impostor set (0 = all).") var impostorImages: Int = 2000
@@ -155,6 +155,8 @@ struct MaskTrainCommand: ParsableCommand {
     @Flag(help: "For evaluation images without a face in the JSON, search at upsample 1 before the fallback crop (slow).")
     var retry = false
     @Option(help: .hidden) var dumpDetectorData: String?
+    @Flag(help: "Mask-aware embeddings without mirror averaging (the recipe of comparison-thresholds-v1.json, before session 9).")
+    var noMirrorAverage = false
 
     func run() throws {
         let out = URL(fileURLWithPath: outDir)
@@ -461,7 +463,8 @@ struct MaskTrainCommand: ParsableCommand {
             try h.write(to: out.appendingPathComponent("unmasking-head-v1.json"))
             headModel = h
         }
-        let matcher = MaskAwareMatcher(detector: detectorModel, head: headModel, network: embedder.descriptor)
+        let matcher = MaskAwareMatcher(detector: detectorModel, head: headModel, network: embedder.descriptor, mirrorAverage: !noMirrorAverage)
+        let recipe = "\(MaskDetector.bundledFileName) + unmasking-head-v1" + (noMirrorAverage ? "" : " on mirror-averaged embeddings")
 
         // 3. Thresholds from training-people impostors (TRAIN masks), for the frozen and the mask-aware embedding.
         func distance(_ a: [Float], _ b: [Float]) -> Double { unitDistance(a, b) }
@@ -490,8 +493,8 @@ struct MaskTrainCommand: ParsableCommand {
                                           masked: trainMaskedFaces.map { ($0.path, $0.embedding) }, name: "frozen")
         let awareThresholds = thresholds(plain: zip(trainPlainFaces, trainPlainAware).map { ($0.0.path, $0.1.embedding) },
                                          masked: zip(trainMaskedFaces, trainMaskedAware).map { ($0.0.path, $0.1.embedding) },
-                                         name: "mask-aware: \(MaskDetector.bundledFileName) + unmasking-head-v1")
-        try awareThresholds.write(to: out.appendingPathComponent("comparison-thresholds-v1.json"))
+                                         name: "mask-aware: \(recipe)")
+        try awareThresholds.write(to: out.appendingPathComponent(noMirrorAverage ? "comparison-thresholds-v1.json" : ComparisonThresholds.bundledFileName))
         if let periocular {
             // Fused thresholds: the same impostor pairs, masked comparisons on 0.5·full + 0.5·periocular (the full
             // embedding after the head, as the cluster and the evaluation fuse), unmasked–unmasked on the full distance.
@@ -523,7 +526,7 @@ struct MaskTrainCommand: ParsableCommand {
                 .unmaskedUnmasked: impostors(plainF.map { ($0.path, $0.full) }, plainF.map { ($0.path, $0.full) }, same: true),
                 .maskedUnmasked: fusedImpostors(maskedF, plainF, same: false),
                 .maskedMasked: fusedImpostors(maskedF, maskedF, same: true),
-            ], targetFMR: targetFmr, embedding: "mask-aware (\(MaskDetector.bundledFileName) + unmasking-head-v1) fused with periocular (\(fusion.fingerprint), full weight \(fusion.fullWeight))",
+            ], targetFMR: targetFmr, embedding: "mask-aware (\(recipe)) fused with periocular (\(fusion.fingerprint), full weight \(fusion.fullWeight))",
                notes: ["data": "impostor pairs among \(trainPeople.count) LFW people outside pairs.txt; masked = TRAIN-family masks; masked comparisons on fused distances, unmasked-unmasked on the full distance",
                        "command": "facet mask-train --periocular (scripts/masks/train.sh)"])
             try fusion.write(to: out.appendingPathComponent("periocular-fusion-v\(fusion.version).json"))

@@ -81,6 +81,9 @@ struct EvalCommandTests {
         #expect(fair.contains { $0["attribute"] as? String == "gender" } && fair.contains { $0["attribute"] as? String == "race" })
         let ident = try #require(json["identification"] as? [[String: Any]])
         #expect(ident.count == 8)
+        // The mask-aware column is on mirror-averaged embeddings (by default, as the bundled matcher): computed with
+        // each image's embedding (no separate pass) and cached.
+        #expect(((json["notes"] as? [String]) ?? []).contains { $0.contains("averaged with its mirror image's") && $0.contains("24 computed in this run") })
         let md = try #require(json["mask_detection"] as? [String: Any])
         #expect(md["masked_images"] as? Int == 12)
         let html = try String(contentsOf: tmp.appendingPathComponent("a.html"), encoding: .utf8)
@@ -90,6 +93,7 @@ struct EvalCommandTests {
         var table: [String: CacheEntry] = [:]
         try TemplateCache.read([tmp.appendingPathComponent("cache/masked-test.eval.jsonl")], into: &table)
         #expect(table.count == 12 && table.values.allSatisfy { $0.template != nil && $0.maskProbability != nil })
+        #expect(table.values.allSatisfy { $0.mirrorAveraged?.embedding.count == 128 })
         let second = try runFacet(args + ["--json", "-"])
         #expect(second.status == 0, "stderr: \(second.err)")
         #expect(second.err.contains("unmasked: 12 from the cache, 0 embedded"))

@@ -86,6 +86,7 @@ struct LFWEvaluationTests {
         appender.append([TemplateCache.line(image: "A/A_0002.jpg", width: 250, height: 250, faces: [], fallback: fb),
                          TemplateCache.maskLine(image: "A/A_0001.jpg", probability: 0.25, detector: "v1-abc"),
                          TemplateCache.periocularLine(image: "A/A_0001.jpg", embedding: [0.6, -0.8, 0], model: "p1-x"),
+                         TemplateCache.mirrorLine(image: "A/A_0001.jpg", embedding: [0, 0.8, 0.6], model: TemplateCache.mirrorModel("m")),
                          TemplateCache.line(image: "B/B_0001.jpg", width: 200, height: 100, faces: [CachedFace(
                              box: FaceRect(left: 80, top: 30, right: 120, bottom: 70), confidence: 1, landmarks: fb.landmarks,
                              embedding: [0.5, 0.25, -0.125])], fallback: nil)])
@@ -97,6 +98,7 @@ struct LFWEvaluationTests {
         #expect(table["A/A_0001.jpg"]?.template?.embedding == [0, 1, 0])   // a mask line keeps the faces
         #expect(table["A/A_0001.jpg"]?.periocular?.model == "p1-x" && table["A/A_0001.jpg"]?.periocular?.embedding == [0.6, -0.8, 0])
         #expect(table["A/A_0001.jpg"]?.maskProbability?.p == 0.25)          // and the mask probability
+        #expect(table["A/A_0001.jpg"]?.mirrorAveraged?.model == "mirror1-m" && table["A/A_0001.jpg"]?.mirrorAveraged?.embedding == [0, 0.8, 0.6])
         // A later embedding of the same image drops what was computed from its old face.
         var renewed = table
         try Data(TemplateCache.line(image: "A/A_0001.jpg", width: 250, height: 250, faces: [fb], fallback: nil).utf8)
@@ -104,6 +106,7 @@ struct LFWEvaluationTests {
         try TemplateCache.read([dir.appendingPathComponent("renewed.jsonl")], into: &renewed)
         #expect(renewed["A/A_0001.jpg"]?.template?.embedding == [0, 0, 1])
         #expect(renewed["A/A_0001.jpg"]?.periocular == nil && renewed["A/A_0001.jpg"]?.maskProbability == nil)
+        #expect(renewed["A/A_0001.jpg"]?.mirrorAveraged == nil)
         #expect(table["B/B_0001.jpg"]?.error == nil && table["B/B_0001.jpg"]?.template?.embedding == [0.5, 0.25, -0.125])
         #expect(TemplateCache.key("/x/lfw/A/A_0001.jpg") == "A/A_0001.jpg" && TemplateCache.key("./A/A_0001.jpg") == "A/A_0001.jpg")
 
@@ -319,6 +322,41 @@ struct LFWEvaluationTests {
         let same = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: pu, masked: pm,
                                          demographics: demo, adaptation: IdentityAdaptation(), options: options)
         #expect(try #require(same.row(.maskedUnmasked, .maskAware)).view2.accuracy == (try #require(plain.row(.maskedUnmasked, .maskAware)).view2.accuracy))
+    }
+
+    /// Mirror averaging in the mask-aware column: the column starts from `TemplateTable.mirrorAveraged` (both
+    /// conditions needed), the baseline column keeps the frozen vectors.
+    @Test("mirror averaging: the mask-aware column starts from the mirror-averaged vectors, the baseline does not")
+    func mirrorAveraging() throws {
+        let (pairs, impostors, u, m, demo, _) = try Self.handMade()
+        var options = LFWEvaluationOptions()
+        options.mirrorAverage = true
+        #expect(throws: EvalError.self) {
+            try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: u, masked: m,
+                                  demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        }
+        let plain = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: u, masked: m,
+                                          demographics: demo, adaptation: IdentityAdaptation(), options: LFWEvaluationOptions())
+        // Mirror-averaged vectors equal to the frozen ones: nothing changes.
+        var su = u, sm = m
+        su.mirrorAveraged = u.vectors; sm.mirrorAveraged = m.vectors
+        let same = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: su, masked: sm,
+                                         demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        for c in Comparison.allCases {
+            for method in [MatchingMethod.baseline, .maskAware] {
+                #expect(try #require(plain.row(c, method)).view2 == (try #require(same.row(c, method)).view2))
+            }
+        }
+        // Masked photos whose mirror-averaged vectors are the unmasked photos': masked comparisons in the mask-aware
+        // column become unmasked ones (perfect on these templates); the baseline column is untouched.
+        sm.mirrorAveraged = u.vectors
+        let mirrored = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: su, masked: sm,
+                                             demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        for c in Comparison.allCases {
+            #expect(try #require(plain.row(c, .baseline)).view2 == (try #require(mirrored.row(c, .baseline)).view2))
+        }
+        #expect(try #require(plain.row(.maskedUnmasked, .maskAware)).view2.accuracy < 1)
+        #expect(try #require(mirrored.row(.maskedUnmasked, .maskAware)).view2.accuracy == 1)
     }
 
     /// Per-group heads never see the people they are applied to: head g is trained on people none of whose folds is

@@ -65,6 +65,11 @@ struct ResNetFaceDescriptorTests {
             #expect(zip(out, descriptors[k]).map { abs($0 - $1) }.max()! < 1e-4)
         }
         #expect(throws: FaceDescriptorError.self) { try d.blockActivations(for: chips, blocks: [14]) }
+        // Both from one pass: the same descriptors and the same block activations.
+        let both = try d.descriptorsAndActivations(for: chips, block: 13)
+        #expect(both.descriptors == descriptors)
+        #expect(both.activations == acts.map { $0[1] })
+        #expect(throws: FaceDescriptorError.self) { try d.descriptorsAndActivations(for: chips, block: -1) }
     }
 
     @Test("two workers give the same descriptors as one")

@@ -213,6 +213,9 @@ private func gaussianVector(_ rng: inout SplitMix64, _ d: Int) -> [Double] {
         for kind in ComparisonKind.allCases { #expect(th.maxDistance[kind.rawValue] != nil) }
         #expect(th.targetFMR > 0 && th.targetFMR < 0.1)
         for kind in ComparisonKind.allCases { #expect(th.maxDistance(for: kind) > 0.2 && th.maxDistance(for: kind) < 1.2) }
+        // Calibrated for what the bundled matcher gives (mirror-averaged embeddings), as the fused ones are.
+        #expect(th.embedding.contains("mirror-averaged"), "\(th.embedding)")
+        #expect(try #require(try PeriocularFusion.bundled().thresholds).embedding.contains("mirror-averaged"))
     }
 }
 
@@ -276,18 +279,90 @@ private func gaussianVector(_ rng: inout SplitMix64, _ d: Int) -> [Double] {
         #expect(try DlibFaceEmbedder(locator: locator, weakFaceThreshold: .nan).weakFaceThreshold == nil)
     }
 
-    @Test("unmasked fixture faces keep their frozen embedding")
+    /// Unmasked faces get no head: without mirror averaging they keep the frozen embedding; the bundled matcher
+    /// (mirror averaging) gives the normalised mean of the chip's and the mirrored chip's unit embeddings.
+    @Test("unmasked fixture faces: no head; the frozen embedding, or its mirror average (bundled)")
     func unmaskedUnchanged() throws {
         let embedder = try DlibFaceEmbedder(locator: FaceModelLocator())
-        let matcher = try MaskAwareMatcher.bundled(network: embedder.descriptor)
+        let bundled = try MaskAwareMatcher.bundled(network: embedder.descriptor)
+        #expect(bundled.mirrorAverage)
+        let frozen = MaskAwareMatcher(detector: bundled.detector, head: bundled.head, network: embedder.descriptor)
         for name in FaceFixture.names.prefix(4) {
             let f = try FaceFixture.load(name)
             let picture = try ImageDecoder().decodeFile(atPath: FaceFixture.directory.appendingPathComponent(f.image).path)
             let box = FaceRect(left: f.box.left, top: f.box.top, right: f.box.right, bottom: f.box.bottom)
             let a = try #require(try embedder.analyze(picture, detections: [FaceDetection(rect: box, confidence: 1)]).first)
-            let r = try matcher.process(image: picture, face: a)
+            let r = try frozen.process(image: picture, face: a)
             #expect(!r.masked, "\(name): p(mask) = \(r.maskProbability)")
             #expect(r.embedding == a.embedding && !r.adapted)
+            let m = try bundled.process(image: picture, face: a)
+            #expect(!m.masked && !m.adapted && m.maskProbability == r.maskProbability && m.frozenEmbedding == a.embedding)
+            // By hand: the mirrored chip through the same network.
+            let chip = FaceChip.extract(picture, details: a.chip)
+            let mirrored = l2Normalized(try embedder.descriptor.descriptors(for: [MaskDetector.mirrored(chip)], jitter: 0)[0])
+            let expected = l2Normalized(zip(a.embedding, mirrored).map { $0 + $1 })
+            #expect(zip(m.embedding, expected).allSatisfy { abs($0 - $1) < 1e-6 })
+            // Not the frozen embedding, but close to it (the same face), and unit length.
+            let d = unitDistance(m.embedding, a.embedding)
+            #expect(d > 1e-3 && d < 0.35, "\(name): distance to the frozen embedding \(d)")
+            #expect(abs(m.embedding.reduce(0) { $0 + $1 * $1 } - 1) < 1e-4)
+        }
+    }
+
+    /// The mask-aware embedder on a dlib embedder takes the detector's activations from the pass that made the
+    /// embedding (one pass less per face); any other base embedder gets them from a pass of their own. Same faces.
+    @Test("the detector's activations from the embedding's own pass: the same faces as with a pass of their own")
+    func sharedPass() throws {
+        struct Wrapped: Embedder {   // hides the DlibFaceEmbedder, so the embedder takes the separate pass
+            let inner: DlibFaceEmbedder
+            var modelName: String { inner.modelName }
+            var modelVersion: String { inner.modelVersion }
+            var dimension: Int { inner.dimension }
+            func analyze(_ image: RGBImage, upsample: Int, jitter: Int) throws -> [FaceAnalysis] {
+                try inner.analyze(image, upsample: upsample, jitter: jitter)
+            }
+        }
+        let dlib = try DlibFaceEmbedder(locator: FaceModelLocator(), retryUpsampleWhenNoFace: true)
+        let matcher = try MaskAwareMatcher.bundled(network: dlib.descriptor)
+        let shared = MaskAwareEmbedder(base: dlib, matcher: matcher)
+        let separate = MaskAwareEmbedder(base: Wrapped(inner: dlib), matcher: matcher)
+        var images = [try ImageDecoder().decodeFile(atPath: Self.maskedFixture.path)]
+        for name in FaceFixture.names.prefix(2) {
+            let f = try FaceFixture.load(name)
+            images.append(try ImageDecoder().decodeFile(atPath: FaceFixture.directory.appendingPathComponent(f.image).path))
+        }
+        for image in images {
+            let a = try shared.analyze(image, upsample: 0, jitter: 0), b = try separate.analyze(image, upsample: 0, jitter: 0)
+            #expect(!a.isEmpty && a.count == b.count)
+            for (x, y) in zip(a, b) {
+                #expect(abs((x.maskProbability ?? -1) - (y.maskProbability ?? -2)) < 1e-9)
+                #expect(x.masked == y.masked && x.embedding == y.embedding && x.rawDescriptor == y.rawDescriptor)
+            }
+        }
+        // The first image is the masked fixture: called masked either way.
+        #expect(try shared.analyze(images[0], upsample: 0, jitter: 0).first?.masked == true)
+        // jitter > 1: no shared pass (the embedding is a mean over jittered crops), still the same decision.
+        let j = try #require(try shared.analyze(images[1], upsample: 0, jitter: 2).first)
+        #expect(j.masked == false)
+    }
+
+    /// Mirror averaging is symmetric: a face and its mirror image get the same embedding (both are the mean of
+    /// the same two network outputs).
+    @Test("mirror averaging: a chip and its mirror image get the same embedding; wrong inputs are errors")
+    func mirrorAveragingIsSymmetric() throws {
+        let embedder = try DlibFaceEmbedder(locator: FaceModelLocator())
+        let f = try FaceFixture.load(FaceFixture.names[0])
+        let picture = try ImageDecoder().decodeFile(atPath: FaceFixture.directory.appendingPathComponent(f.image).path)
+        let box = FaceRect(left: f.box.left, top: f.box.top, right: f.box.right, bottom: f.box.bottom)
+        let a = try #require(try embedder.analyze(picture, detections: [FaceDetection(rect: box, confidence: 1)]).first)
+        let chip = FaceChip.extract(picture, details: a.chip), flipped = MaskDetector.mirrored(chip)
+        let flippedEmbedding = l2Normalized(try embedder.descriptor.descriptors(for: [flipped], jitter: 0)[0])
+        let both = try MaskAwareMatcher.mirrorAveraged(chips: [chip, flipped], embeddings: [a.embedding, flippedEmbedding],
+                                                       model: embedder.descriptor)
+        #expect(zip(both[0], both[1]).allSatisfy { abs($0 - $1) < 1e-6 })
+        #expect(try MaskAwareMatcher.mirrorAveraged(chips: [], embeddings: [], model: embedder.descriptor).isEmpty)
+        #expect(throws: MaskingError.self) {
+            try MaskAwareMatcher.mirrorAveraged(chips: [chip], embeddings: [[1, 0]], model: embedder.descriptor)
         }
     }
 }

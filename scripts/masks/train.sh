@@ -19,4 +19,4 @@ swift build -c release --product facet
 # data. The bundled periocular-fusion-v2.json (mirror-averaged) has its thresholds from the same command with
 # --detector Sources/FacetMasking/Resources/mask-detector-v4.json --periocular FILE (FILE: the v2 settings without
 # thresholds); it writes OUT/periocular-fusion-v2.json.
-echo "copy $OUT/{mask-detector-v4,unmasking-head-v1,comparison-thresholds-v1}.json to Sources/FacetMasking/Resources/ (and the thresholds of $OUT/periocular-fusion-v1.json)"
+echo "copy $OUT/{mask-detector-v4,unmasking-head-v1,comparison-thresholds-v2}.json to Sources/FacetMasking/Resources/ (and the thresholds of $OUT/periocular-fusion-v2.json)"

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """What the cluster's verify of two images decides on LFW View 2 with TEST-family masks, from the bundled files only
-(mask detector v4 at its threshold, unmasking-head-v1 on faces called masked, comparison-thresholds-v1, and
-periocular-fusion-v2's thresholds for fused comparisons; all calibrated on people outside pairs.txt): FMR over every
+(mask detector v4 at its threshold, embeddings averaged with their mirror image's, unmasking-head-v1 on faces called
+masked, comparison-thresholds-v2, and periocular-fusion-v2's thresholds for fused comparisons; all calibrated on
+people outside pairs.txt): FMR over every
 cross-identity pair within each fold and FNMR over the 3,000 genuine pairs, without and with periocular fusion.
-Reads a `facet eval lfw --periocular` cache (embeddings, mask probabilities and periocular embeddings); numpy, ~1 min.
+Reads a `facet eval lfw --periocular` cache (embeddings, mask probabilities, periocular and mirror-averaged
+embeddings); numpy, ~1 min.
 Usage: scripts/masks/verify-check.py CACHE_DIR PAIRS"""
 import os, sys, json, numpy as np
 here = os.path.dirname(os.path.abspath(__file__))
@@ -11,11 +13,18 @@ R = os.path.join(here, "..", "..", "Sources", "FacetMasking", "Resources") + "/"
 sys.argv = [sys.argv[0], sys.argv[1], sys.argv[2], R + "unmasking-head-v1.json"]
 exec(open(os.path.join(here, "fold-heads-check.py")).read().split('for name, fm, sm in')[0])
 det=json.load(open(R+"mask-detector-v4.json")); THR=det["threshold"]
-ct=json.load(open(R+"comparison-thresholds-v1.json"))["maxDistance"]
+ct=json.load(open(R+"comparison-thresholds-v2.json"))["maxDistance"]
 fu=json.load(open(R+"periocular-fusion-v2.json")); ft=fu["thresholds"]["maxDistance"]; w=fu["fullWeight"]
 PU = read_periocular("unmasked"); PM = read_periocular("masked-test")
+def read_mirror(name):
+    out = {}
+    for l in open(f"{cache}/{name}.eval.jsonl"):
+        if '"mirror_averaged"' in l:
+            o = json.loads(l); out[o["image"][2:]] = np.array(o["mirror_averaged"])
+    return out
+MU = read_mirror("unmasked"); MM = read_mirror("masked-test")
 def side(masked):
-    E,P,PP=(M,Mp,PM) if masked else (U,Up,PU)
+    E,P,PP=(MM,Mp,PM) if masked else (MU,Up,PU)
     full,per,msk={}, {}, {}
     for im in images:
         x=E[im]/np.linalg.norm(E[im]); m=P.get(im,0)>=THR
