@@ -68,7 +68,7 @@ fi
 echo "== identifying photos the gallery has not seen"
 echo "   (MATCH/no match: the coordinator's per-comparison-type thresholds, calibrated at a false-match rate of 1e-3;"
 echo "    a masked probe is compared on 0.5 full + 0.5 upper-face (periocular) distance, which the templates keep,"
-echo "    and needs <= 0.355; at that false-match rate about 4 in 10 genuine masked comparisons stay above it"
+echo "    and needs <= 0.349; at that false-match rate about 4 in 10 genuine masked comparisons stay above it"
 echo "    (docs/masks.md), so a probe can rank its person first without a MATCH. The ranking is what identification uses.)"
 correct=0; total=0
 for f in "$PROBES"/*; do
