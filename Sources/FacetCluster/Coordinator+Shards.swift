@@ -9,6 +9,8 @@ struct ShardWork: Sendable {
     var pushing: Set<String> = []
     var fills = 0
     var fillCounter: UInt64 = 0
+    /// Copies being dropped by `dropLeftovers` (one task per copy).
+    var dropping: Set<ReplicaKey> = []
     /// The last shard change (for `facet shards show` and status).
     var lastChange = ""
 }
@@ -145,11 +147,17 @@ extension Coordinator {
 
     var fillConcurrency: Int { 4 }
 
-    /// Starts fills for copies that are assigned but not complete (called every heartbeat interval).
+    /// Starts fills for copies that are assigned but not complete (called every heartbeat interval); after the start-up
+    /// grace also rolls back a shard change this coordinator's previous incarnation left half-done and drops copies
+    /// that matchers keep of partitions no longer theirs.
     func reconcile() {
         let grace = interval * configuration.livenessCount * 2
         let uptime = Duration.milliseconds(nowMilliseconds() - started)
         let adoptAllowed = uptime >= grace
+        if adoptAllowed {
+            rollBackAbandonedChange()
+            dropLeftovers()
+        }
         let free = fillConcurrency - shardWork.withLock { $0.fills }
         guard free > 0 else { return }
         let settle = interval * 2
@@ -187,6 +195,69 @@ extension Coordinator {
                     self.shardWork.withLock { $0.fills -= 1 }
                 }
                 _ = await self.fill(key, windowOpen: nil, adoptAllowed: adoptAllowed)
+            }
+        }
+    }
+
+    /// A shard change made by this coordinator's previous incarnation (same node id, map written before this one
+    /// started) that stopped between making replicas incoming (step 1) and switching them in (step 3) — the process
+    /// died — can never finish: what each incoming replica was to replace was only in that process. The map would stay
+    /// unsettled for good, and every later change be refused. So it is rolled back: a map without the incoming
+    /// replicas (epoch + 1), then their copies are dropped. Nothing acknowledged is lost: every write went to the
+    /// replicas too, and an acknowledged one to a complete replica. The operator runs the change again. A change
+    /// another coordinator made is left alone (it may still be running there).
+    func rollBackAbandonedChange() {
+        let map = currentMap
+        guard !map.isSettled, map.changedBy == nodeID, map.updatedUnixMs < started else { return }
+        guard shardWork.withLock({ s -> Bool in
+            guard !s.changing else { return false }
+            s.changing = true
+            return true
+        }) else { return }
+        Task {
+            var rolled = map
+            rolled.epoch += 1
+            rolled.changedBy = nodeID
+            rolled.updatedUnixMs = nowMilliseconds()
+            var dropped: [ReplicaKey] = []
+            for p in 0..<Int(map.partitionCount) {
+                for node in rolled.incoming[p] { dropped.append(ReplicaKey(node, UInt32(p))) }
+                rolled.incoming[p] = []
+            }
+            // A matcher the change was adding holds nothing now: it leaves the map (the operator adds it again).
+            rolled.matchers = rolled.matchers.filter { m in rolled.replicas.contains { $0.contains(m) } }
+            let outcome: String
+            do throws(FacetError) {
+                try await self.commit(rolled, required: [])
+                self.logger.warning("rolled back a shard change an earlier run of this coordinator left half-done; run it again",
+                                    metadata: ["epoch": "\(rolled.epoch)", "incoming": "\(dropped.map { "\($0.node)/p\($0.partition)" })"])
+                for key in dropped { await self.dropCopy(key.partition, on: key.node) }
+                outcome = "rolled back (an earlier run of this coordinator stopped during it): epoch \(rolled.epoch)"
+            } catch {
+                outcome = "roll-back of an interrupted change failed: \(error)"
+                self.logger.error("cannot roll back an interrupted shard change", metadata: ["error": "\(error)"])
+            }
+            self.shardWork.withLock { $0.changing = false; $0.lastChange = outcome }
+        }
+    }
+
+    /// Copies a live matcher reports holding of partitions the (settled) map does not give it — left by a change that
+    /// stopped before its last step, or by a drop that timed out — are dropped (the matcher checks again that the
+    /// partition is not its own and that every coordinator it hears from uses its map). They would otherwise keep
+    /// templates of subjects deleted since, on disk.
+    func dropLeftovers() {
+        let map = currentMap
+        guard map.isSettled, !shardWork.withLock({ $0.changing }) else { return }
+        let leftovers = state.withLock { s -> [ReplicaKey] in
+            s.workers.values.filter { $0.alive && $0.role == .matcher }.flatMap { w in
+                w.holdings.filter { $0.value > 0 && !map.writeSet(of: $0.key).contains(w.nodeID) }.map { ReplicaKey(w.nodeID, $0.key) }
+            }
+        }
+        for key in leftovers where shardWork.withLock({ $0.dropping.insert(key).inserted }) {
+            Task {
+                defer { self.shardWork.withLock { _ = $0.dropping.remove(key) } }
+                self.logger.info("dropping a copy of a partition the matcher no longer holds", metadata: ["node.id": "\(key.node)", "partition": "\(key.partition)"])
+                await self.dropCopy(key.partition, on: key.node)
             }
         }
     }

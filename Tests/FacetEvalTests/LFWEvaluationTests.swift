@@ -123,6 +123,13 @@ struct LFWEvaluationTests {
     /// Hand-made 2-D templates (unit vectors at the given angles, degrees). Fold 0: A, B (male); fold 1: C, D (female).
     /// Unmasked: A 0 2 4, B 40 42 44, C 100 102 104, D 139 141 143. Masks turn men by +10°, women by +40°.
     /// Score = -chord, a decreasing function of the angle between two templates, so everything below is in degrees.
+    /// `LFWEvaluation.run` on the hand-made pairs, impostors and demographics with these templates (no identification).
+    static func runHandMade(_ u: TemplateTable, _ m: TemplateTable, _ options: LFWEvaluationOptions = .init()) throws -> LFWEvaluationResult {
+        let (pairs, impostors, _, _, demo, _) = try handMade()
+        return try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: u, masked: m,
+                                     demographics: demo, adaptation: IdentityAdaptation(), options: options)
+    }
+
     static func handMade() throws -> (LFWPairs, LFWProtocol.ImpostorSet, TemplateTable, TemplateTable, LFWDemographics, IdentificationSplit) {
         let pairs = try LFWPairs.parse("""
             2\t2
@@ -294,21 +301,18 @@ struct LFWEvaluationTests {
         a.detectedMasked = [false]
         #expect(abs(a.score(0, b, 0) + 2.0.squareRoot()) < 1e-6)          // both unmasked: the full distance
 
-        let (pairs, impostors, u, m, demo, _) = try Self.handMade()
+        let (_, _, u, m, _, _) = try Self.handMade()
         var options = LFWEvaluationOptions()
         options.periocularFullWeight = 0
         #expect(throws: EvalError.self) {
-            try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: u, masked: m,
-                                  demographics: demo, adaptation: IdentityAdaptation(), options: options)
+            try Self.runHandMade(u, m, options)
         }
-        let plain = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: u, masked: m,
-                                          demographics: demo, adaptation: IdentityAdaptation(), options: LFWEvaluationOptions())
+        let plain = try Self.runHandMade(u, m, LFWEvaluationOptions())
         // A periocular embedding the mask does not move (the masked photo's equals the unmasked photo's), weight 0:
         // masked comparisons become the unmasked ones — perfect, as unmasked–unmasked is on these templates.
         var pu = u, pm = m
         pu.periocular = u.vectors; pm.periocular = u.vectors
-        let fused = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: pu, masked: pm,
-                                          demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        let fused = try Self.runHandMade(pu, pm, options)
         for c in Comparison.allCases {
             #expect(try #require(plain.row(c, .baseline)).view2 == (try #require(fused.row(c, .baseline)).view2))
         }
@@ -319,8 +323,7 @@ struct LFWEvaluationTests {
         // Periocular equal to the full embedding: fusion changes nothing.
         pu.periocular = u.vectors; pm.periocular = m.vectors
         options.periocularFullWeight = 0.3
-        let same = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: pu, masked: pm,
-                                         demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        let same = try Self.runHandMade(pu, pm, options)
         #expect(try #require(same.row(.maskedUnmasked, .maskAware)).view2.accuracy == (try #require(plain.row(.maskedUnmasked, .maskAware)).view2.accuracy))
     }
 
@@ -328,20 +331,17 @@ struct LFWEvaluationTests {
     /// conditions needed), the baseline column keeps the frozen vectors.
     @Test("mirror averaging: the mask-aware column starts from the mirror-averaged vectors, the baseline does not")
     func mirrorAveraging() throws {
-        let (pairs, impostors, u, m, demo, _) = try Self.handMade()
+        let (_, _, u, m, _, _) = try Self.handMade()
         var options = LFWEvaluationOptions()
         options.mirrorAverage = true
         #expect(throws: EvalError.self) {
-            try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: u, masked: m,
-                                  demographics: demo, adaptation: IdentityAdaptation(), options: options)
+            try Self.runHandMade(u, m, options)
         }
-        let plain = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: u, masked: m,
-                                          demographics: demo, adaptation: IdentityAdaptation(), options: LFWEvaluationOptions())
+        let plain = try Self.runHandMade(u, m, LFWEvaluationOptions())
         // Mirror-averaged vectors equal to the frozen ones: nothing changes.
         var su = u, sm = m
         su.mirrorAveraged = u.vectors; sm.mirrorAveraged = m.vectors
-        let same = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: su, masked: sm,
-                                         demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        let same = try Self.runHandMade(su, sm, options)
         for c in Comparison.allCases {
             for method in [MatchingMethod.baseline, .maskAware] {
                 #expect(try #require(plain.row(c, method)).view2 == (try #require(same.row(c, method)).view2))
@@ -350,8 +350,7 @@ struct LFWEvaluationTests {
         // Masked photos whose mirror-averaged vectors are the unmasked photos': masked comparisons in the mask-aware
         // column become unmasked ones (perfect on these templates); the baseline column is untouched.
         sm.mirrorAveraged = u.vectors
-        let mirrored = try LFWEvaluation.run(pairs: pairs, impostors: impostors, split: nil, unmasked: su, masked: sm,
-                                             demographics: demo, adaptation: IdentityAdaptation(), options: options)
+        let mirrored = try Self.runHandMade(su, sm, options)
         for c in Comparison.allCases {
             #expect(try #require(plain.row(c, .baseline)).view2 == (try #require(mirrored.row(c, .baseline)).view2))
         }
