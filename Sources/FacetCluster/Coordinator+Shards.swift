@@ -202,10 +202,8 @@ extension Coordinator {
     /// A shard change made by this coordinator's previous incarnation (same node id, map written before this one
     /// started) that stopped between making replicas incoming (step 1) and switching them in (step 3) — the process
     /// died — can never finish: what each incoming replica was to replace was only in that process. The map would stay
-    /// unsettled for good, and every later change be refused. So it is rolled back: a map without the incoming
-    /// replicas (epoch + 1), then their copies are dropped. Nothing acknowledged is lost: every write went to the
-    /// replicas too, and an acknowledged one to a complete replica. The operator runs the change again. A change
-    /// another coordinator made is left alone (it may still be running there).
+    /// unsettled for good, and every later change be refused. So it is rolled back (`rollBack`). A change another
+    /// coordinator made is left alone (it may still be running there).
     func rollBackAbandonedChange() {
         let map = currentMap
         guard !map.isSettled, map.changedBy == nodeID, map.updatedUnixMs < started else { return }
@@ -215,30 +213,36 @@ extension Coordinator {
             return true
         }) else { return }
         Task {
-            var rolled = map
-            rolled.epoch += 1
-            rolled.changedBy = nodeID
-            rolled.updatedUnixMs = nowMilliseconds()
-            var dropped: [ReplicaKey] = []
-            for p in 0..<Int(map.partitionCount) {
-                for node in rolled.incoming[p] { dropped.append(ReplicaKey(node, UInt32(p))) }
-                rolled.incoming[p] = []
-            }
-            // A matcher the change was adding holds nothing now: it leaves the map (the operator adds it again).
-            rolled.matchers = rolled.matchers.filter { m in rolled.replicas.contains { $0.contains(m) } }
-            let outcome: String
-            do throws(FacetError) {
-                try await self.commit(rolled, required: [])
-                self.logger.warning("rolled back a shard change an earlier run of this coordinator left half-done; run it again",
-                                    metadata: ["epoch": "\(rolled.epoch)", "incoming": "\(dropped.map { "\($0.node)/p\($0.partition)" })"])
-                for key in dropped { await self.dropCopy(key.partition, on: key.node) }
-                outcome = "rolled back (an earlier run of this coordinator stopped during it): epoch \(rolled.epoch)"
-            } catch {
-                outcome = "roll-back of an interrupted change failed: \(error)"
-                self.logger.error("cannot roll back an interrupted shard change", metadata: ["error": "\(error)"])
-            }
+            let outcome = await self.rollBack(map, why: "an earlier run of this coordinator stopped during it")
             self.shardWork.withLock { $0.changing = false; $0.lastChange = outcome }
         }
+    }
+
+    /// Rolls back the unsettled map `map` (made by this coordinator): a map at epoch + 1 without the incoming
+    /// replicas (a matcher the change was adding, now holding nothing, leaves the map), then the incoming copies are
+    /// dropped. Nothing acknowledged is lost: every write went to the replicas too, and an acknowledged one to a
+    /// complete replica. The operator runs the change again. Returns the outcome for `lastChange`.
+    func rollBack(_ map: ClusterShardMap, why: String) async -> String {
+        var rolled = map
+        rolled.epoch += 1
+        rolled.changedBy = nodeID
+        rolled.updatedUnixMs = nowMilliseconds()
+        var dropped: [ReplicaKey] = []
+        for p in 0..<Int(map.partitionCount) {
+            for node in rolled.incoming[p] { dropped.append(ReplicaKey(node, UInt32(p))) }
+            rolled.incoming[p] = []
+        }
+        rolled.matchers = rolled.matchers.filter { m in rolled.replicas.contains { $0.contains(m) } }
+        do throws(FacetError) {
+            try await commit(rolled, required: [])
+        } catch {
+            logger.error("cannot roll back an unfinished shard change", metadata: ["error": "\(error)"])
+            return "roll-back of an unfinished change failed: \(error)"
+        }
+        logger.warning("rolled back a shard change that could not finish (\(why)); run it again",
+                       metadata: ["epoch": "\(rolled.epoch)", "incoming": "\(dropped.map { "\($0.node)/p\($0.partition)" })"])
+        for key in dropped { await dropCopy(key.partition, on: key.node) }
+        return "rolled back (\(why)): epoch \(rolled.epoch)"
     }
 
     /// Copies a live matcher reports holding of partitions the (settled) map does not give it — left by a change that
@@ -481,7 +485,15 @@ extension Coordinator {
                 try await self.execute(plan.target, moves: plan.moves, log: ctx.logger)
                 outcome = "done"
             } catch {
-                outcome = "failed: \(error)"
+                // A change that failed after making replicas incoming (a matcher died while the map was stored, a fill
+                // timed out) would leave the map unsettled for good: roll it back, unless another coordinator's newer
+                // map replaced ours meanwhile.
+                let map = self.currentMap
+                if !map.isSettled, map.changedBy == self.nodeID {
+                    outcome = "failed: \(error); " + (await self.rollBack(map, why: "it failed: \(error)"))
+                } else {
+                    outcome = "failed: \(error)"
+                }
             }
             ctx.logger.info("shard change finished", metadata: ["change": "\(id)", "outcome": "\(outcome)"])
             self.shardWork.withLock { $0.changing = false; $0.lastChange = "\(id): \(outcome)" }

@@ -86,20 +86,73 @@ func changeShards(_ client: FacetClient, _ op: WireShardChangeRequest.Operation,
 /// A rebalance, retried (bounded) while a change is still finishing: a change ends by dropping the old copies after the
 /// map settled, and until then another change is refused (FAILED_PRECONDITION).
 func rebalanceWhenSettled(_ client: FacetClient, seconds: Double = 90) async throws -> WireShardChangeReply {
+    try await changeWhenSettled(client, .rebalance, "", seconds: seconds)
+}
+
+/// A shard change, retried (bounded) while another is still finishing or being rolled back (FAILED_PRECONDITION).
+func changeWhenSettled(_ client: FacetClient, _ op: WireShardChangeRequest.Operation, _ node: String,
+                       seconds: Double = 90) async throws -> WireShardChangeReply {
     let deadline = Date().addingTimeInterval(seconds)
     while true {
-        do { return try await changeShards(client, .rebalance, "") } catch let e as FacetError where e.code == .failedPrecondition && Date() < deadline {
+        do { return try await changeShards(client, op, node) } catch let e as FacetError where e.code == .failedPrecondition && Date() < deadline {
             try await Task.sleep(for: .milliseconds(200))
         }
     }
 }
 
-/// Removes `node` from the map (retried while a change is still finishing).
-func rebalanceOrRemove(_ client: FacetClient, _ node: String, seconds: Double = 90) async throws -> WireShardChangeReply {
-    let deadline = Date().addingTimeInterval(seconds)
-    while true {
-        do { return try await changeShards(client, .removeMatcher, node) } catch let e as FacetError where e.code == .failedPrecondition && Date() < deadline {
-            try await Task.sleep(for: .milliseconds(200))
+/// Enrols the gallery (one subject per identity) with 4 writers side by side; returns what was acknowledged.
+func enrolConcurrently(_ client: FacetClient, _ g: FaceLikeGenerator.Gallery, prefix: String) async throws -> [Expected] {
+    let identities = Dictionary(grouping: 0..<g.count, by: { g.baseIdentities[$0] }).sorted { $0.key < $1.key }
+    let collected = LockedValue<[Expected]>([])
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for w in 0..<4 {
+            group.addTask {
+                for (n, (identity, rows)) in identities.enumerated() where n % 4 == w {
+                    let vectors = rows.map { g.baseVector($0) }
+                    let r = try await client.enrol(subjectID: "\(prefix)\(identity)", embeddings: vectors.map { WireEmbedding(values: $0, modelVersion: "1") })
+                    collected.withLock { a in for (id, v) in zip(r.templateIds, vectors) { a.append(Expected(id: id, subject: "\(prefix)\(identity)", vector: v)) } }
+                }
+            }
+        }
+        try await group.waitForAll()
+    }
+    return collected.withLock { $0 }
+}
+
+/// Waits (bounded) until `node` has registered with the coordinator.
+func waitRegistered(_ client: FacetClient, _ node: String) async throws {
+    for _ in 0..<300 {
+        if let s = try? await client.status(), s.nodes.contains(where: { $0.nodeID == node && $0.state != .dead }) { return }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw HarnessError("\(node) never registered")
+}
+
+/// Waits (bounded) until each matcher reports exactly the templates of its partitions in `final` (old copies dropped),
+/// then stops the matchers and opens their LMDB partitions: each holds exactly the acknowledged templates of its
+/// partitions and no other partition.
+func expectExactlyOnDisk(_ client: FacetClient, _ harness: ClusterHarness, _ final: ClusterShardMap, _ all: [Expected],
+                         matchers: [String], sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    func expectedCount(_ m: String) -> UInt64 {
+        let mine = Set(final.partitions(of: m))
+        return UInt64(all.filter { mine.contains(final.partition(of: $0.subject)) }.count)
+    }
+    let settleUntil = Date().addingTimeInterval(60)
+    while Date() < settleUntil {
+        let s = try await client.status()
+        let held = Dictionary(s.nodes.map { ($0.nodeID, $0.templates) }, uniquingKeysWith: { a, _ in a })
+        if matchers.allSatisfy({ held[$0] == expectedCount($0) }) { break }
+        try await Task.sleep(for: .milliseconds(200))
+    }
+    for m in matchers { #expect(harness.stop(m) == 0, sourceLocation: sourceLocation) }
+    for m in matchers {
+        let stored = try storedTemplates(harness, m)
+        #expect(Set(stored.keys).isSubset(of: Set(final.partitions(of: m))), "\(m) keeps partitions it does not hold: \(stored.keys.sorted())",
+                sourceLocation: sourceLocation)
+        for p in final.partitions(of: m) {
+            let expected = Set(all.filter { final.partition(of: $0.subject) == p }.map(\.id))
+            #expect((stored[p] ?? []) == expected, "\(m) p\(p): \(stored[p]?.count ?? 0) stored, \(expected.count) expected",
+                    sourceLocation: sourceLocation)
         }
     }
 }
@@ -260,16 +313,7 @@ struct ShardProcessTests {
                 #expect(reply.candidates.first?.templateID == e.id, "template of \(e.subject) not found first")
             }
             // On disk: each remaining matcher holds exactly the acknowledged templates of its partitions (old copies dropped).
-            let final = try ClusterShardMap(wire: afterRemove)
-            for m in ["matcher-1", "matcher-2", "matcher-3"] { #expect(harness.stop(m) == 0) }
-            for m in ["matcher-1", "matcher-2", "matcher-3"] {
-                let stored = try storedTemplates(harness, m)
-                #expect(Set(stored.keys).isSubset(of: Set(final.partitions(of: m))), "\(m) keeps partitions it no longer holds: \(stored.keys.sorted())")
-                for p in final.partitions(of: m) {
-                    let expected = Set(all.filter { final.partition(of: $0.subject) == p }.map(\.id))
-                    #expect((stored[p] ?? []) == expected, "\(m) p\(p): \(stored[p]?.count ?? 0) stored, \(expected.count) expected")
-                }
-            }
+            try await expectExactlyOnDisk(client, harness, try ClusterShardMap(wire: afterRemove), all, matchers: ["matcher-1", "matcher-2", "matcher-3"])
         }
     }
 
@@ -283,27 +327,10 @@ struct ShardProcessTests {
         try await withCluster { harness, client in
             // Enough templates that filling the moved partitions takes a while (4 writers side by side).
             let g = try gallery(seed: 53, count: 4_500, queries: 20)
-            let identities = Dictionary(grouping: 0..<g.count, by: { g.baseIdentities[$0] }).sorted { $0.key < $1.key }
-            let collected = LockedValue<[Expected]>([])
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for w in 0..<4 {
-                    group.addTask {
-                        for (n, (identity, rows)) in identities.enumerated() where n % 4 == w {
-                            let vectors = rows.map { g.baseVector($0) }
-                            let r = try await client.enrol(subjectID: "k\(identity)", embeddings: vectors.map { WireEmbedding(values: $0, modelVersion: "1") })
-                            collected.withLock { a in for (id, v) in zip(r.templateIds, vectors) { a.append(Expected(id: id, subject: "k\(identity)", vector: v)) } }
-                        }
-                    }
-                }
-                try await group.waitForAll()
-            }
-            let all = collected.withLock { $0 }
+            let all = try await enrolConcurrently(client, g, prefix: "k")
             #expect(all.count == g.count)
             try harness.start("matcher-3")
-            for _ in 0..<300 {
-                if let s = try? await client.status(), s.nodes.contains(where: { $0.nodeID == "matcher-3" && $0.state != .dead }) { break }
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            try await waitRegistered(client, "matcher-3")
             let before = try await client.shardMap()
 
             // Add matcher-3 and kill the coordinator as soon as the map has the incoming replicas (up to 3 tries: a
@@ -326,7 +353,7 @@ struct ShardProcessTests {
                 }
                 if caught == nil {
                     print("coordinator kill during a change: attempt \(attempt) missed the incoming map; removing matcher-3 again")
-                    let back = try await rebalanceOrRemove(client, "matcher-3")
+                    let back = try await changeWhenSettled(client, .removeMatcher, "matcher-3")
                     _ = try await waitForMap(client, back.target, harness: harness)
                 }
             }
@@ -353,14 +380,7 @@ struct ShardProcessTests {
 
             // The operator runs the add again: it completes; results exact; on disk every matcher holds exactly the
             // acknowledged templates of its partitions and nothing else (matcher-3's rolled-back copies are gone).
-            var again: WireShardChangeReply?
-            let retryUntil = Date().addingTimeInterval(90)
-            while again == nil && Date() < retryUntil {
-                do { again = try await changeShards(client, .addMatcher, "matcher-3") } catch let e as FacetError where e.code == .failedPrecondition {
-                    try await Task.sleep(for: .milliseconds(200))
-                }
-            }
-            let reply = try #require(again)
+            let reply = try await changeWhenSettled(client, .addMatcher, "matcher-3")
             #expect(!reply.moves.isEmpty && reply.moves.allSatisfy { $0.toNodeID == "matcher-3" })
             // (logged once the rolled-back map is stored on the matchers, which is after the coordinator answers with it)
             #expect(harness.log("coordinator").contains("rolled back a shard change"))
@@ -371,27 +391,62 @@ struct ShardProcessTests {
                 expectEqualsExact(try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10), query, all, k: 10)
             }
             // The old copies are dropped by the change itself (after every coordinator uses the new map); give it time.
-            let matchers = ["matcher-0", "matcher-1", "matcher-2", "matcher-3"]
-            func expectedCount(_ m: String) -> UInt64 {
-                let mine = Set(final.partitions(of: m))
-                return UInt64(all.filter { mine.contains(final.partition(of: $0.subject)) }.count)
+            try await expectExactlyOnDisk(client, harness, final, all, matchers: ["matcher-0", "matcher-1", "matcher-2", "matcher-3"])
+        }
+    }
+
+    /// The matcher being added dies (kill -9) while its copies are filled: the change retries the fill (up to 10
+    /// minutes), the restarted matcher registers again, and the add completes. Nothing lost, results exact.
+    @Test("kill -9 of the incoming matcher during an add: after its restart the add completes, nothing lost", .timeLimit(.minutes(6)))
+    func incomingMatcherKilledDuringAChange() async throws {
+        try await withCluster { harness, client in
+            let g = try gallery(seed: 61, count: 3_000, queries: 20)
+            let all = try await enrolConcurrently(client, g, prefix: "i")
+            try harness.start("matcher-3")
+            try await waitRegistered(client, "matcher-3")
+            let start = try await client.shardMap()
+            let reply = try await changeShards(client, .addMatcher, "matcher-3")
+            var killed = false
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline && !killed {
+                let m = try await client.shardMap()
+                if m.epoch > start.epoch && m.assignments.contains(where: { !$0.incoming.isEmpty }) {
+                    harness.kill9("matcher-3")
+                    killed = true
+                } else if m.epoch > start.epoch + 1 {
+                    break   // the change finished before the poll saw it: nothing to kill during
+                }
+                try await Task.sleep(for: .milliseconds(5))
             }
-            let settleUntil = Date().addingTimeInterval(60)
-            while Date() < settleUntil {
-                let s = try await client.status()
-                let held = Dictionary(s.nodes.map { ($0.nodeID, $0.templates) }, uniquingKeysWith: { a, _ in a })
-                if matchers.allSatisfy({ held[$0] == expectedCount($0) }) { break }
-                try await Task.sleep(for: .milliseconds(200))
-            }
-            for m in matchers { #expect(harness.stop(m) == 0) }
-            for m in matchers {
-                let stored = try storedTemplates(harness, m)
-                #expect(Set(stored.keys).isSubset(of: Set(final.partitions(of: m))), "\(m) keeps partitions it does not hold: \(stored.keys.sorted())")
-                for p in final.partitions(of: m) {
-                    let expected = Set(all.filter { final.partition(of: $0.subject) == p }.map(\.id))
-                    #expect((stored[p] ?? []) == expected, "\(m) p\(p): \(stored[p]?.count ?? 0) stored, \(expected.count) expected")
+            print("incoming matcher killed during the add: \(killed)")
+            var target = reply.target
+            if killed {
+                try await Task.sleep(for: .seconds(2))
+                try harness.start("matcher-3")
+                // Either the change went on (its fill is retried) or it failed (matcher-3 died while the map with it
+                // incoming was being stored) and was rolled back; then the operator adds it again.
+                var settled = WireShardMap()
+                let settledBy = Date().addingTimeInterval(120)
+                while Date() < settledBy {
+                    settled = try await client.shardMap()
+                    if settled.epoch > start.epoch && settled.assignments.allSatisfy({ $0.incoming.isEmpty }) { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(settled.assignments.allSatisfy { $0.incoming.isEmpty }, "map not settled: epoch \(settled.epoch)\n\(harness.log("coordinator").suffix(3000))")
+                if !settled.assignments.contains(where: { $0.replicas.contains("matcher-3") }) {
+                    print("the add was rolled back; adding matcher-3 again")
+                    try await waitRegistered(client, "matcher-3")
+                    target = try await changeWhenSettled(client, .addMatcher, "matcher-3").target
+                    #expect(harness.log("coordinator").contains("rolled back a shard change"))
                 }
             }
+            let final = try ClusterShardMap(wire: try await waitForMap(client, target, seconds: 180, harness: harness))
+            try await harness.waitUntilHealthy(client, seconds: 120)
+            for q in 0..<20 {
+                let query = g.queryVector(q)
+                expectEqualsExact(try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10), query, all, k: 10)
+            }
+            try await expectExactlyOnDisk(client, harness, final, all, matchers: ["matcher-0", "matcher-1", "matcher-2", "matcher-3"])
         }
     }
 
