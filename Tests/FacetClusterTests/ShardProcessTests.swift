@@ -119,6 +119,16 @@ func enrolConcurrently(_ client: FacetClient, _ g: FaceLikeGenerator.Gallery, pr
     return collected.withLock { $0 }
 }
 
+/// The first `count` query vectors of `g`: each identify (k 10) equals an exact search over `all`.
+func expectQueriesExact(_ client: FacetClient, _ g: FaceLikeGenerator.Gallery, _ all: [Expected], count: Int,
+                        sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    for q in 0..<count {
+        let query = g.queryVector(q)
+        expectEqualsExact(try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10), query, all, k: 10,
+                          sourceLocation: sourceLocation)
+    }
+}
+
 /// Waits (bounded) until `node` has registered with the coordinator.
 func waitRegistered(_ client: FacetClient, _ node: String) async throws {
     for _ in 0..<300 {
@@ -373,10 +383,7 @@ struct ShardProcessTests {
             #expect(rolled.epoch == unsettled.epoch + 1, "map not rolled back: epoch \(rolled.epoch)\n\(harness.log("coordinator").suffix(3000))")
             #expect(rolled.assignments.allSatisfy { $0.incoming.isEmpty && !$0.replicas.contains("matcher-3") })
             try await harness.waitUntilHealthy(client)
-            for q in 0..<20 {
-                let query = g.queryVector(q)
-                expectEqualsExact(try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10), query, all, k: 10)
-            }
+            try await expectQueriesExact(client, g, all, count: 20)
 
             // The operator runs the add again: it completes; results exact; on disk every matcher holds exactly the
             // acknowledged templates of its partitions and nothing else (matcher-3's rolled-back copies are gone).
@@ -386,10 +393,7 @@ struct ShardProcessTests {
             #expect(harness.log("coordinator").contains("rolled back a shard change"))
             let final = try ClusterShardMap(wire: try await waitForMap(client, reply.target, harness: harness))
             try await harness.waitUntilHealthy(client)
-            for q in 0..<20 {
-                let query = g.queryVector(q)
-                expectEqualsExact(try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10), query, all, k: 10)
-            }
+            try await expectQueriesExact(client, g, all, count: 20)
             // The old copies are dropped by the change itself (after every coordinator uses the new map); give it time.
             try await expectExactlyOnDisk(client, harness, final, all, matchers: ["matcher-0", "matcher-1", "matcher-2", "matcher-3"])
         }
@@ -442,10 +446,7 @@ struct ShardProcessTests {
             }
             let final = try ClusterShardMap(wire: try await waitForMap(client, target, seconds: 180, harness: harness))
             try await harness.waitUntilHealthy(client, seconds: 120)
-            for q in 0..<20 {
-                let query = g.queryVector(q)
-                expectEqualsExact(try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10), query, all, k: 10)
-            }
+            try await expectQueriesExact(client, g, all, count: 20)
             try await expectExactlyOnDisk(client, harness, final, all, matchers: ["matcher-0", "matcher-1", "matcher-2", "matcher-3"])
         }
     }
@@ -479,10 +480,7 @@ struct ShardProcessTests {
             while Date() < whole, (try? await client.identify(embedding: WireEmbedding(values: g.queryVector(0), modelVersion: "1"), k: 10))?.partial != false {
                 try await Task.sleep(for: .milliseconds(100))
             }
-            for q in 0..<5 {
-                let query = g.queryVector(q)
-                expectEqualsExact(try await client.identify(embedding: WireEmbedding(values: query, modelVersion: "1"), k: 10), query, all, k: 10)
-            }
+            try await expectQueriesExact(client, g, all, count: 5)
         }
     }
 
