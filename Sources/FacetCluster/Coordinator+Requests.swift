@@ -531,6 +531,7 @@ extension Coordinator {
         reply.healthy = healthy
         reply.partitionCount = layout.partitionCount
         reply.replicationFactor = UInt32(layout.replicationFactor)
+        reply.lastShardChange = shardWork.withLock { $0.lastChange }
         return reply
     }
 }

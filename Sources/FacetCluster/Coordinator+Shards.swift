@@ -11,7 +11,7 @@ struct ShardWork: Sendable {
     var fillCounter: UInt64 = 0
     /// Copies being dropped by `dropLeftovers` (one task per copy).
     var dropping: Set<ReplicaKey> = []
-    /// The last shard change and its outcome (kept in memory; not on the wire yet — the outcome is logged).
+    /// The last shard change and its outcome (`StatusReply.last_shard_change`, printed by `facet shards show`).
     var lastChange = ""
 }
 

@@ -1988,6 +1988,9 @@ public nonisolated struct WireStatusReply: Sendable {
 
   public var replicationFactor: UInt32 = 0
 
+  /// the last shard change this coordinator ran or rolled back since it
+  public var lastShardChange: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -5744,7 +5747,7 @@ nonisolated extension WireStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}partitions\0\u{1}subjects\0\u{1}templates\0\u{3}software_version\0\u{3}protocol_version\0\u{3}shard_map_epoch\0\u{1}model\0\u{3}classifier_version\0\u{1}healthy\0\u{3}partition_count\0\u{3}replication_factor\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}partitions\0\u{1}subjects\0\u{1}templates\0\u{3}software_version\0\u{3}protocol_version\0\u{3}shard_map_epoch\0\u{1}model\0\u{3}classifier_version\0\u{1}healthy\0\u{3}partition_count\0\u{3}replication_factor\0\u{3}last_shard_change\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5764,6 +5767,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 10: try { try decoder.decodeSingularBoolField(value: &self.healthy) }()
       case 11: try { try decoder.decodeSingularUInt32Field(value: &self.partitionCount) }()
       case 12: try { try decoder.decodeSingularUInt32Field(value: &self.replicationFactor) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.lastShardChange) }()
       default: break
       }
     }
@@ -5810,6 +5814,9 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.replicationFactor != 0 {
       try visitor.visitSingularUInt32Field(value: self.replicationFactor, fieldNumber: 12)
     }
+    if !self.lastShardChange.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastShardChange, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5826,6 +5833,7 @@ nonisolated extension WireStatusReply: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.healthy != rhs.healthy {return false}
     if lhs.partitionCount != rhs.partitionCount {return false}
     if lhs.replicationFactor != rhs.replicationFactor {return false}
+    if lhs.lastShardChange != rhs.lastShardChange {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

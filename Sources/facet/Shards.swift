@@ -20,7 +20,11 @@ struct Shards: AsyncParsableCommand {
         @Flag(help: "Print the map as JSON.") var json = false
 
         func run() async throws {
-            try await client.withClient { c in printMap(try await c.shardMap(), json: json) }
+            try await client.withClient { c in
+                printMap(try await c.shardMap(), json: json)
+                // The last change this coordinator ran (or rolled back) and how it ended.
+                if !json, let last = try? await c.status().lastShardChange, !last.isEmpty { print("last change: \(last)") }
+            }
         }
     }
 

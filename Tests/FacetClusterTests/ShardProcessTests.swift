@@ -129,6 +129,18 @@ func expectQueriesExact(_ client: FacetClient, _ g: FaceLikeGenerator.Gallery, _
     }
 }
 
+/// The coordinator's `StatusReply.last_shard_change`, once it contains `text` (bounded wait; the last value otherwise).
+func lastShardChange(_ client: FacetClient, containing text: String, seconds: Double = 60) async throws -> String {
+    let deadline = Date().addingTimeInterval(seconds)
+    var last = ""
+    while Date() < deadline {
+        last = try await client.status().lastShardChange
+        if last.contains(text) { return last }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    return last
+}
+
 /// Waits (bounded) until `node` has registered with the coordinator.
 func waitRegistered(_ client: FacetClient, _ node: String) async throws {
     for _ in 0..<300 {
@@ -382,6 +394,8 @@ struct ShardProcessTests {
             }
             #expect(rolled.epoch == unsettled.epoch + 1, "map not rolled back: epoch \(rolled.epoch)\n\(harness.log("coordinator").suffix(3000))")
             #expect(rolled.assignments.allSatisfy { $0.incoming.isEmpty && !$0.replicas.contains("matcher-3") })
+            // The status says so once the roll-back has dropped the incoming copies (`facet shards show` prints it).
+            #expect(try await lastShardChange(client, containing: "rolled back").contains("an earlier run of this coordinator stopped during it"))
             try await harness.waitUntilHealthy(client)
             try await expectQueriesExact(client, g, all, count: 20)
 
@@ -439,6 +453,7 @@ struct ShardProcessTests {
                 #expect(settled.assignments.allSatisfy { $0.incoming.isEmpty }, "map not settled: epoch \(settled.epoch)\n\(harness.log("coordinator").suffix(3000))")
                 if !settled.assignments.contains(where: { $0.replicas.contains("matcher-3") }) {
                     print("the add was rolled back; adding matcher-3 again")
+                    #expect(try await lastShardChange(client, containing: "rolled back").contains("failed: "))
                     try await waitRegistered(client, "matcher-3")
                     target = try await changeWhenSettled(client, .addMatcher, "matcher-3").target
                     #expect(harness.log("coordinator").contains("rolled back a shard change"))

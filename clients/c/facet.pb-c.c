@@ -6820,7 +6820,7 @@ const ProtobufCMessageDescriptor facet__v1__status_request__descriptor =
   (ProtobufCMessageInit) facet__v1__status_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__status_reply__field_descriptors[12] =
+static const ProtobufCFieldDescriptor facet__v1__status_reply__field_descriptors[13] =
 {
   {
     "nodes",
@@ -6966,10 +6966,23 @@ static const ProtobufCFieldDescriptor facet__v1__status_reply__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "last_shard_change",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__StatusReply, last_shard_change),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__status_reply__field_indices_by_name[] = {
   8,   /* field[8] = classifier_version */
   9,   /* field[9] = healthy */
+  12,   /* field[12] = last_shard_change */
   7,   /* field[7] = model */
   0,   /* field[0] = nodes */
   10,   /* field[10] = partition_count */
@@ -6984,7 +6997,7 @@ static const unsigned facet__v1__status_reply__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__status_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor facet__v1__status_reply__descriptor =
 {
@@ -6994,7 +7007,7 @@ const ProtobufCMessageDescriptor facet__v1__status_reply__descriptor =
   "Facet__V1__StatusReply",
   "facet.v1",
   sizeof(Facet__V1__StatusReply),
-  12,
+  13,
   facet__v1__status_reply__field_descriptors,
   facet__v1__status_reply__field_indices_by_name,
   1,  facet__v1__status_reply__number_ranges,

@@ -1198,10 +1198,14 @@ struct  Facet__V1__StatusReply
   protobuf_c_boolean healthy;
   uint32_t partition_count;
   uint32_t replication_factor;
+  /*
+   * the last shard change this coordinator ran or rolled back since it
+   */
+  char *last_shard_change;
 };
 #define FACET__V1__STATUS_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__status_reply__descriptor) \
-    , 0,NULL, 0,NULL, 0, 0, (char *)protobuf_c_empty_string, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , 0,NULL, 0,NULL, 0, 0, (char *)protobuf_c_empty_string, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Facet__V1__ShardMapRequest
