@@ -48,12 +48,21 @@ public struct MaskAwareMatcher: Sendable {
                          mirrorAverage: true)
     }
 
-    /// The normalised mean of each unit-length `embeddings[i]` (of `chips[i]`) and the unit-length embedding of the
-    /// mirrored chip (one pass of `model` per chip).
-    public static func mirrorAveraged(chips: [RGBImage], embeddings: [[Float]], model: any FaceDescriptorModel) throws -> [[Float]] {
-        precondition(chips.count == embeddings.count, "mirrorAveraged: \(chips.count) chips, \(embeddings.count) embeddings")
+    /// The normalised mean of each chip's unit-length embedding and the mirrored chip's: `embeddings[i]` is the
+    /// chip's when the caller has it (one pass of `model` per chip, for the mirror images); nil computes both in one
+    /// call (chips and their mirror images in the same mini-batches; what `PeriocularFusion` does for painted chips).
+    public static func mirrorAveraged(chips: [RGBImage], embeddings given: [[Float]]? = nil, model: any FaceDescriptorModel) throws -> [[Float]] {
+        precondition(given == nil || given!.count == chips.count, "mirrorAveraged: \(chips.count) chips, \(given!.count) embeddings")
         guard !chips.isEmpty else { return [] }
-        let mirrored = try model.descriptors(for: chips.map(MaskDetector.mirrored), jitter: 0).map(l2Normalized)
+        let embeddings: [[Float]], mirrored: [[Float]]
+        if let given {
+            embeddings = given
+            mirrored = try model.descriptors(for: chips.map(MaskDetector.mirrored), jitter: 0).map(l2Normalized)
+        } else {
+            let both = try model.descriptors(for: chips + chips.map(MaskDetector.mirrored), jitter: 0).map(l2Normalized)
+            embeddings = Array(both[..<chips.count])
+            mirrored = Array(both[chips.count...])
+        }
         return try zip(embeddings, mirrored).map { e, m in
             guard e.count == m.count else {
                 throw MaskingError.invalidArgument("mirror averaging: embedding \(e.count)-D, \(model.modelName) gives \(m.count)-D")

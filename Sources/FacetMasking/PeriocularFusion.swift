@@ -73,8 +73,7 @@ public struct PeriocularFusion: Codable, Sendable, Equatable, VersionedModelFile
         }
         let painted = try chips.map(occluded)
         guard mirrorAverage == true else { return try model.descriptors(for: painted, jitter: 0).map(l2Normalized) }
-        let both = try model.descriptors(for: painted + painted.map(MaskDetector.mirrored), jitter: 0).map(l2Normalized)
-        return chips.indices.map { i in l2Normalized(zip(both[i], both[chips.count + i]).map { $0 + $1 }) }
+        return try MaskAwareMatcher.mirrorAveraged(chips: painted, model: model)
     }
 
     /// The periocular embedding of a face an embedder found in `image` (its chip is cut again from the image).
