@@ -195,7 +195,7 @@ final class SoakCluster: @unchecked Sendable {   // mutable state guarded by `lo
 
     func signal(_ name: String, _ sig: Int32) {
         guard let pid = pid(name) else { return }
-        kill(pid, sig)
+        ProcessSignals.send(sig, to: pid)   // after SIGSTOP: once every thread is stopped
     }
 
     /// kill -9 and reap.

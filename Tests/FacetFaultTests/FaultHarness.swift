@@ -110,10 +110,10 @@ final class FaultCluster: @unchecked Sendable {  // driven from one test task at
 
     func pid(_ name: String) -> pid_t? { processes[name].map(\.processIdentifier) }
 
-    /// Sends `sig` (SIGSTOP, SIGCONT, …) to a running node.
+    /// Sends `sig` (SIGSTOP, SIGCONT, …) to a running node; after SIGSTOP, returns once all its threads are stopped.
     func signal(_ name: String, _ sig: Int32) {
         guard let p = processes[name], p.isRunning else { return }
-        kill(p.processIdentifier, sig)
+        ProcessSignals.send(sig, to: p.processIdentifier)
     }
 
     /// kill -9 and reap.
