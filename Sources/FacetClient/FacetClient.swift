@@ -137,19 +137,22 @@ public final class FacetClient: Sendable {
         return v
     }
 
-    /// Enrols a subject from images (each with one face) and/or precomputed embeddings.
-    public func enrol(subjectID: String, images: [Data] = [], embeddings: [WireEmbedding] = [], collection: String = "",
-                      metadata: [String: String] = [:], writePolicy: WireWritePolicy = .unspecified,
+    /// Enrols a subject from images (each with one face), precomputed embeddings (stored as unmasked faces) and/or
+    /// faces as ``embed(image:upsample:jitter:maxFaces:timeout:)`` returned them (their mask state and periocular
+    /// embedding are kept, as for an image).
+    public func enrol(subjectID: String, images: [Data] = [], embeddings: [WireEmbedding] = [], faces: [WireFace] = [],
+                      collection: String = "", metadata: [String: String] = [:], writePolicy: WireWritePolicy = .unspecified,
                       timeout: Duration? = nil) async throws(FacetError) -> WireEnrolReply {
         guard !subjectID.isEmpty else { throw FacetError(.invalidArgument, "subject id is empty", field: "subject_id") }
-        guard !images.isEmpty || !embeddings.isEmpty else {
-            throw FacetError(.invalidArgument, "nothing to enrol: give images or embeddings", field: "images")
+        guard !images.isEmpty || !embeddings.isEmpty || !faces.isEmpty else {
+            throw FacetError(.invalidArgument, "nothing to enrol: give images, embeddings or faces", field: "images")
         }
         var r = WireEnrolRequest()
         r.subjectID = subjectID
         r.collection = collection
         r.images = images.map { d in WireImage.with { $0.data = d } }
         r.embeddings = embeddings
+        r.faces = faces
         r.metadata = metadata
         r.writePolicy = writePolicy
         let reply = try await call(.enrolRequest(r), timeout: timeout)
@@ -165,7 +168,17 @@ public final class FacetClient: Sendable {
         return try await identify(r, k: k, collections: collections, withClassifier: withClassifier, timeout: timeout)
     }
 
-    /// 1:N search with an embedding.
+    /// 1:N search with a face as ``embed(image:upsample:jitter:maxFaces:timeout:)`` returned it: the same search as
+    /// with the image (its mask state picks the thresholds; its periocular embedding is fused where a side is masked),
+    /// without embedding the image again.
+    public func identify(face: WireFace, k: UInt32 = 5, collections: [String] = [], withClassifier: Bool = false,
+                         timeout: Duration? = nil) async throws(FacetError) -> WireIdentifyReply {
+        var r = WireIdentifyRequest()
+        r.face = face
+        return try await identify(r, k: k, collections: collections, withClassifier: withClassifier, timeout: timeout)
+    }
+
+    /// 1:N search with an embedding (an unmasked face without a periocular embedding).
     public func identify(embedding: WireEmbedding, k: UInt32 = 5, collections: [String] = [], withClassifier: Bool = false,
                          timeout: Duration? = nil) async throws(FacetError) -> WireIdentifyReply {
         var r = WireIdentifyRequest()
@@ -198,6 +211,27 @@ public final class FacetClient: Sendable {
                        timeout: Duration? = nil) async throws(FacetError) -> WireVerifyReply {
         var r = WireVerifyRequest()
         r.probeImage = WireImage.with { $0.data = probe }
+        r.subjectID = subjectID
+        r.collection = collection
+        r.threshold = threshold
+        return try await verify(r, timeout: timeout)
+    }
+
+    /// 1:1 comparison of two faces as ``embed(image:upsample:jitter:maxFaces:timeout:)`` returned them (the same
+    /// comparison as of their images, periocular fusion included).
+    public func verify(probeFace: WireFace, referenceFace: WireFace, threshold: Float = 0, timeout: Duration? = nil) async throws(FacetError) -> WireVerifyReply {
+        var r = WireVerifyRequest()
+        r.probeFace = probeFace
+        r.referenceFace = referenceFace
+        r.threshold = threshold
+        return try await verify(r, timeout: timeout)
+    }
+
+    /// 1:1 comparison of a face (from an EmbedReply) with an enrolled subject.
+    public func verify(probeFace: WireFace, subjectID: String, collection: String = "", threshold: Float = 0,
+                       timeout: Duration? = nil) async throws(FacetError) -> WireVerifyReply {
+        var r = WireVerifyRequest()
+        r.probeFace = probeFace
         r.subjectID = subjectID
         r.collection = collection
         r.threshold = threshold

@@ -164,7 +164,7 @@ public final class AuditLog: @unchecked Sendable {   // mutable state guarded by
         case .enrolRequest(let r)?:
             action = "enrol"; subject = r.subjectID; collection = r.collection.isEmpty ? "default" : r.collection
             if case .enrolReply(let x) = reply { detail = "templates=\(x.templateIds.count)" }
-            else { detail = "images=\(r.images.count) embeddings=\(r.embeddings.count)" }
+            else { detail = "images=\(r.images.count) embeddings=\(r.embeddings.count) faces=\(r.faces.count)" }
         case .identifyRequest(let r)?:
             action = "identify"; subject = nil; collection = r.collections.isEmpty ? nil : r.collections.joined(separator: ",")
             if case .identifyReply(let x) = reply {

@@ -52,6 +52,23 @@ extension Coordinator {
         do { return try e.validatedValues(expectedDimension: Self.dimension) } catch { throw error.facetError }
     }
 
+    /// A face a client sends back as an EmbedReply gave it ("embed once, then enrol, identify or verify by it"): its
+    /// embedding (required; of model `version` when it names one) and its periocular embedding when it has one, so the
+    /// coordinator treats it as it treats the face of an image (mask state, thresholds, periocular fusion). The mask
+    /// state is the client's word; a client can set `max_distance`/`threshold` itself anyway, so it gains nothing.
+    func checked(_ face: WireFace, field: String, version: String? = nil) throws(FacetError) -> (values: [Float], periocular: [Float]?) {
+        guard face.hasEmbedding else { throw FacetError(.invalidArgument, "the face has no embedding", field: field) }
+        if let version, !face.embedding.modelVersion.isEmpty, face.embedding.modelVersion != version {
+            throw FacetError(.modelMismatch, "a face embedded by model \(face.embedding.modelVersion), not \(version)", field: field)
+        }
+        let values = try checked(face.embedding)
+        guard face.hasPeriocularEmbedding else { return (values, nil) }
+        guard face.periocularEmbedding.modelVersion.isEmpty || face.periocularEmbedding.modelVersion == face.embedding.modelVersion else {
+            throw FacetError(.modelMismatch, "the face's periocular embedding is of another model than its embedding", field: field)
+        }
+        return (values, try checked(face.periocularEmbedding))
+    }
+
     // MARK: writes
 
     /// Writes to every live replica of `p` (ready or being filled); succeeds when the policy's number of replicas
@@ -179,10 +196,10 @@ extension Coordinator {
         guard !subject.isEmpty, subject.utf8.count <= 255 else {
             throw FacetError(.invalidArgument, "subject_id must be 1-255 UTF-8 bytes", field: "subject_id")
         }
-        guard !r.images.isEmpty || !r.embeddings.isEmpty else {
-            throw FacetError(.invalidArgument, "give at least one image or embedding", field: "images")
+        guard !r.images.isEmpty || !r.embeddings.isEmpty || !r.faces.isEmpty else {
+            throw FacetError(.invalidArgument, "give at least one image, embedding or face", field: "images")
         }
-        guard r.images.count + r.embeddings.count <= 256 else {
+        guard r.images.count + r.embeddings.count + r.faces.count <= 256 else {
             throw FacetError(.invalidArgument, "at most 256 templates per enrolment", field: "images", limit: 256)
         }
         let collection = r.collection.isEmpty ? "default" : r.collection
@@ -213,6 +230,13 @@ extension Coordinator {
             }
             let values = try checked(e)
             add(values, digest: TemplateIdentity.sourceDigest(WireEmbedding(values: values, modelVersion: "").littleEndianBytes), masked: false)
+        }
+        // Faces from an EmbedReply: the template id comes from the embedding (as for embeddings), the mask state and
+        // the periocular embedding are kept as an enrolment of the image would keep them.
+        for face in r.faces {
+            let (values, periocular) = try checked(face, field: "faces", version: version)
+            add(values, digest: TemplateIdentity.sourceDigest(WireEmbedding(values: values, modelVersion: "").littleEndianBytes),
+                masked: face.masked, periocular: periocular)
         }
         for image in r.images {
             let (face, values) = try await embedding(of: image, upsample: r.upsample, modelVersion: version, ctx)
@@ -255,6 +279,15 @@ extension Coordinator {
         reply.subjectID = r.subjectID
         reply.templatesDeleted = replies.map { if case .partitionDeleteReply(let x) = $0 { return x.deleted } else { return 0 } }.max() ?? 0
         reply.durability = durability
+        // Nothing stored and not a class of the active classifier (or one already erased, its retraining under way):
+        // an unknown subject (never enrolled, or erased before: a retried delete). The delete ran on the replicas all
+        // the same, so NOT_FOUND means "nothing of it is left"; no retraining is started for it.
+        let classifierKnows = (jobs.models.activeClassifier?.model.labels.classes.contains(r.subjectID) ?? false)
+            && !jobs.erased.withLock { $0.contains(r.subjectID) }
+        guard reply.templatesDeleted > 0 || classifierKnows else {
+            throw FacetError(.notFound, "no templates of subject \(r.subjectID)" + (r.collection.isEmpty ? "" : " in collection \(r.collection)")
+                             + " (never enrolled, or already erased)", field: "subject_id")
+        }
         reply.retrainJobID = await erasureHooks.subjectErased(r.subjectID, collection: r.collection, logger: ctx.logger).joined(separator: ",")
         ctx.logger.info("subject deleted", metadata: ["templates": "\(reply.templatesDeleted)"])
         return reply
@@ -314,7 +347,13 @@ extension Coordinator {
             face!.clearPeriocularEmbedding()
             query = values
             periocular = f.hasPeriocularEmbedding ? try checked(f.periocularEmbedding) : nil
-        case nil: throw FacetError(.invalidArgument, "give an image or an embedding", field: "query")
+        case .face(let f)?:
+            (query, periocular) = try checked(f, field: "face")
+            if !f.embedding.modelVersion.isEmpty { version = f.embedding.modelVersion }
+            face = f
+            face!.clearEmbedding()
+            face!.clearPeriocularEmbedding()
+        case nil: throw FacetError(.invalidArgument, "give an image, an embedding or a face", field: "query")
         }
         var search = try identifySearch(r, query: query, version: version)
         fuse(&search, periocular: periocular, probeMasked: face?.masked ?? false)
@@ -414,27 +453,35 @@ extension Coordinator {
         var probePeriocular: [Float]?
         switch r.probe {
         case .probeEmbedding(let e)?: probe = try checked(e)
+        case .probeFace(let f)?:
+            (probe, probePeriocular) = try checked(f, field: "probe_face")
+            reply.probeMasked = f.masked
         case .probeImage(let image)?:
             let (face, values) = try await embedding(of: image, upsample: r.upsample, ctx)
             reply.probeMasked = face.masked
             probe = values
             probePeriocular = face.hasPeriocularEmbedding ? try checked(face.periocularEmbedding) : nil
-        case nil: throw FacetError(.invalidArgument, "give a probe image or embedding", field: "probe")
+        case nil: throw FacetError(.invalidArgument, "give a probe image, embedding or face", field: "probe")
+        }
+        /// The distance to a reference face; periocular fusion (docs/masks.md) when a side is masked, both faces have
+        /// periocular embeddings and fusion is configured.
+        func compare(_ face: WireFace, _ values: [Float], _ periocular: [Float]?) {
+            reply.referenceMasked = face.masked
+            reply.distance = euclideanDistance(probe, values)
+            if let fusion = decisionThresholds.fusion, reply.probeMasked || reply.referenceMasked, let pp = probePeriocular, let rp = periocular {
+                reply.distance = Float(fusion.fuse(fullDistance: Double(reply.distance), periocularDistance: Double(euclideanDistance(pp, rp))))
+                reply.periocularFused = true
+            }
         }
         switch r.reference {
         case .referenceEmbedding(let e)?:
             reply.distance = euclideanDistance(probe, try checked(e))
         case .referenceImage(let image)?:
             let (face, values) = try await embedding(of: image, upsample: r.upsample, ctx)
-            reply.referenceMasked = face.masked
-            reply.distance = euclideanDistance(probe, values)
-            // Periocular fusion (docs/masks.md): a masked side, both faces with periocular embeddings, fusion configured.
-            if let fusion = decisionThresholds.fusion, reply.probeMasked || reply.referenceMasked,
-               let pp = probePeriocular, face.hasPeriocularEmbedding {
-                let rp = try checked(face.periocularEmbedding)
-                reply.distance = Float(fusion.fuse(fullDistance: Double(reply.distance), periocularDistance: Double(euclideanDistance(pp, rp))))
-                reply.periocularFused = true
-            }
+            compare(face, values, face.hasPeriocularEmbedding ? try checked(face.periocularEmbedding) : nil)
+        case .referenceFace(let face)?:
+            let (values, periocular) = try checked(face, field: "reference_face")
+            compare(face, values, periocular)
         case .subjectID(let subject)?:
             guard let best = try await nearestTemplate(of: subject, collection: r.collection, to: probe, periocular: probePeriocular,
                                                        probeMasked: reply.probeMasked, ctx) else {
@@ -444,7 +491,7 @@ extension Coordinator {
             reply.templateID = best.templateID
             reply.referenceMasked = best.templateMasked
             reply.periocularFused = best.periocularFused
-        case nil: throw FacetError(.invalidArgument, "give a reference image, embedding or subject", field: "reference")
+        case nil: throw FacetError(.invalidArgument, "give a reference image, embedding, face or subject", field: "reference")
         }
         let fusedThreshold = reply.periocularFused
             ? decisionThresholds.maxFusedDistance(probeMasked: reply.probeMasked, referenceMasked: reply.referenceMasked) : nil
@@ -507,22 +554,27 @@ extension Coordinator {
             reply.nodes.append(n)
         }
         var healthy = true
-        var templates: UInt64 = 0
+        var templates: UInt64 = 0, subjects: UInt64 = 0
         for p in layout.allPartitions {
             let ready = s.readyReplicas(of: p)
             if ready.isEmpty { healthy = false }
+            // The fullest copy's counts (a copy being filled holds fewer); a subject lives in one partition only.
             let count = layout.replicas(of: p).compactMap { s.workers[$0]?.holdings[p] }.max() ?? 0
+            let people = layout.replicas(of: p).compactMap { s.workers[$0]?.subjectCounts[p] }.max() ?? 0
             templates += count
+            subjects += people
             if r.includePartitions {
                 var ps = WirePartitionStatus()
                 ps.partition = p
                 ps.replicas = layout.replicas(of: p)
                 ps.liveReplicas = UInt32(ready.count)
                 ps.templates = count
+                ps.subjects = people
                 reply.partitions.append(ps)
             }
         }
         reply.templates = templates
+        reply.subjects = subjects
         reply.softwareVersion = FacetCluster.softwareVersion
         reply.protocolVersion = WireProtocol.version
         reply.shardMapEpoch = layout.epoch

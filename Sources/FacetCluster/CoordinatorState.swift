@@ -17,6 +17,8 @@ struct WorkerInfo: Sendable {
     var alive: Bool
     var generation: Int
     var holdings: [UInt32: UInt64] = [:]
+    /// Subjects with templates per partition, as the matcher last reported.
+    var subjectCounts: [UInt32: UInt64] = [:]
     /// Partitions the matcher reports neither synced nor being filled, since when (a fill is due after a short wait,
     /// so that reports lagging behind another coordinator's fill do not start a second one).
     var idleUnsynced: [UInt32: ContinuousClock.Instant] = [:]
@@ -139,6 +141,7 @@ struct CoordinatorState: Sendable {
     /// Takes a matcher's report of which partitions it holds completely.
     mutating func updateHoldings(_ node: String, _ holdings: [WirePartitionHolding]) {
         workers[node]?.holdings = Dictionary(holdings.map { ($0.partition, $0.templates) }, uniquingKeysWith: { a, _ in a })
+        workers[node]?.subjectCounts = Dictionary(holdings.map { ($0.partition, $0.subjects) }, uniquingKeysWith: { a, _ in a })
         let now = ContinuousClock.now
         if var w = workers[node] {
             var idle: [UInt32: ContinuousClock.Instant] = [:]

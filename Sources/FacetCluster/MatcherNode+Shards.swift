@@ -167,6 +167,7 @@ extension MatcherNode {
             var h = WirePartitionHolding()
             h.partition = p
             h.templates = UInt64(held[p]?.count ?? 0)
+            h.subjects = UInt64(held[p]?.subjectCount ?? 0)
             h.synced = s.0.contains(p)
             h.filling = s.2.contains(p)
             h.staleReplicas = list(marks.stale[String(p)])

@@ -99,6 +99,8 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
     private var collectionCodes: [String: UInt32] = [:], collectionNames: [String] = []
     private var modelCodes: [String: UInt32] = [:], modelNames: [String] = []
     private var subjectTemplates: [UInt32: Set<UInt64>] = [:]
+    /// Subjects with at least one template (kept with `subjectTemplates`).
+    private var liveSubjects = 0
 
     var snapshotPath: String { directory + "/index.snapshot" }
 
@@ -419,6 +421,9 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
     /// Number of stored templates.
     public var count: Int { infoLock.withReadLock { info.count } }
 
+    /// Number of subjects with at least one stored template.
+    public var subjectCount: Int { infoLock.withReadLock { liveSubjects } }
+
     /// The stored template, or nil.
     public func template(_ id: TemplateID) throws(StoreError) -> TemplateRecord? {
         let bytes: [UInt8]?
@@ -586,12 +591,12 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
             m = UInt32(modelNames.count); modelCodes[r.modelVersion] = m; modelNames.append(r.modelVersion)
         }
         info[r.id.rawValue] = Info(subject: s, collection: c, masked: r.masked, model: m)
-        subjectTemplates[s, default: []].insert(r.id.rawValue)
+        if subjectTemplates[s, default: []].insert(r.id.rawValue).inserted && subjectTemplates[s]!.count == 1 { liveSubjects += 1 }
     }
 
     private func forget(_ id: TemplateID) {
         guard let i = info.removeValue(forKey: id.rawValue) else { return }
-        subjectTemplates[i.subject]?.remove(id.rawValue)
+        if subjectTemplates[i.subject]?.remove(id.rawValue) != nil && subjectTemplates[i.subject]!.isEmpty { liveSubjects -= 1 }
     }
 
     static func now() -> Double {

@@ -1344,8 +1344,11 @@ public nonisolated struct WireEnrolRequest: Sendable {
   /// each must contain exactly one face (else NO_FACE / INVALID_ARGUMENT)
   public var images: [WireImage] = []
 
-  /// precomputed embeddings (batch re-enrolment, migrations)
+  /// precomputed embeddings (batch re-enrolment, migrations); stored as unmasked
   public var embeddings: [WireEmbedding] = []
+
+  /// faces as an EmbedReply gave them: embedding, masked, periocular_embedding kept
+  public var faces: [WireFace] = []
 
   /// stored with the subject; no biometric data
   public var metadata: Dictionary<String,String> = [:]
@@ -1447,57 +1450,95 @@ public nonisolated struct WireEnrolReply: Sendable {
   fileprivate var _model: WireEmbeddingModel? = nil
 }
 
-public nonisolated struct WireIdentifyRequest: Sendable {
+public nonisolated struct WireIdentifyRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var query: WireIdentifyRequest.OneOf_Query? = nil
+  public var query: OneOf_Query? {
+    get {return _storage._query}
+    set {_uniqueStorage()._query = newValue}
+  }
 
   /// the largest face is used
   public var image: WireImage {
     get {
-      if case .image(let v)? = query {return v}
+      if case .image(let v)? = _storage._query {return v}
       return WireImage()
     }
-    set {query = .image(newValue)}
+    set {_uniqueStorage()._query = .image(newValue)}
   }
 
+  /// counted as an unmasked face without a periocular embedding
   public var embedding: WireEmbedding {
     get {
-      if case .embedding(let v)? = query {return v}
+      if case .embedding(let v)? = _storage._query {return v}
       return WireEmbedding()
     }
-    set {query = .embedding(newValue)}
+    set {_uniqueStorage()._query = .embedding(newValue)}
+  }
+
+  /// A face as an EmbedReply gave it (embed once, then enrol/identify/verify by it): `embedding` required,
+  /// `masked` and `periocular_embedding` used as the image path would use them (thresholds, periocular fusion).
+  public var face: WireFace {
+    get {
+      if case .face(let v)? = _storage._query {return v}
+      return WireFace()
+    }
+    set {_uniqueStorage()._query = .face(newValue)}
   }
 
   /// 0 = server default (5)
-  public var k: UInt32 = 0
+  public var k: UInt32 {
+    get {_storage._k}
+    set {_uniqueStorage()._k = newValue}
+  }
 
   /// empty = all collections
-  public var collections: [String] = []
+  public var collections: [String] {
+    get {_storage._collections}
+    set {_uniqueStorage()._collections = newValue}
+  }
 
   /// candidates farther than this are dropped; 0 = server default
-  public var maxDistance: Float = 0
+  public var maxDistance: Float {
+    get {_storage._maxDistance}
+    set {_uniqueStorage()._maxDistance = newValue}
+  }
 
   /// ANN search breadth; 0 = server default
-  public var ef: UInt32 = 0
+  public var ef: UInt32 {
+    get {_storage._ef}
+    set {_uniqueStorage()._ef = newValue}
+  }
 
   /// also return the SVM decision
-  public var withClassifier: Bool = false
+  public var withClassifier: Bool {
+    get {_storage._withClassifier}
+    set {_uniqueStorage()._withClassifier = newValue}
+  }
 
-  public var upsample: UInt32 = 0
+  public var upsample: UInt32 {
+    get {_storage._upsample}
+    set {_uniqueStorage()._upsample = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Query: Equatable, Sendable {
     /// the largest face is used
     case image(WireImage)
+    /// counted as an unmasked face without a periocular embedding
     case embedding(WireEmbedding)
+    /// A face as an EmbedReply gave it (embed once, then enrol/identify/verify by it): `embedding` required,
+    /// `masked` and `periocular_embedding` used as the image path would use them (thresholds, periocular fusion).
+    case face(WireFace)
 
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct WireCandidate: Sendable {
@@ -1660,69 +1701,105 @@ public nonisolated struct WireIdentifyReply: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct WireVerifyRequest: Sendable {
+public nonisolated struct WireVerifyRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var probe: WireVerifyRequest.OneOf_Probe? = nil
+  public var probe: OneOf_Probe? {
+    get {return _storage._probe}
+    set {_uniqueStorage()._probe = newValue}
+  }
 
   public var probeImage: WireImage {
     get {
-      if case .probeImage(let v)? = probe {return v}
+      if case .probeImage(let v)? = _storage._probe {return v}
       return WireImage()
     }
-    set {probe = .probeImage(newValue)}
+    set {_uniqueStorage()._probe = .probeImage(newValue)}
   }
 
+  /// an unmasked face without a periocular embedding
   public var probeEmbedding: WireEmbedding {
     get {
-      if case .probeEmbedding(let v)? = probe {return v}
+      if case .probeEmbedding(let v)? = _storage._probe {return v}
       return WireEmbedding()
     }
-    set {probe = .probeEmbedding(newValue)}
+    set {_uniqueStorage()._probe = .probeEmbedding(newValue)}
   }
 
-  public var reference: WireVerifyRequest.OneOf_Reference? = nil
+  /// a face as an EmbedReply gave it (see IdentifyRequest.face)
+  public var probeFace: WireFace {
+    get {
+      if case .probeFace(let v)? = _storage._probe {return v}
+      return WireFace()
+    }
+    set {_uniqueStorage()._probe = .probeFace(newValue)}
+  }
+
+  public var reference: OneOf_Reference? {
+    get {return _storage._reference}
+    set {_uniqueStorage()._reference = newValue}
+  }
 
   public var referenceImage: WireImage {
     get {
-      if case .referenceImage(let v)? = reference {return v}
+      if case .referenceImage(let v)? = _storage._reference {return v}
       return WireImage()
     }
-    set {reference = .referenceImage(newValue)}
+    set {_uniqueStorage()._reference = .referenceImage(newValue)}
   }
 
   public var referenceEmbedding: WireEmbedding {
     get {
-      if case .referenceEmbedding(let v)? = reference {return v}
+      if case .referenceEmbedding(let v)? = _storage._reference {return v}
       return WireEmbedding()
     }
-    set {reference = .referenceEmbedding(newValue)}
+    set {_uniqueStorage()._reference = .referenceEmbedding(newValue)}
   }
 
   /// compare with the subject's enrolled templates
   public var subjectID: String {
     get {
-      if case .subjectID(let v)? = reference {return v}
+      if case .subjectID(let v)? = _storage._reference {return v}
       return String()
     }
-    set {reference = .subjectID(newValue)}
+    set {_uniqueStorage()._reference = .subjectID(newValue)}
+  }
+
+  public var referenceFace: WireFace {
+    get {
+      if case .referenceFace(let v)? = _storage._reference {return v}
+      return WireFace()
+    }
+    set {_uniqueStorage()._reference = .referenceFace(newValue)}
   }
 
   /// for subject_id
-  public var collection: String = String()
+  public var collection: String {
+    get {_storage._collection}
+    set {_uniqueStorage()._collection = newValue}
+  }
 
   /// 0 = calibrated threshold for the comparison type
-  public var threshold: Float = 0
+  public var threshold: Float {
+    get {_storage._threshold}
+    set {_uniqueStorage()._threshold = newValue}
+  }
 
-  public var upsample: UInt32 = 0
+  public var upsample: UInt32 {
+    get {_storage._upsample}
+    set {_uniqueStorage()._upsample = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Probe: Equatable, Sendable {
     case probeImage(WireImage)
+    /// an unmasked face without a periocular embedding
     case probeEmbedding(WireEmbedding)
+    /// a face as an EmbedReply gave it (see IdentifyRequest.face)
+    case probeFace(WireFace)
 
   }
 
@@ -1731,10 +1808,13 @@ public nonisolated struct WireVerifyRequest: Sendable {
     case referenceEmbedding(WireEmbedding)
     /// compare with the subject's enrolled templates
     case subjectID(String)
+    case referenceFace(WireFace)
 
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct WireVerifyReply: Sendable {
@@ -1932,6 +2012,8 @@ public nonisolated struct WirePartitionStatus: Sendable {
 
   public var templates: UInt64 = 0
 
+  public var subjects: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1959,6 +2041,7 @@ public nonisolated struct WireStatusReply: Sendable {
   /// only when include_partitions
   public var partitions: [WirePartitionStatus] = []
 
+  /// subjects with templates (a subject lives in one partition)
   public var subjects: UInt64 = 0
 
   public var templates: UInt64 = 0
@@ -2212,6 +2295,9 @@ public nonisolated struct WirePartitionHolding: Sendable {
 
   /// a fill of this copy began and did not finish: never adopt it as the partition
   public var incomplete: Bool = false
+
+  /// subjects with at least one template in this copy
+  public var subjects: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -4528,7 +4614,7 @@ nonisolated extension WireEmbedReply: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension WireEnrolRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".EnrolRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subject_id\0\u{1}collection\0\u{1}images\0\u{1}embeddings\0\u{1}metadata\0\u{1}upsample\0\u{1}jitter\0\u{3}write_policy\0\u{3}model_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}subject_id\0\u{1}collection\0\u{1}images\0\u{1}embeddings\0\u{1}metadata\0\u{1}upsample\0\u{1}jitter\0\u{3}write_policy\0\u{3}model_version\0\u{1}faces\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4545,6 +4631,7 @@ nonisolated extension WireEnrolRequest: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.jitter) }()
       case 8: try { try decoder.decodeSingularEnumField(value: &self.writePolicy) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.modelVersion) }()
+      case 10: try { try decoder.decodeRepeatedMessageField(value: &self.faces) }()
       default: break
       }
     }
@@ -4578,6 +4665,9 @@ nonisolated extension WireEnrolRequest: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.modelVersion.isEmpty {
       try visitor.visitSingularStringField(value: self.modelVersion, fieldNumber: 9)
     }
+    if !self.faces.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.faces, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4586,6 +4676,7 @@ nonisolated extension WireEnrolRequest: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.collection != rhs.collection {return false}
     if lhs.images != rhs.images {return false}
     if lhs.embeddings != rhs.embeddings {return false}
+    if lhs.faces != rhs.faces {return false}
     if lhs.metadata != rhs.metadata {return false}
     if lhs.upsample != rhs.upsample {return false}
     if lhs.jitter != rhs.jitter {return false}
@@ -4757,96 +4848,160 @@ nonisolated extension WireEnrolReply: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension WireIdentifyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".IdentifyRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}image\0\u{1}embedding\0\u{1}k\0\u{1}collections\0\u{3}max_distance\0\u{1}ef\0\u{3}with_classifier\0\u{1}upsample\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}image\0\u{1}embedding\0\u{1}k\0\u{1}collections\0\u{3}max_distance\0\u{1}ef\0\u{3}with_classifier\0\u{1}upsample\0\u{1}face\0")
+
+  fileprivate class _StorageClass {
+    var _query: WireIdentifyRequest.OneOf_Query?
+    var _k: UInt32 = 0
+    var _collections: [String] = []
+    var _maxDistance: Float = 0
+    var _ef: UInt32 = 0
+    var _withClassifier: Bool = false
+    var _upsample: UInt32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _query = source._query
+      _k = source._k
+      _collections = source._collections
+      _maxDistance = source._maxDistance
+      _ef = source._ef
+      _withClassifier = source._withClassifier
+      _upsample = source._upsample
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try {
-        var v: WireImage?
-        var hadOneofValue = false
-        if let current = self.query {
-          hadOneofValue = true
-          if case .image(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try {
+          var v: WireImage?
+          var hadOneofValue = false
+          if let current = _storage._query {
+            hadOneofValue = true
+            if case .image(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._query = .image(v)
+          }
+        }()
+        case 2: try {
+          var v: WireEmbedding?
+          var hadOneofValue = false
+          if let current = _storage._query {
+            hadOneofValue = true
+            if case .embedding(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._query = .embedding(v)
+          }
+        }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._k) }()
+        case 4: try { try decoder.decodeRepeatedStringField(value: &_storage._collections) }()
+        case 5: try { try decoder.decodeSingularFloatField(value: &_storage._maxDistance) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._ef) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._withClassifier) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._upsample) }()
+        case 9: try {
+          var v: WireFace?
+          var hadOneofValue = false
+          if let current = _storage._query {
+            hadOneofValue = true
+            if case .face(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._query = .face(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.query = .image(v)
-        }
-      }()
-      case 2: try {
-        var v: WireEmbedding?
-        var hadOneofValue = false
-        if let current = self.query {
-          hadOneofValue = true
-          if case .embedding(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.query = .embedding(v)
-        }
-      }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.k) }()
-      case 4: try { try decoder.decodeRepeatedStringField(value: &self.collections) }()
-      case 5: try { try decoder.decodeSingularFloatField(value: &self.maxDistance) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.ef) }()
-      case 7: try { try decoder.decodeSingularBoolField(value: &self.withClassifier) }()
-      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.upsample) }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    switch self.query {
-    case .image?: try {
-      guard case .image(let v)? = self.query else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    }()
-    case .embedding?: try {
-      guard case .embedding(let v)? = self.query else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    }()
-    case nil: break
-    }
-    if self.k != 0 {
-      try visitor.visitSingularUInt32Field(value: self.k, fieldNumber: 3)
-    }
-    if !self.collections.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.collections, fieldNumber: 4)
-    }
-    if self.maxDistance.bitPattern != 0 {
-      try visitor.visitSingularFloatField(value: self.maxDistance, fieldNumber: 5)
-    }
-    if self.ef != 0 {
-      try visitor.visitSingularUInt32Field(value: self.ef, fieldNumber: 6)
-    }
-    if self.withClassifier != false {
-      try visitor.visitSingularBoolField(value: self.withClassifier, fieldNumber: 7)
-    }
-    if self.upsample != 0 {
-      try visitor.visitSingularUInt32Field(value: self.upsample, fieldNumber: 8)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      switch _storage._query {
+      case .image?: try {
+        guard case .image(let v)? = _storage._query else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      }()
+      case .embedding?: try {
+        guard case .embedding(let v)? = _storage._query else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      }()
+      default: break
+      }
+      if _storage._k != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._k, fieldNumber: 3)
+      }
+      if !_storage._collections.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._collections, fieldNumber: 4)
+      }
+      if _storage._maxDistance.bitPattern != 0 {
+        try visitor.visitSingularFloatField(value: _storage._maxDistance, fieldNumber: 5)
+      }
+      if _storage._ef != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._ef, fieldNumber: 6)
+      }
+      if _storage._withClassifier != false {
+        try visitor.visitSingularBoolField(value: _storage._withClassifier, fieldNumber: 7)
+      }
+      if _storage._upsample != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._upsample, fieldNumber: 8)
+      }
+      try { if case .face(let v)? = _storage._query {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireIdentifyRequest, rhs: WireIdentifyRequest) -> Bool {
-    if lhs.query != rhs.query {return false}
-    if lhs.k != rhs.k {return false}
-    if lhs.collections != rhs.collections {return false}
-    if lhs.maxDistance != rhs.maxDistance {return false}
-    if lhs.ef != rhs.ef {return false}
-    if lhs.withClassifier != rhs.withClassifier {return false}
-    if lhs.upsample != rhs.upsample {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._query != rhs_storage._query {return false}
+        if _storage._k != rhs_storage._k {return false}
+        if _storage._collections != rhs_storage._collections {return false}
+        if _storage._maxDistance != rhs_storage._maxDistance {return false}
+        if _storage._ef != rhs_storage._ef {return false}
+        if _storage._withClassifier != rhs_storage._withClassifier {return false}
+        if _storage._upsample != rhs_storage._upsample {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5162,131 +5317,207 @@ nonisolated extension WireIdentifyReply: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension WireVerifyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VerifyRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}probe_image\0\u{3}probe_embedding\0\u{3}reference_image\0\u{3}reference_embedding\0\u{3}subject_id\0\u{1}collection\0\u{1}threshold\0\u{1}upsample\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}probe_image\0\u{3}probe_embedding\0\u{3}reference_image\0\u{3}reference_embedding\0\u{3}subject_id\0\u{1}collection\0\u{1}threshold\0\u{1}upsample\0\u{3}probe_face\0\u{3}reference_face\0")
+
+  fileprivate class _StorageClass {
+    var _probe: WireVerifyRequest.OneOf_Probe?
+    var _reference: WireVerifyRequest.OneOf_Reference?
+    var _collection: String = String()
+    var _threshold: Float = 0
+    var _upsample: UInt32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _probe = source._probe
+      _reference = source._reference
+      _collection = source._collection
+      _threshold = source._threshold
+      _upsample = source._upsample
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try {
-        var v: WireImage?
-        var hadOneofValue = false
-        if let current = self.probe {
-          hadOneofValue = true
-          if case .probeImage(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try {
+          var v: WireImage?
+          var hadOneofValue = false
+          if let current = _storage._probe {
+            hadOneofValue = true
+            if case .probeImage(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._probe = .probeImage(v)
+          }
+        }()
+        case 2: try {
+          var v: WireEmbedding?
+          var hadOneofValue = false
+          if let current = _storage._probe {
+            hadOneofValue = true
+            if case .probeEmbedding(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._probe = .probeEmbedding(v)
+          }
+        }()
+        case 3: try {
+          var v: WireImage?
+          var hadOneofValue = false
+          if let current = _storage._reference {
+            hadOneofValue = true
+            if case .referenceImage(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._reference = .referenceImage(v)
+          }
+        }()
+        case 4: try {
+          var v: WireEmbedding?
+          var hadOneofValue = false
+          if let current = _storage._reference {
+            hadOneofValue = true
+            if case .referenceEmbedding(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._reference = .referenceEmbedding(v)
+          }
+        }()
+        case 5: try {
+          var v: String?
+          try decoder.decodeSingularStringField(value: &v)
+          if let v = v {
+            if _storage._reference != nil {try decoder.handleConflictingOneOf()}
+            _storage._reference = .subjectID(v)
+          }
+        }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._collection) }()
+        case 7: try { try decoder.decodeSingularFloatField(value: &_storage._threshold) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._upsample) }()
+        case 9: try {
+          var v: WireFace?
+          var hadOneofValue = false
+          if let current = _storage._probe {
+            hadOneofValue = true
+            if case .probeFace(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._probe = .probeFace(v)
+          }
+        }()
+        case 10: try {
+          var v: WireFace?
+          var hadOneofValue = false
+          if let current = _storage._reference {
+            hadOneofValue = true
+            if case .referenceFace(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._reference = .referenceFace(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.probe = .probeImage(v)
-        }
-      }()
-      case 2: try {
-        var v: WireEmbedding?
-        var hadOneofValue = false
-        if let current = self.probe {
-          hadOneofValue = true
-          if case .probeEmbedding(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.probe = .probeEmbedding(v)
-        }
-      }()
-      case 3: try {
-        var v: WireImage?
-        var hadOneofValue = false
-        if let current = self.reference {
-          hadOneofValue = true
-          if case .referenceImage(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.reference = .referenceImage(v)
-        }
-      }()
-      case 4: try {
-        var v: WireEmbedding?
-        var hadOneofValue = false
-        if let current = self.reference {
-          hadOneofValue = true
-          if case .referenceEmbedding(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.reference = .referenceEmbedding(v)
-        }
-      }()
-      case 5: try {
-        var v: String?
-        try decoder.decodeSingularStringField(value: &v)
-        if let v = v {
-          if self.reference != nil {try decoder.handleConflictingOneOf()}
-          self.reference = .subjectID(v)
-        }
-      }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.collection) }()
-      case 7: try { try decoder.decodeSingularFloatField(value: &self.threshold) }()
-      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.upsample) }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    switch self.probe {
-    case .probeImage?: try {
-      guard case .probeImage(let v)? = self.probe else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    }()
-    case .probeEmbedding?: try {
-      guard case .probeEmbedding(let v)? = self.probe else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    }()
-    case nil: break
-    }
-    switch self.reference {
-    case .referenceImage?: try {
-      guard case .referenceImage(let v)? = self.reference else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    }()
-    case .referenceEmbedding?: try {
-      guard case .referenceEmbedding(let v)? = self.reference else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    }()
-    case .subjectID?: try {
-      guard case .subjectID(let v)? = self.reference else { preconditionFailure() }
-      try visitor.visitSingularStringField(value: v, fieldNumber: 5)
-    }()
-    case nil: break
-    }
-    if !self.collection.isEmpty {
-      try visitor.visitSingularStringField(value: self.collection, fieldNumber: 6)
-    }
-    if self.threshold.bitPattern != 0 {
-      try visitor.visitSingularFloatField(value: self.threshold, fieldNumber: 7)
-    }
-    if self.upsample != 0 {
-      try visitor.visitSingularUInt32Field(value: self.upsample, fieldNumber: 8)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      switch _storage._probe {
+      case .probeImage?: try {
+        guard case .probeImage(let v)? = _storage._probe else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      }()
+      case .probeEmbedding?: try {
+        guard case .probeEmbedding(let v)? = _storage._probe else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      }()
+      default: break
+      }
+      switch _storage._reference {
+      case .referenceImage?: try {
+        guard case .referenceImage(let v)? = _storage._reference else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      }()
+      case .referenceEmbedding?: try {
+        guard case .referenceEmbedding(let v)? = _storage._reference else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      }()
+      case .subjectID?: try {
+        guard case .subjectID(let v)? = _storage._reference else { preconditionFailure() }
+        try visitor.visitSingularStringField(value: v, fieldNumber: 5)
+      }()
+      default: break
+      }
+      if !_storage._collection.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._collection, fieldNumber: 6)
+      }
+      if _storage._threshold.bitPattern != 0 {
+        try visitor.visitSingularFloatField(value: _storage._threshold, fieldNumber: 7)
+      }
+      if _storage._upsample != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._upsample, fieldNumber: 8)
+      }
+      try { if case .probeFace(let v)? = _storage._probe {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if case .referenceFace(let v)? = _storage._reference {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: WireVerifyRequest, rhs: WireVerifyRequest) -> Bool {
-    if lhs.probe != rhs.probe {return false}
-    if lhs.reference != rhs.reference {return false}
-    if lhs.collection != rhs.collection {return false}
-    if lhs.threshold != rhs.threshold {return false}
-    if lhs.upsample != rhs.upsample {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._probe != rhs_storage._probe {return false}
+        if _storage._reference != rhs_storage._reference {return false}
+        if _storage._collection != rhs_storage._collection {return false}
+        if _storage._threshold != rhs_storage._threshold {return false}
+        if _storage._upsample != rhs_storage._upsample {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5672,7 +5903,7 @@ nonisolated extension WireNodeStatus: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension WirePartitionStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PartitionStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}replicas\0\u{3}live_replicas\0\u{1}templates\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}replicas\0\u{3}live_replicas\0\u{1}templates\0\u{1}subjects\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5684,6 +5915,7 @@ nonisolated extension WirePartitionStatus: SwiftProtobuf.Message, SwiftProtobuf.
       case 2: try { try decoder.decodeRepeatedStringField(value: &self.replicas) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.liveReplicas) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.templates) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.subjects) }()
       default: break
       }
     }
@@ -5702,6 +5934,9 @@ nonisolated extension WirePartitionStatus: SwiftProtobuf.Message, SwiftProtobuf.
     if self.templates != 0 {
       try visitor.visitSingularUInt64Field(value: self.templates, fieldNumber: 4)
     }
+    if self.subjects != 0 {
+      try visitor.visitSingularUInt64Field(value: self.subjects, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5710,6 +5945,7 @@ nonisolated extension WirePartitionStatus: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.replicas != rhs.replicas {return false}
     if lhs.liveReplicas != rhs.liveReplicas {return false}
     if lhs.templates != rhs.templates {return false}
+    if lhs.subjects != rhs.subjects {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6139,7 +6375,7 @@ nonisolated extension WireShardChangeReply: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PartitionHolding"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}templates\0\u{3}last_sequence\0\u{1}synced\0\u{1}filling\0\u{3}stale_replicas\0\u{1}covered\0\u{1}incomplete\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}templates\0\u{3}last_sequence\0\u{1}synced\0\u{1}filling\0\u{3}stale_replicas\0\u{1}covered\0\u{1}incomplete\0\u{1}subjects\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6155,6 +6391,7 @@ nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.staleReplicas) }()
       case 7: try { try decoder.decodeRepeatedMessageField(value: &self.covered) }()
       case 8: try { try decoder.decodeSingularBoolField(value: &self.incomplete) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.subjects) }()
       default: break
       }
     }
@@ -6185,6 +6422,9 @@ nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf
     if self.incomplete != false {
       try visitor.visitSingularBoolField(value: self.incomplete, fieldNumber: 8)
     }
+    if self.subjects != 0 {
+      try visitor.visitSingularUInt64Field(value: self.subjects, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6197,6 +6437,7 @@ nonisolated extension WirePartitionHolding: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.staleReplicas != rhs.staleReplicas {return false}
     if lhs.covered != rhs.covered {return false}
     if lhs.incomplete != rhs.incomplete {return false}
+    if lhs.subjects != rhs.subjects {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -78,14 +78,20 @@ struct ClusterProcessTests {
             #expect(all.count == 150)
 
             // Status counts come with the matchers' heartbeats: they converge within a few beats.
-            var counted: UInt64 = 0
-            for _ in 0..<100 where counted != 150 {
-                let status = try await client.status(includePartitions: true)
-                #expect(status.healthy)
-                counted = status.partitions.map(\.templates).reduce(0, +)
-                if counted != 150 { try await Task.sleep(for: .milliseconds(100)) }
+            let people = UInt64(Set(all.map(\.subject)).count)
+            func counts() async throws -> (templates: UInt64, subjects: UInt64, status: WireStatusReply) {
+                var status = try await client.status(includePartitions: true)
+                for _ in 0..<100 {
+                    #expect(status.healthy)
+                    if status.templates == UInt64(all.count) && status.subjects == UInt64(Set(all.map(\.subject)).count) { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                    status = try await client.status(includePartitions: true)
+                }
+                return (status.templates, status.subjects, status)
             }
-            #expect(counted == 150)
+            var (counted, subjects, status) = try await counts()
+            #expect(counted == 150 && status.partitions.map(\.templates).reduce(0, +) == 150)
+            #expect(subjects == people && status.partitions.map(\.subjects).reduce(0, +) == people)
 
             for q in 0..<20 {
                 let query = g.queryVector(q)
@@ -128,6 +134,12 @@ struct ClusterProcessTests {
                 #expect(!reply.candidates.contains { $0.subjectID == subject })
             }
             await expectError(.notFound) { _ = try await client.verify(v) }
+            // Status counts one subject and three templates fewer; deleting it again, or a subject never enrolled,
+            // is NOT_FOUND (nothing of it is stored).
+            (counted, subjects, status) = try await counts()
+            #expect(counted == 147 && subjects == people - 1)
+            await expectError(.notFound) { _ = try await client.deleteSubject(subject) }
+            await expectError(.notFound) { _ = try await client.deleteSubject("never-enrolled") }
 
             // Bad input gets typed errors.
             await expectError(.invalidArgument) { _ = try await client.identify(embedding: WireEmbedding(values: [1, 2, 3], modelVersion: "1")) }
@@ -330,6 +342,41 @@ struct ClusterProcessTests {
             #expect(abs(Double(bySubject.distance) - expected) < 1e-4 && abs(Double(bySubject.threshold) - fusedThreshold) < 1e-6)
             let plainBySubject = try await client.verify(probe: try image("lfw-sample-Anthony_Hopkins_0002.jpg"), subjectID: "hopkins")
             #expect(!plainBySubject.periocularFused && plainBySubject.match)
+
+            // Embed once, then identify, verify and enrol by the faces the embed replies gave: the same answers as by
+            // the images (mask state and periocular embedding carried), without a second pass through an embedder.
+            let byFace = try await client.identify(face: maskedFace, k: 4)
+            #expect(byFace.face.masked && !byFace.face.hasEmbedding && !byFace.face.hasPeriocularEmbedding)
+            #expect(byFace.candidates.map(\.subjectID) == maskedProbe.candidates.map(\.subjectID))
+            for (a, b) in zip(byFace.candidates, maskedProbe.candidates) {
+                #expect(abs(a.distance - b.distance) < 1e-5 && a.periocularFused == b.periocularFused && a.match == b.match, "\(a.subjectID)")
+            }
+            let faceVerify = try await client.verify(probeFace: maskedFace, referenceFace: plainFace)
+            #expect(faceVerify.periocularFused && faceVerify.probeMasked && !faceVerify.referenceMasked)
+            #expect(abs(faceVerify.distance - fusedReply.distance) < 1e-5 && faceVerify.threshold == fusedReply.threshold
+                    && faceVerify.match == fusedReply.match && faceVerify.comparison == .maskedUnmasked)
+            let faceBySubject = try await client.verify(probeFace: maskedFace, subjectID: "hopkins")
+            #expect(faceBySubject.periocularFused && abs(faceBySubject.distance - bySubject.distance) < 1e-5)
+            // The same embedding without the face's state is an unmasked probe: nothing fused, the unmasked threshold.
+            let byEmbedding = try await client.identify(embedding: maskedFace.embedding, k: 4)
+            #expect(!byEmbedding.face.masked && byEmbedding.candidates.allSatisfy { !$0.periocularFused })
+            let faceEnrol = try await client.enrol(subjectID: "lamas-face", faces: [maskedFace])
+            #expect(faceEnrol.templates.first?.masked == true)
+            let again = try await client.enrol(subjectID: "lamas-face", faces: [maskedFace])
+            #expect(again.templateIds == faceEnrol.templateIds && again.templates.first?.alreadyPresent == true)
+            let towardsFace = try #require(try await client.identify(face: plainFace, k: 6).candidates.first { $0.subjectID == "lamas-face" })
+            #expect(towardsFace.templateMasked && towardsFace.periocularFused)
+            #expect(abs(Double(towardsFace.distance) - expected) < 1e-4, "fused \(towardsFace.distance), expected \(expected)")
+            var noEmbedding = maskedFace
+            noEmbedding.clearEmbedding()
+            await expectError(.invalidArgument) { _ = try await client.identify(face: noEmbedding) }
+            var short = maskedFace
+            short.embedding.values.removeLast()
+            await expectError(.invalidArgument) { _ = try await client.enrol(subjectID: "short", faces: [short]) }
+            var otherModel = maskedFace
+            otherModel.embedding.modelVersion = "9"
+            await expectError(.modelMismatch) { _ = try await client.enrol(subjectID: "other-model", faces: [otherModel]) }
+            _ = try await client.deleteSubject("lamas-face")
             _ = try await client.deleteSubject("lamas-masked")
 
             // Delete removes the subject: identify no longer finds it, verify against it is NOT_FOUND.

@@ -157,6 +157,16 @@ struct PartitionTests {
             let p = try Partition.open(at: dir.path)
             #expect(p.count == 300 - victimIDs.count - 1)
             #expect(!p.subjectIDs().contains(victim))
+            // The subject count (reported in the matchers' heartbeats) follows, also when rebuilt on open.
+            #expect(p.subjectCount == p.subjectIDs().count)
+            #expect(p.subjectCount == Set(records.filter { $0.subject != victim && $0.id != TemplateID(100) }.map(\.subject)).count)
+            let several = try #require(Set(records.map(\.subject)).sorted().first { s in (try? p.templates(of: s).count) ?? 0 >= 2 })
+            let ids = try p.templates(of: several).map(\.id)
+            let before = p.subjectCount
+            try p.delete([ids[0]])
+            #expect(p.subjectCount == before)      // the subject still has templates
+            try p.delete(Array(ids.dropFirst()))
+            #expect(p.subjectCount == before - 1)  // its last one went
             for id in victimIDs { #expect(try p.search(records[Int(id.rawValue)].embedding, k: 10).allSatisfy { $0.template != id }) }
             #expect(try p.verifyIndex())
         }

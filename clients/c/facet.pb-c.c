@@ -4799,7 +4799,7 @@ const ProtobufCMessageDescriptor facet__v1__enrol_request__metadata_entry__descr
   (ProtobufCMessageInit) facet__v1__enrol_request__metadata_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__enrol_request__field_descriptors[9] =
+static const ProtobufCFieldDescriptor facet__v1__enrol_request__field_descriptors[10] =
 {
   {
     "subject_id",
@@ -4909,10 +4909,23 @@ static const ProtobufCFieldDescriptor facet__v1__enrol_request__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "faces",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__EnrolRequest, n_faces),
+    offsetof(Facet__V1__EnrolRequest, faces),
+    &facet__v1__face__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__enrol_request__field_indices_by_name[] = {
   1,   /* field[1] = collection */
   3,   /* field[3] = embeddings */
+  9,   /* field[9] = faces */
   2,   /* field[2] = images */
   6,   /* field[6] = jitter */
   4,   /* field[4] = metadata */
@@ -4924,7 +4937,7 @@ static const unsigned facet__v1__enrol_request__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__enrol_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor facet__v1__enrol_request__descriptor =
 {
@@ -4934,7 +4947,7 @@ const ProtobufCMessageDescriptor facet__v1__enrol_request__descriptor =
   "Facet__V1__EnrolRequest",
   "facet.v1",
   sizeof(Facet__V1__EnrolRequest),
-  9,
+  10,
   facet__v1__enrol_request__field_descriptors,
   facet__v1__enrol_request__field_indices_by_name,
   1,  facet__v1__enrol_request__number_ranges,
@@ -5224,7 +5237,7 @@ const ProtobufCMessageDescriptor facet__v1__enrol_reply__descriptor =
   (ProtobufCMessageInit) facet__v1__enrol_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__identify_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor facet__v1__identify_request__field_descriptors[9] =
 {
   {
     "image",
@@ -5322,11 +5335,24 @@ static const ProtobufCFieldDescriptor facet__v1__identify_request__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "face",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__IdentifyRequest, query_case),
+    offsetof(Facet__V1__IdentifyRequest, face),
+    &facet__v1__face__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__identify_request__field_indices_by_name[] = {
   3,   /* field[3] = collections */
   5,   /* field[5] = ef */
   1,   /* field[1] = embedding */
+  8,   /* field[8] = face */
   0,   /* field[0] = image */
   2,   /* field[2] = k */
   4,   /* field[4] = max_distance */
@@ -5336,7 +5362,7 @@ static const unsigned facet__v1__identify_request__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__identify_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor facet__v1__identify_request__descriptor =
 {
@@ -5346,7 +5372,7 @@ const ProtobufCMessageDescriptor facet__v1__identify_request__descriptor =
   "Facet__V1__IdentifyRequest",
   "facet.v1",
   sizeof(Facet__V1__IdentifyRequest),
-  8,
+  9,
   facet__v1__identify_request__field_descriptors,
   facet__v1__identify_request__field_indices_by_name,
   1,  facet__v1__identify_request__number_ranges,
@@ -5843,7 +5869,7 @@ const ProtobufCMessageDescriptor facet__v1__identify_reply__descriptor =
   (ProtobufCMessageInit) facet__v1__identify_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__verify_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor facet__v1__verify_request__field_descriptors[10] =
 {
   {
     "probe_image",
@@ -5941,12 +5967,38 @@ static const ProtobufCFieldDescriptor facet__v1__verify_request__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "probe_face",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__VerifyRequest, probe_case),
+    offsetof(Facet__V1__VerifyRequest, probe_face),
+    &facet__v1__face__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reference_face",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__VerifyRequest, reference_case),
+    offsetof(Facet__V1__VerifyRequest, reference_face),
+    &facet__v1__face__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__verify_request__field_indices_by_name[] = {
   5,   /* field[5] = collection */
   1,   /* field[1] = probe_embedding */
+  8,   /* field[8] = probe_face */
   0,   /* field[0] = probe_image */
   3,   /* field[3] = reference_embedding */
+  9,   /* field[9] = reference_face */
   2,   /* field[2] = reference_image */
   4,   /* field[4] = subject_id */
   6,   /* field[6] = threshold */
@@ -5955,7 +6007,7 @@ static const unsigned facet__v1__verify_request__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__verify_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor facet__v1__verify_request__descriptor =
 {
@@ -5965,7 +6017,7 @@ const ProtobufCMessageDescriptor facet__v1__verify_request__descriptor =
   "Facet__V1__VerifyRequest",
   "facet.v1",
   sizeof(Facet__V1__VerifyRequest),
-  8,
+  10,
   facet__v1__verify_request__field_descriptors,
   facet__v1__verify_request__field_indices_by_name,
   1,  facet__v1__verify_request__number_ranges,
@@ -6705,7 +6757,7 @@ const ProtobufCMessageDescriptor facet__v1__node_status__descriptor =
   (ProtobufCMessageInit) facet__v1__node_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__partition_status__field_descriptors[4] =
+static const ProtobufCFieldDescriptor facet__v1__partition_status__field_descriptors[5] =
 {
   {
     "partition",
@@ -6755,17 +6807,30 @@ static const ProtobufCFieldDescriptor facet__v1__partition_status__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "subjects",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionStatus, subjects),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__partition_status__field_indices_by_name[] = {
   2,   /* field[2] = live_replicas */
   0,   /* field[0] = partition */
   1,   /* field[1] = replicas */
+  4,   /* field[4] = subjects */
   3,   /* field[3] = templates */
 };
 static const ProtobufCIntRange facet__v1__partition_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor facet__v1__partition_status__descriptor =
 {
@@ -6775,7 +6840,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_status__descriptor =
   "Facet__V1__PartitionStatus",
   "facet.v1",
   sizeof(Facet__V1__PartitionStatus),
-  4,
+  5,
   facet__v1__partition_status__field_descriptors,
   facet__v1__partition_status__field_indices_by_name,
   1,  facet__v1__partition_status__number_ranges,
@@ -7520,7 +7585,7 @@ const ProtobufCMessageDescriptor facet__v1__shard_change_reply__descriptor =
   (ProtobufCMessageInit) facet__v1__shard_change_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__partition_holding__field_descriptors[8] =
+static const ProtobufCFieldDescriptor facet__v1__partition_holding__field_descriptors[9] =
 {
   {
     "partition",
@@ -7618,6 +7683,18 @@ static const ProtobufCFieldDescriptor facet__v1__partition_holding__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "subjects",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__PartitionHolding, subjects),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__partition_holding__field_indices_by_name[] = {
   6,   /* field[6] = covered */
@@ -7626,13 +7703,14 @@ static const unsigned facet__v1__partition_holding__field_indices_by_name[] = {
   2,   /* field[2] = last_sequence */
   0,   /* field[0] = partition */
   5,   /* field[5] = stale_replicas */
+  8,   /* field[8] = subjects */
   3,   /* field[3] = synced */
   1,   /* field[1] = templates */
 };
 static const ProtobufCIntRange facet__v1__partition_holding__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor facet__v1__partition_holding__descriptor =
 {
@@ -7642,7 +7720,7 @@ const ProtobufCMessageDescriptor facet__v1__partition_holding__descriptor =
   "Facet__V1__PartitionHolding",
   "facet.v1",
   sizeof(Facet__V1__PartitionHolding),
-  8,
+  9,
   facet__v1__partition_holding__field_descriptors,
   facet__v1__partition_holding__field_indices_by_name,
   1,  facet__v1__partition_holding__number_ranges,

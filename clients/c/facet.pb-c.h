@@ -700,10 +700,15 @@ struct  Facet__V1__EnrolRequest
   size_t n_images;
   Facet__V1__Image **images;
   /*
-   * precomputed embeddings (batch re-enrolment, migrations)
+   * precomputed embeddings (batch re-enrolment, migrations); stored as unmasked
    */
   size_t n_embeddings;
   Facet__V1__Embedding **embeddings;
+  /*
+   * faces as an EmbedReply gave them: embedding, masked, periocular_embedding kept
+   */
+  size_t n_faces;
+  Facet__V1__Face **faces;
   /*
    * stored with the subject; no biometric data
    */
@@ -719,7 +724,7 @@ struct  Facet__V1__EnrolRequest
 };
 #define FACET__V1__ENROL_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__enrol_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, FACET__V1__WRITE_POLICY__WRITE_POLICY_UNSPECIFIED, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, FACET__V1__WRITE_POLICY__WRITE_POLICY_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -783,7 +788,8 @@ struct  Facet__V1__EnrolReply
 typedef enum {
   FACET__V1__IDENTIFY_REQUEST__QUERY__NOT_SET = 0,
   FACET__V1__IDENTIFY_REQUEST__QUERY_IMAGE = 1,
-  FACET__V1__IDENTIFY_REQUEST__QUERY_EMBEDDING = 2
+  FACET__V1__IDENTIFY_REQUEST__QUERY_EMBEDDING = 2,
+  FACET__V1__IDENTIFY_REQUEST__QUERY_FACE = 9
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FACET__V1__IDENTIFY_REQUEST__QUERY__CASE)
 } Facet__V1__IdentifyRequest__QueryCase;
 
@@ -818,7 +824,15 @@ struct  Facet__V1__IdentifyRequest
      * the largest face is used
      */
     Facet__V1__Image *image;
+    /*
+     * counted as an unmasked face without a periocular embedding
+     */
     Facet__V1__Embedding *embedding;
+    /*
+     * A face as an EmbedReply gave it (embed once, then enrol/identify/verify by it): `embedding` required,
+     * `masked` and `periocular_embedding` used as the image path would use them (thresholds, periocular fusion).
+     */
+    Facet__V1__Face *face;
   };
 };
 #define FACET__V1__IDENTIFY_REQUEST__INIT \
@@ -944,7 +958,8 @@ struct  Facet__V1__IdentifyReply
 typedef enum {
   FACET__V1__VERIFY_REQUEST__PROBE__NOT_SET = 0,
   FACET__V1__VERIFY_REQUEST__PROBE_PROBE_IMAGE = 1,
-  FACET__V1__VERIFY_REQUEST__PROBE_PROBE_EMBEDDING = 2
+  FACET__V1__VERIFY_REQUEST__PROBE_PROBE_EMBEDDING = 2,
+  FACET__V1__VERIFY_REQUEST__PROBE_PROBE_FACE = 9
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FACET__V1__VERIFY_REQUEST__PROBE__CASE)
 } Facet__V1__VerifyRequest__ProbeCase;
 
@@ -952,7 +967,8 @@ typedef enum {
   FACET__V1__VERIFY_REQUEST__REFERENCE__NOT_SET = 0,
   FACET__V1__VERIFY_REQUEST__REFERENCE_REFERENCE_IMAGE = 3,
   FACET__V1__VERIFY_REQUEST__REFERENCE_REFERENCE_EMBEDDING = 4,
-  FACET__V1__VERIFY_REQUEST__REFERENCE_SUBJECT_ID = 5
+  FACET__V1__VERIFY_REQUEST__REFERENCE_SUBJECT_ID = 5,
+  FACET__V1__VERIFY_REQUEST__REFERENCE_REFERENCE_FACE = 10
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FACET__V1__VERIFY_REQUEST__REFERENCE__CASE)
 } Facet__V1__VerifyRequest__ReferenceCase;
 
@@ -971,7 +987,14 @@ struct  Facet__V1__VerifyRequest
   Facet__V1__VerifyRequest__ProbeCase probe_case;
   union {
     Facet__V1__Image *probe_image;
+    /*
+     * an unmasked face without a periocular embedding
+     */
     Facet__V1__Embedding *probe_embedding;
+    /*
+     * a face as an EmbedReply gave it (see IdentifyRequest.face)
+     */
+    Facet__V1__Face *probe_face;
   };
   Facet__V1__VerifyRequest__ReferenceCase reference_case;
   union {
@@ -981,6 +1004,7 @@ struct  Facet__V1__VerifyRequest
      * compare with the subject's enrolled templates
      */
     char *subject_id;
+    Facet__V1__Face *reference_face;
   };
 };
 #define FACET__V1__VERIFY_REQUEST__INIT \
@@ -1156,10 +1180,11 @@ struct  Facet__V1__PartitionStatus
   char **replicas;
   uint32_t live_replicas;
   uint64_t templates;
+  uint64_t subjects;
 };
 #define FACET__V1__PARTITION_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_status__descriptor) \
-    , 0, 0,NULL, 0, 0 }
+    , 0, 0,NULL, 0, 0, 0 }
 
 
 struct  Facet__V1__StatusRequest
@@ -1182,6 +1207,9 @@ struct  Facet__V1__StatusReply
    */
   size_t n_partitions;
   Facet__V1__PartitionStatus **partitions;
+  /*
+   * subjects with templates (a subject lives in one partition)
+   */
   uint64_t subjects;
   uint64_t templates;
   char *software_version;
@@ -1376,10 +1404,14 @@ struct  Facet__V1__PartitionHolding
    * a fill of this copy began and did not finish: never adopt it as the partition
    */
   protobuf_c_boolean incomplete;
+  /*
+   * subjects with at least one template in this copy
+   */
+  uint64_t subjects;
 };
 #define FACET__V1__PARTITION_HOLDING__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__partition_holding__descriptor) \
-    , 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0 }
+    , 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0, 0 }
 
 
 /*
