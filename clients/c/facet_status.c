@@ -2,6 +2,9 @@
  *
  *   make -C clients/c && clients/c/facet_status tcp://127.0.0.1:5555 [timeout_ms]
  *
+ * With $FACET_KEYS set (the directory `facet cluster up` prints: client.key, client.key_secret and the
+ * coordinator's coordinator.key, Z85 text) the socket uses CURVE, as every client of a secured cluster must.
+ *
  * Framing (docs/wire.md): a REQ socket adds the empty delimiter frame itself, so the request is
  * one frame holding a serialised facet.v1.Envelope; the reply is one Envelope frame with the
  * same request id. A REQ socket cannot time out by itself, so the example polls with a deadline
@@ -19,6 +22,41 @@ static int64_t now_ms(void) {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Reads the 40-character Z85 key in DIR/NAME into out (41 bytes with the NUL); 0 on success. */
+static int read_key(const char *dir, const char *name, char out[41]) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "cannot open %s\n", path);
+        return -1;
+    }
+    size_t n = fread(out, 1, 40, f);
+    fclose(f);
+    out[40] = 0;
+    if (n != 40) {
+        fprintf(stderr, "%s does not hold a Z85 key\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* CURVE client settings from $FACET_KEYS, if set; 0 on success (or when not set). */
+static int set_curve(void *sock) {
+    const char *dir = getenv("FACET_KEYS");
+    if (dir == NULL || *dir == 0) return 0;
+    char server[41], public_key[41], secret[41];
+    if (read_key(dir, "coordinator.key", server) || read_key(dir, "client.key", public_key) ||
+        read_key(dir, "client.key_secret", secret))
+        return -1;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server, 41) || zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, public_key, 41) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, 41)) {
+        fprintf(stderr, "CURVE keys rejected: %s\n", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -47,6 +85,7 @@ int main(int argc, char **argv) {
     zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     int64_t max_msg = 16 << 20;
     zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
+    if (set_curve(sock) != 0) goto done;
     if (zmq_connect(sock, endpoint) != 0) {
         fprintf(stderr, "zmq_connect(%s): %s\n", endpoint, zmq_strerror(zmq_errno()));
         goto done;

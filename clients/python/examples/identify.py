@@ -5,7 +5,8 @@
     python3 clients/python/examples/identify.py --endpoint tcp://127.0.0.1:5555 \
         --enrol alice=alice1.jpg --enrol bob=bob1.jpg probe.jpg
 
-With CURVE: --server-key FILE --client-key FILE --client-secret FILE (Z85 text files).
+With CURVE: --keys DIR (default $FACET_KEYS: the keys `facet cluster up` writes under DATA/keys), or
+--server-key FILE --client-key FILE --client-secret FILE (Z85 text files).
 """
 import argparse
 import os
@@ -25,13 +26,18 @@ def main():
     ap.add_argument("--enrol", action="append", default=[], metavar="SUBJECT=IMAGE")
     ap.add_argument("-k", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--keys", default=os.environ.get("FACET_KEYS"), help="directory with client.key, client.key_secret, coordinator.key")
     ap.add_argument("--server-key")
     ap.add_argument("--client-key")
     ap.add_argument("--client-secret")
     ap.add_argument("probe", nargs="?")
     a = ap.parse_args()
-    with FacetClient(a.endpoint, timeout_s=a.timeout, curve_server_public_key=read_key(a.server_key),
-                     curve_public_key=read_key(a.client_key), curve_secret_key=read_key(a.client_secret)) as client:
+    if a.keys and not a.server_key:
+        client = FacetClient.with_keys(a.endpoint, a.keys, timeout_s=a.timeout)
+    else:
+        client = FacetClient(a.endpoint, timeout_s=a.timeout, curve_server_public_key=read_key(a.server_key),
+                             curve_public_key=read_key(a.client_key), curve_secret_key=read_key(a.client_secret))
+    with client:
         try:
             for item in a.enrol:
                 subject, path = item.split("=", 1)

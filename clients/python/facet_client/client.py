@@ -83,6 +83,16 @@ class FacetClient:
             self._sock.curve_secretkey = curve_secret_key.strip().encode()
         self._sock.connect(endpoint)
 
+    @classmethod
+    def with_keys(cls, endpoint: str, keys_dir: str, **kwargs) -> "FacetClient":
+        """A CURVE client with the keys `facet cluster up` writes under DATA/keys (the directory $FACET_KEYS names):
+        client.key, client.key_secret and the coordinator's public key coordinator.key."""
+        def read(name: str) -> str:
+            with open(os.path.join(keys_dir, name)) as f:
+                return f.read().strip()
+        return cls(endpoint, curve_server_public_key=read("coordinator.key"), curve_public_key=read("client.key"),
+                   curve_secret_key=read("client.key_secret"), **kwargs)
+
     def close(self) -> None:
         self._sock.close(0)
 
@@ -143,14 +153,17 @@ class FacetClient:
 
     def enrol(self, subject_id: str, images: Sequence[bytes] = (), embeddings: Sequence[Sequence[float]] = (),
               model_version: str = "", collection: str = "", metadata: Optional[Dict[str, str]] = None,
-              timeout_s: Optional[float] = None) -> "pb.EnrolReply":
+              faces: Sequence["pb.Face"] = (), timeout_s: Optional[float] = None) -> "pb.EnrolReply":
+        """Enrols images (one face each), embeddings (stored as unmasked faces) and/or faces as `embed` returned
+        them (their mask state and periocular embedding are kept, as for an image)."""
         if not subject_id:
             raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "subject id is empty", field="subject_id")
-        if not images and not embeddings:
-            raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "nothing to enrol: give images or embeddings", field="images")
+        if not images and not embeddings and not faces:
+            raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "nothing to enrol: give images, embeddings or faces", field="images")
         r = pb.EnrolRequest(subject_id=subject_id, collection=collection)
         r.images.extend(pb.Image(data=i) for i in images)
         r.embeddings.extend(self.embedding(e, model_version) for e in embeddings)
+        r.faces.extend(faces)
         r.metadata.update(metadata or {})
         return self._expect(self.call("enrol_request", r, timeout_s), "enrol_reply")
 
@@ -160,24 +173,38 @@ class FacetClient:
 
     def identify(self, image: Optional[bytes] = None, embedding: Optional[Sequence[float]] = None, k: int = 5,
                  collections: Iterable[str] = (), with_classifier: bool = False, model_version: str = "",
-                 timeout_s: Optional[float] = None) -> "pb.IdentifyReply":
-        if (image is None) == (embedding is None):
-            raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "give exactly one of image or embedding")
+                 face: Optional["pb.Face"] = None, timeout_s: Optional[float] = None) -> "pb.IdentifyReply":
+        """1:N search by exactly one of: an image, an embedding (an unmasked face), or a face as `embed` returned it
+        (the same search as by its image: mask state and periocular embedding carried)."""
+        if sum(x is not None for x in (image, embedding, face)) != 1:
+            raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "give exactly one of image, embedding or face")
         r = pb.IdentifyRequest(k=k, with_classifier=with_classifier)
         r.collections.extend(collections)
         if image is not None:
             r.image.data = image
+        elif face is not None:
+            r.face.CopyFrom(face)
         else:
             r.embedding.CopyFrom(self.embedding(embedding, model_version))
         return self._expect(self.call("identify_request", r, timeout_s), "identify_reply")
 
-    def verify(self, probe: bytes, reference: Optional[bytes] = None, subject_id: Optional[str] = None,
-               threshold: float = 0.0, timeout_s: Optional[float] = None) -> "pb.VerifyReply":
-        if (reference is None) == (subject_id is None):
-            raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "give exactly one of reference or subject_id")
-        r = pb.VerifyRequest(probe_image=pb.Image(data=probe), threshold=threshold)
+    def verify(self, probe: Optional[bytes] = None, reference: Optional[bytes] = None, subject_id: Optional[str] = None,
+               threshold: float = 0.0, probe_face: Optional["pb.Face"] = None, reference_face: Optional["pb.Face"] = None,
+               timeout_s: Optional[float] = None) -> "pb.VerifyReply":
+        """1:1 comparison: a probe image or face (from `embed`) against a reference image, face or enrolled subject."""
+        if (probe is None) == (probe_face is None):
+            raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "give exactly one of probe or probe_face")
+        if sum(x is not None for x in (reference, reference_face, subject_id)) != 1:
+            raise FacetError(pb.ERROR_CODE_INVALID_ARGUMENT, "give exactly one of reference, reference_face or subject_id")
+        r = pb.VerifyRequest(threshold=threshold)
+        if probe is not None:
+            r.probe_image.data = probe
+        else:
+            r.probe_face.CopyFrom(probe_face)
         if reference is not None:
             r.reference_image.data = reference
+        elif reference_face is not None:
+            r.reference_face.CopyFrom(reference_face)
         else:
             r.subject_id = subject_id
         return self._expect(self.call("verify_request", r, timeout_s), "verify_reply")
