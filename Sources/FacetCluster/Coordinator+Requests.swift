@@ -155,19 +155,25 @@ extension Coordinator {
         let missed = assigned.filter { !durable.contains($0) }.sorted()
         if WriteQuorum.marksMissedCopies(durable: durable, complete: complete, required: required, missed: missed, skipped: skipped) {
             let again = withEpochAndMarks(body, missed)
-            let marked = await withTaskGroup(of: (String, Bool).self) { group in
+            let marking = await withTaskGroup(of: (String, FacetError?).self) { group in
                 for node in durable {
                     group.addTask {
-                        if case .success = await self.call(node, again, timeout: timeout, parent: ctx.id) { return (node, true) }
-                        return (node, false)
+                        if case .failure(let e) = await self.call(node, again, timeout: timeout, parent: ctx.id) { return (node, e) }
+                        return (node, nil)
                     }
                 }
-                var out: [String] = []
-                for await (node, ok) in group where ok { out.append(node) }
+                var out: [String: FacetError?] = [:]
+                for await (node, error) in group { out[node] = error }
                 return out
             }
-            for node in durable where !marked.contains(node) { failures.append("\(node): could not mark \(missed) stale") }
-            durable = durable.filter { marked.contains($0) }
+            // The map changed between the two rounds (a shard change went on a step): the copies refuse the marks as
+            // STALE_SHARD_MAP; the write starts again under the new map, like a refusal in the first round.
+            if let (node, e) = marking.first(where: { $0.value?.code == .staleShardMap }), var e {
+                e.nodeID = node
+                throw e
+            }
+            for node in durable { if case .some(.some(let e)) = marking[node] { failures.append("\(node): could not mark \(missed) stale: \(e)") } }
+            durable = durable.filter { marking[$0] == .some(nil) }
         }
         var d = WireDurability()
         d.policy = policy == .unspecified ? .all : policy

@@ -129,6 +129,29 @@ func expectQueriesExact(_ client: FacetClient, _ g: FaceLikeGenerator.Gallery, _
     }
 }
 
+/// After a node was killed during an add of `adding`: waits (bounded) until the map has no incoming replicas. Either
+/// the change went on (its fills are retried) or it failed and was rolled back (the map without `adding`); then the
+/// last change says so and the operator adds `adding` again. Returns the map the add is to reach.
+func targetAfterAnInterruptedAdd(_ client: FacetClient, _ harness: ClusterHarness, start: WireShardMap, target: WireShardMap,
+                                 adding node: String, sourceLocation: SourceLocation = #_sourceLocation) async throws -> WireShardMap {
+    var settled = WireShardMap()
+    let settledBy = Date().addingTimeInterval(120)
+    while Date() < settledBy {
+        settled = try await client.shardMap()
+        if settled.epoch > start.epoch && settled.assignments.allSatisfy({ $0.incoming.isEmpty }) { break }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    #expect(settled.assignments.allSatisfy { $0.incoming.isEmpty }, "map not settled: epoch \(settled.epoch)\n\(harness.log("coordinator").suffix(3000))",
+            sourceLocation: sourceLocation)
+    guard !settled.assignments.contains(where: { $0.replicas.contains(node) }) else { return target }
+    print("the add was rolled back; adding \(node) again")
+    #expect(try await lastShardChange(client, containing: "rolled back").contains("failed: "), sourceLocation: sourceLocation)
+    try await waitRegistered(client, node)
+    let again = try await changeWhenSettled(client, .addMatcher, node).target
+    #expect(harness.log("coordinator").contains("rolled back a shard change"), sourceLocation: sourceLocation)
+    return again
+}
+
 /// The coordinator's `StatusReply.last_shard_change`, once it contains `text` (bounded wait; the last value otherwise).
 func lastShardChange(_ client: FacetClient, containing text: String, seconds: Double = 60) async throws -> String {
     let deadline = Date().addingTimeInterval(seconds)
@@ -441,28 +464,61 @@ struct ShardProcessTests {
             if killed {
                 try await Task.sleep(for: .seconds(2))
                 try harness.start("matcher-3")
-                // Either the change went on (its fill is retried) or it failed (matcher-3 died while the map with it
-                // incoming was being stored) and was rolled back; then the operator adds it again.
-                var settled = WireShardMap()
-                let settledBy = Date().addingTimeInterval(120)
-                while Date() < settledBy {
-                    settled = try await client.shardMap()
-                    if settled.epoch > start.epoch && settled.assignments.allSatisfy({ $0.incoming.isEmpty }) { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
-                #expect(settled.assignments.allSatisfy { $0.incoming.isEmpty }, "map not settled: epoch \(settled.epoch)\n\(harness.log("coordinator").suffix(3000))")
-                if !settled.assignments.contains(where: { $0.replicas.contains("matcher-3") }) {
-                    print("the add was rolled back; adding matcher-3 again")
-                    #expect(try await lastShardChange(client, containing: "rolled back").contains("failed: "))
-                    try await waitRegistered(client, "matcher-3")
-                    target = try await changeWhenSettled(client, .addMatcher, "matcher-3").target
-                    #expect(harness.log("coordinator").contains("rolled back a shard change"))
-                }
+                target = try await targetAfterAnInterruptedAdd(client, harness, start: start, target: target, adding: "matcher-3")
             }
             let final = try ClusterShardMap(wire: try await waitForMap(client, target, seconds: 180, harness: harness))
             try await harness.waitUntilHealthy(client, seconds: 120)
             try await expectQueriesExact(client, g, all, count: 20)
             try await expectExactlyOnDisk(client, harness, final, all, matchers: ["matcher-0", "matcher-1", "matcher-2", "matcher-3"])
+        }
+    }
+
+    /// A matcher that is giving up a partition to the one being added (the move's source; with R = 2 the partition's
+    /// other replica can still be the fill source) dies (kill -9) while the copies are filled, and enrolments go on
+    /// while it is down: the change completes or is rolled back and run again, the restarted matcher catches up on
+    /// the writes it missed, and every acknowledged template is found, on exactly the replicas the final map names.
+    @Test("kill -9 of a move's source matcher during an add, enrolments while it is down: nothing lost", .timeLimit(.minutes(6)))
+    func sourceMatcherKilledDuringAMove() async throws {
+        try await withCluster { harness, client in
+            let g = try gallery(seed: 67, count: 3_000, queries: 20)
+            var all = try await enrolConcurrently(client, g, prefix: "m")
+            try harness.start("matcher-3")
+            try await waitRegistered(client, "matcher-3")
+            let start = try await client.shardMap()
+            let reply = try await changeShards(client, .addMatcher, "matcher-3")
+            let wanted = try ClusterShardMap(wire: reply.target)
+            var source: String?
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline && source == nil {
+                let m = try await client.shardMap()
+                // A partition being moved: a replica it has now that the target does not give it is the move's source.
+                if m.epoch > start.epoch, let moving = m.assignments.first(where: { !$0.incoming.isEmpty }),
+                   let from = moving.replicas.first(where: { !wanted.replicas(of: moving.partition).contains($0) }) {
+                    harness.kill9(from)
+                    source = from
+                } else if m.epoch > start.epoch + 1 {
+                    break   // the change finished before the poll saw it
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            print("source matcher killed during the add: \(source ?? "none")")
+            var target = reply.target
+            if let source {
+                // Enrolments go on while the source is down (every live copy takes them, the incoming ones too).
+                let h = try gallery(seed: 71, count: 300, queries: 5)
+                all += try await enrolConcurrently(client, h, prefix: "n")
+                try harness.start(source)
+                target = try await targetAfterAnInterruptedAdd(client, harness, start: start, target: target, adding: "matcher-3")
+                let final = try ClusterShardMap(wire: try await waitForMap(client, target, seconds: 180, harness: harness))
+                try await harness.waitUntilHealthy(client, seconds: 120)
+                try await expectQueriesExact(client, h, all, count: 5)
+                try await expectQueriesExact(client, g, all, count: 20)
+                try await expectExactlyOnDisk(client, harness, final, all, matchers: ["matcher-0", "matcher-1", "matcher-2", "matcher-3"])
+            } else {
+                let final = try ClusterShardMap(wire: try await waitForMap(client, target, seconds: 180, harness: harness))
+                try await expectQueriesExact(client, g, all, count: 20)
+                try await expectExactlyOnDisk(client, harness, final, all, matchers: ["matcher-0", "matcher-1", "matcher-2", "matcher-3"])
+            }
         }
     }
 
