@@ -18,8 +18,20 @@ $PY -m pip install -q -r clients/python/requirements.txt
 make -s -C clients/c facet_status
 
 DATA="$(mktemp -d -t facet-clients.XXXXXX)"
-PORT="$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-# The coordinator's worker port is the client port + 1; a free pair is likely, and the cluster fails loudly if not.
+# A free pair of ports: the coordinator's client port and its worker port (the client port + 1).
+PORT="$($PY - <<'PYEOF'
+import socket
+for _ in range(200):
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); port = a.getsockname()[1]
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", port + 1))
+    except OSError:
+        a.close(); b.close(); continue
+    a.close(); b.close(); print(port); break
+PYEOF
+)"
+[ -n "$PORT" ] || { echo "[real-cluster] no free pair of ports" >&2; exit 1; }
 ENDPOINT="tcp://127.0.0.1:$PORT"
 CLUSTER_PID=""
 cleanup() {

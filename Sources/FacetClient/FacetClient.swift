@@ -199,40 +199,34 @@ public final class FacetClient: Sendable {
 
     /// 1:1 comparison of two images.
     public func verify(probe: Data, reference: Data, threshold: Float = 0, timeout: Duration? = nil) async throws(FacetError) -> WireVerifyReply {
-        var r = WireVerifyRequest()
-        r.probeImage = WireImage.with { $0.data = probe }
-        r.referenceImage = WireImage.with { $0.data = reference }
-        r.threshold = threshold
-        return try await verify(r, timeout: timeout)
+        try await verify(.probeImage(WireImage.with { $0.data = probe }), .referenceImage(WireImage.with { $0.data = reference }),
+                         threshold: threshold, timeout: timeout)
     }
 
     /// 1:1 comparison of an image with an enrolled subject.
     public func verify(probe: Data, subjectID: String, collection: String = "", threshold: Float = 0,
                        timeout: Duration? = nil) async throws(FacetError) -> WireVerifyReply {
-        var r = WireVerifyRequest()
-        r.probeImage = WireImage.with { $0.data = probe }
-        r.subjectID = subjectID
-        r.collection = collection
-        r.threshold = threshold
-        return try await verify(r, timeout: timeout)
+        try await verify(.probeImage(WireImage.with { $0.data = probe }), .subjectID(subjectID), collection: collection,
+                         threshold: threshold, timeout: timeout)
     }
 
     /// 1:1 comparison of two faces as ``embed(image:upsample:jitter:maxFaces:timeout:)`` returned them (the same
     /// comparison as of their images, periocular fusion included).
     public func verify(probeFace: WireFace, referenceFace: WireFace, threshold: Float = 0, timeout: Duration? = nil) async throws(FacetError) -> WireVerifyReply {
-        var r = WireVerifyRequest()
-        r.probeFace = probeFace
-        r.referenceFace = referenceFace
-        r.threshold = threshold
-        return try await verify(r, timeout: timeout)
+        try await verify(.probeFace(probeFace), .referenceFace(referenceFace), threshold: threshold, timeout: timeout)
     }
 
     /// 1:1 comparison of a face (from an EmbedReply) with an enrolled subject.
     public func verify(probeFace: WireFace, subjectID: String, collection: String = "", threshold: Float = 0,
                        timeout: Duration? = nil) async throws(FacetError) -> WireVerifyReply {
+        try await verify(.probeFace(probeFace), .subjectID(subjectID), collection: collection, threshold: threshold, timeout: timeout)
+    }
+
+    private func verify(_ probe: WireVerifyRequest.OneOf_Probe, _ reference: WireVerifyRequest.OneOf_Reference, collection: String = "",
+                        threshold: Float, timeout: Duration?) async throws(FacetError) -> WireVerifyReply {
         var r = WireVerifyRequest()
-        r.probeFace = probeFace
-        r.subjectID = subjectID
+        r.probe = probe
+        r.reference = reference
         r.collection = collection
         r.threshold = threshold
         return try await verify(r, timeout: timeout)

@@ -282,6 +282,12 @@ public final class MatcherNode: Sendable {
             do {
                 let matches = try part.search(query, k: depth, parameters: SearchParameters(ef: max(ef, depth)),
                                               filter: Self.versionFilter(filter, version: r.query.modelVersion, held: part.modelVersions))
+                // The candidates to fuse (the probe or the template is masked) are read in one transaction.
+                let fused = periocularQuery == nil ? [] : matches.filter { r.queryMasked || $0.masked }.map(\.template)
+                var periocular: [TemplateID: [Float]] = [:]
+                if !fused.isEmpty, let records = try? part.templates(fused) {
+                    for case .success(let record)? in records { periocular[record.id] = record.periocular }
+                }
                 var list = matches.map { m in
                     var c = WireCandidate()
                     c.subjectID = m.subject.rawValue
@@ -291,8 +297,7 @@ public final class MatcherNode: Sendable {
                     c.nodeID = node
                     c.templateMasked = m.masked
                     // A record that cannot be read now (e.g. its subject erased meanwhile) keeps the full distance.
-                    if let pq = periocularQuery, r.queryMasked || m.masked,
-                       let record = try? part.template(m.template), let pt = record.periocular {
+                    if let pq = periocularQuery, let pt = periocular[m.template] {
                         let w = r.periocularFullWeight
                         c.distance = w * c.distance + (1 - w) * euclideanDistance(pq, pt)
                         c.periocularFused = true

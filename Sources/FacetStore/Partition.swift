@@ -433,6 +433,25 @@ public final class Partition: @unchecked Sendable {   // mutable state guarded b
         return try decode(bytes, id: id)
     }
 
+    /// The stored templates of `ids`, read in one LMDB read transaction (the matcher's periocular re-rank reads its
+    /// candidates this way: one transaction per partition, not one per candidate). Per id: nil when none is stored,
+    /// a failure when its record cannot be opened (its subject's key erased meanwhile, a damaged record); a failing
+    /// read of the database throws.
+    public func templates(_ ids: [TemplateID]) throws(StoreError) -> [Result<TemplateRecord, StoreError>?] {
+        let stored: [[UInt8]?]
+        do {
+            stored = try environment.read { (txn) throws(LMDBError) -> [[UInt8]?] in
+                var out: [[UInt8]?] = []
+                out.reserveCapacity(ids.count)
+                for id in ids { out.append(try txn.get(templates, StoreKey.uint64(id.rawValue))) }
+                return out
+            }
+        } catch { throw .lmdb(error) }
+        return zip(ids, stored).map { id, bytes in
+            bytes.map { b in Result { () throws(StoreError) in try decode(b, id: id) } }
+        }
+    }
+
     /// The templates of `subject`, by id.
     public func templates(of subject: SubjectID) throws(StoreError) -> [TemplateRecord] {
         var ids: [TemplateID] = []

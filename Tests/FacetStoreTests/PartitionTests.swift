@@ -157,6 +157,19 @@ struct PartitionTests {
             let p = try Partition.open(at: dir.path)
             #expect(p.count == 300 - victimIDs.count - 1)
             #expect(!p.subjectIDs().contains(victim))
+            // Reading several records in one transaction gives what reading each gives; nil for ids not stored.
+            let probeIDs = [records[0].id, TemplateID(100), records[1].id] + Array(victimIDs.prefix(1)) + [TemplateID(9999)]
+            let batch = try p.templates(probeIDs)
+            #expect(batch.count == probeIDs.count)
+            for (id, result) in zip(probeIDs, batch) {
+                let single = try p.template(id)
+                switch result {
+                case nil: #expect(single == nil, "\(id)")
+                case .success(let r)?: #expect(r == single, "\(id)")
+                case .failure(let e)?: Issue.record("\(id): \(e)")
+                }
+            }
+            #expect(batch.compactMap { $0 }.count == probeIDs.filter { (try? p.template($0)) != nil }.count)
             // The subject count (reported in the matchers' heartbeats) follows, also when rebuilt on open.
             #expect(p.subjectCount == p.subjectIDs().count)
             #expect(p.subjectCount == Set(records.filter { $0.subject != victim && $0.id != TemplateID(100) }.map(\.subject)).count)
