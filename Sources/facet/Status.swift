@@ -23,7 +23,7 @@ struct Status: AsyncParsableCommand {
                            "partitions": r.partitions.map { ["partition": Int($0.partition), "replicas": $0.replicas,
                                                              "live_replicas": Int($0.liveReplicas), "templates": Int($0.templates)] as [String: Any] }])
             } else {
-                print("cluster \(r.healthy ? "healthy" : "DEGRADED"): \(r.templates) templates, \(r.partitionCount) partitions x \(r.replicationFactor) replicas")
+                print("cluster \(r.healthy ? "healthy" : "DEGRADED"): \(r.subjects) subjects, \(r.templates) templates, \(r.partitionCount) partitions x \(r.replicationFactor) replicas")
                 for n in r.nodes {
                     print("  \(n.nodeID.padding(toLength: 14, withPad: " ", startingAt: 0)) \("\(n.role)".padding(toLength: 12, withPad: " ", startingAt: 0)) \("\(n.state)".padding(toLength: 8, withPad: " ", startingAt: 0)) partitions \(n.partitions.count)  templates \(n.templates)")
                 }
