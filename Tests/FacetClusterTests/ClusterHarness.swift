@@ -6,21 +6,8 @@ import FacetWire
 import Glibc
 #endif
 
-/// Locates the `facet` executable built next to the test bundle (or $FACET_BINARY).
-func facetBinaryPath() throws -> String {
-    if let p = ProcessInfo.processInfo.environment["FACET_BINARY"], FileManager.default.isExecutableFile(atPath: p) { return p }
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("facet").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    let fallback = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("facet").path
-    guard FileManager.default.isExecutableFile(atPath: fallback) else {
-        throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "facet (build it with `swift build`)"])
-    }
-    return fallback
-}
+/// The `facet` executable the process tests start.
+func facetBinaryPath() throws -> String { try facetExecutablePath() }
 
 struct HarnessError: Error, CustomStringConvertible {
     let description: String
@@ -39,7 +26,7 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
     let replicas: Int
     /// Coordinator names ("coordinator", then "coordinator-1", ...) with their client and worker endpoints.
     let coordinators: [(name: String, frontend: String, backend: String)]
-    private var processes: [String: Process] = [:]
+    let nodes: NodeProcesses
     /// Extra command-line arguments per node name (e.g. "coordinator": ["--retrain-after", "10"]).
     var extraArguments: [String: [String]] = [:]
 
@@ -56,6 +43,7 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
         self.matchers = (0..<matchers).map { "matcher-\($0)" }
         self.partitions = partitions
         self.replicas = replicas
+        nodes = NodeProcesses(logDirectory: directory)
     }
 
     func start(_ name: String) throws {
@@ -75,17 +63,7 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
             args = ["serve", "embedder", "--periocular-fusion", "bundled"] + backends + common
         }
         args += extraArguments[name] ?? []
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        let log = directory + "/\(name).log"
-        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
-        let h = FileHandle(forWritingAtPath: log)!
-        h.seekToEndOfFile()
-        p.standardOutput = h
-        p.standardError = h
-        try p.run()
-        processes[name] = p
+        try nodes.start(name, executable: binary, arguments: args)
     }
 
     func startAll(embedder: Bool) throws {
@@ -95,34 +73,18 @@ final class ClusterHarness: @unchecked Sendable {  // used from one test task at
     }
 
     /// kill -9 and reap.
-    func kill9(_ name: String) {
-        guard let p = processes[name] else { return }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        processes[name] = nil
-    }
+    func kill9(_ name: String) { nodes.kill9(name) }
 
     /// SIGTERM (graceful), reaped within `seconds`, SIGKILL after that. Returns the exit status.
     @discardableResult
-    func stop(_ name: String, seconds: Double = 15) -> Int32? {
-        guard let p = processes[name] else { return nil }
-        if p.isRunning { kill(p.processIdentifier, SIGTERM) }
-        let deadline = Date().addingTimeInterval(seconds)
-        while p.isRunning && Date() < deadline { usleep(20_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        processes[name] = nil
-        return p.terminationStatus
-    }
+    func stop(_ name: String, seconds: Double = 15) -> Int32? { nodes.stop(name, seconds: seconds) }
 
     func shutdown() {
-        for name in Array(processes.keys) { kill9(name) }
+        nodes.killAll()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    func log(_ name: String) -> String {
-        (try? String(contentsOfFile: directory + "/\(name).log", encoding: .utf8)) ?? ""
-    }
+    func log(_ name: String) -> String { nodes.log(name) }
 
     /// The HOST:PORT of a node's HTTP listener, read from its log (bounded wait).
     func httpEndpoint(_ name: String, seconds: Double = 20) async throws -> String {

@@ -33,12 +33,13 @@ final class SecureCluster: @unchecked Sendable {   // used from one test task at
     let clientKeys: CurveKeyPair
     let serverKey: CurveKey
     let auditKey: MasterKey
-    private var processes: [String: Process] = [:]
+    let nodes: NodeProcesses
 
     init(retentionSeconds: [String: Int]? = nil) throws {
         binary = try facetBinaryPath()
         directory = NSTemporaryDirectory() + "facet-secure-test-\(UInt32.random(in: 0...UInt32.max))"
         keys = directory + "/keys"
+        nodes = NodeProcesses(logDirectory: directory + "/logs")
         try FileManager.default.createDirectory(atPath: keys, withIntermediateDirectories: true)
         let port = LoopbackPorts.reserve(2)
         frontend = "tcp://127.0.0.1:\(port)"
@@ -97,20 +98,10 @@ final class SecureCluster: @unchecked Sendable {   // used from one test task at
 
     var curve: FacetClient.Curve { FacetClient.Curve(clientKeys: clientKeys, serverPublicKey: serverKey) }
 
-    /// Starts `facet serve ROLE --config FILE` (or with `arguments` instead), logging to DIR/NAME.log.
+    /// Starts `facet serve ROLE --config FILE` (or with `arguments` instead), logging to DIR/logs/NAME.log.
     func start(_ name: String, arguments: [String]? = nil) throws {
         let role = name == "coordinator" ? "coordinator" : "matcher"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = arguments ?? ["serve", role, "--config", directory + "/\(name).json"]
-        let log = directory + "/logs/\(name).log"
-        try FileManager.default.createDirectory(atPath: directory + "/logs", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let h = FileHandle(forWritingAtPath: log)!
-        p.standardOutput = h
-        p.standardError = h
-        try p.run()
-        processes[name] = p
+        try nodes.start(name, executable: binary, arguments: arguments ?? ["serve", role, "--config", directory + "/\(name).json"])
     }
 
     func startAll() throws {
@@ -118,22 +109,13 @@ final class SecureCluster: @unchecked Sendable {   // used from one test task at
         for m in matchers { try start(m) }
     }
 
-    func log(_ name: String) -> String { (try? String(contentsOfFile: directory + "/logs/\(name).log", encoding: .utf8)) ?? "" }
+    func log(_ name: String) -> String { nodes.log(name) }
 
     /// SIGTERM, then SIGKILL after `seconds`; reaped.
-    func stop(_ name: String, seconds: Double = 15) {
-        guard let p = processes[name] else { return }
-        if p.isRunning { kill(p.processIdentifier, SIGTERM) }
-        let deadline = Date().addingTimeInterval(seconds)
-        while p.isRunning && Date() < deadline { usleep(20_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        processes[name] = nil
-    }
+    func stop(_ name: String, seconds: Double = 15) { nodes.stop(name, seconds: seconds) }
 
     func shutdown() {
-        for (_, p) in processes where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
-        processes = [:]
+        nodes.killAll()
         try? FileManager.default.removeItem(atPath: directory)
     }
 

@@ -9,17 +9,8 @@ import FacetWire
 import Glibc
 #endif
 
-/// Locates the `facet` executable built next to the test bundle (or $FACET_BINARY).
-func facetBinaryPath() throws -> String {
-    if let p = ProcessInfo.processInfo.environment["FACET_BINARY"], FileManager.default.isExecutableFile(atPath: p) { return p }
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("facet").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    throw FaultError("the facet executable was not found next to the tests (build it with `swift build`)")
-}
+/// The `facet` executable the process tests start.
+func facetBinaryPath() throws -> String { try facetExecutablePath() }
 
 struct FaultError: Error, CustomStringConvertible {
     let description: String
@@ -43,7 +34,7 @@ final class FaultCluster: @unchecked Sendable {  // driven from one test task at
     var workerSettings = NodeConfiguration()
     /// RLIMIT_FSIZE (KiB) per node name, applied through `bash -c 'ulimit -f N; exec facet …'`.
     var fileSizeLimitKiB: [String: Int] = [:]
-    private var processes: [String: Process] = [:]
+    let nodes: NodeProcesses
 
     init(matchers: Int = 3, replicas: Int = 2, partitions: UInt32 = 8, embedders: Int = 0) throws {
         binary = try facetBinaryPath()
@@ -58,6 +49,7 @@ final class FaultCluster: @unchecked Sendable {  // driven from one test task at
         self.replicas = replicas
         coordinatorSettings.heartbeatIntervalMilliseconds = 100
         workerSettings.heartbeatIntervalMilliseconds = 100
+        nodes = NodeProcesses(logDirectory: directory)
     }
 
     func configuration(_ name: String) -> NodeConfiguration {
@@ -83,23 +75,12 @@ final class FaultCluster: @unchecked Sendable {  // driven from one test task at
         let config = directory + "/config/\(name).json"
         try configuration(name).write(path: config)
         let args = ["serve", role(name), "--config", config, "--log-level", "info", "--insecure-plaintext"]  // CURVE: FacetSecurityTests
-        let p = Process()
         if let kib = fileSizeLimitKiB[name] {
             // bash counts `ulimit -f` in KiB. The matcher ignores SIGXFSZ itself, so writes fail with EFBIG.
-            p.executableURL = URL(fileURLWithPath: "/bin/bash")
-            p.arguments = ["-c", "ulimit -f \(kib) && exec \"$0\" \"$@\"", binary] + args
+            try nodes.start(name, executable: "/bin/bash", arguments: ["-c", "ulimit -f \(kib) && exec \"$0\" \"$@\"", binary] + args)
         } else {
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = args
+            try nodes.start(name, executable: binary, arguments: args)
         }
-        let log = directory + "/\(name).log"
-        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
-        let h = FileHandle(forWritingAtPath: log)!
-        h.seekToEndOfFile()
-        p.standardOutput = h
-        p.standardError = h
-        try p.run()
-        processes[name] = p
     }
 
     func startAll() throws {
@@ -108,23 +89,15 @@ final class FaultCluster: @unchecked Sendable {  // driven from one test task at
         for e in embedders { try start(e) }
     }
 
-    func pid(_ name: String) -> pid_t? { processes[name].map(\.processIdentifier) }
+    func pid(_ name: String) -> pid_t? { nodes.pid(name) }
 
     /// Sends `sig` (SIGSTOP, SIGCONT, …) to a running node; after SIGSTOP, returns once all its threads are stopped.
-    func signal(_ name: String, _ sig: Int32) {
-        guard let p = processes[name], p.isRunning else { return }
-        ProcessSignals.send(sig, to: p.processIdentifier)
-    }
+    func signal(_ name: String, _ sig: Int32) { nodes.signal(name, sig) }
 
     /// kill -9 and reap.
-    func kill9(_ name: String) {
-        guard let p = processes[name] else { return }
-        if p.isRunning { kill(p.processIdentifier, SIGCONT); kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        processes[name] = nil
-    }
+    func kill9(_ name: String) { nodes.kill9(name) }
 
-    func isRunning(_ name: String) -> Bool { processes[name]?.isRunning ?? false }
+    func isRunning(_ name: String) -> Bool { nodes.isRunning(name) }
 
     /// Resident set size in KiB (from /proc), nil when the process is gone.
     func rssKiB(_ name: String) -> Int? {
@@ -136,13 +109,11 @@ final class FaultCluster: @unchecked Sendable {  // driven from one test task at
     }
 
     func shutdown() {
-        for name in processes.keys.sorted() { kill9(name) }
+        nodes.killAll()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    func log(_ name: String) -> String {
-        (try? String(contentsOfFile: directory + "/\(name).log", encoding: .utf8)) ?? ""
-    }
+    func log(_ name: String) -> String { nodes.log(name) }
 
     /// Waits (bounded) until every partition has `replicas` ready replicas and every embedder is registered.
     func waitUntilHealthy(_ client: FacetClient, seconds: Double = 90) async throws {
