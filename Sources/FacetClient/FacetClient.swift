@@ -22,8 +22,57 @@ public final class FacetClient: Sendable {
         }
     }
 
+    /// Which failed requests the client sends again within their deadline, and how long it waits in between.
+    ///
+    /// Only requests that may be sent twice are retried, and only on retryable codes (`FacetError.Code.isRetryable`):
+    /// reads (embed, identify, verify, status, list, shard map) and enrol, whose template ids come from the subject and
+    /// the image or embedding, so a second enrolment of the same photo is `already_present`, not a second template.
+    /// A delete is retried only on RATE_LIMITED and QUEUE_FULL (refused before anything was done: after a lost reply a
+    /// retry would answer NOT_FOUND for a delete that worked); jobs and shard changes are never retried.
+    public struct RetryPolicy: Sendable, Hashable {
+        /// Attempts in all (1: no retries).
+        public var maxAttempts: Int
+        public var initialBackoff: Duration
+        public var maxBackoff: Duration
+
+        public init(maxAttempts: Int, initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(2)) {
+            self.maxAttempts = max(1, maxAttempts)
+            self.initialBackoff = initialBackoff
+            self.maxBackoff = maxBackoff
+        }
+
+        /// One attempt: errors come back as they are.
+        public static let none = RetryPolicy(maxAttempts: 1)
+        /// Up to 4 attempts, waits from 0.1 s doubling to 2 s (what the `facet` commands use).
+        public static let standard = RetryPolicy(maxAttempts: 4)
+
+        /// The wait before retry `attempt` (0-based): the initial backoff doubling per attempt up to the maximum, at
+        /// least the server's `retry_after_ms` (capped at 30 s), with up to 25 % random jitter.
+        public func backoff(attempt: Int, retryAfterMilliseconds: UInt64) -> Duration {
+            let initial = Double(initialBackoff.components.seconds) * 1000 + Double(initialBackoff.components.attoseconds) / 1e15
+            let cap = Double(maxBackoff.components.seconds) * 1000 + Double(maxBackoff.components.attoseconds) / 1e15
+            let base = min(cap, initial * pow(2, Double(min(attempt, 20))))
+            let wait = max(base, Double(min(retryAfterMilliseconds, 30_000)))
+            return .microseconds(Int64(wait * 1000 * Double.random(in: 1.0...1.25)))
+        }
+
+        /// Whether a request with `body` that failed with `error` may be sent again (see the type's documentation).
+        public static func mayRetry(_ body: WireEnvelope.OneOf_Body, after error: FacetError) -> Bool {
+            guard error.code.isRetryable else { return false }
+            switch body {
+            case .embedRequest, .identifyRequest, .verifyRequest, .statusRequest, .listSubjectsRequest, .shardMapRequest, .enrolRequest:
+                return true
+            case .deleteSubjectRequest:
+                return error.code == .rateLimited || error.code == .queueFull
+            default:
+                return false
+            }
+        }
+    }
+
     public let endpoint: String
     public let clientID: String
+    public let retry: RetryPolicy
     public let defaultTimeout: Duration
     public let maxFrameBytes: Int
     private let channel: ZMQChannel
@@ -34,8 +83,10 @@ public final class FacetClient: Sendable {
     /// Connects (asynchronously, in the background: the first request waits for the connection
     /// within its deadline) to `endpoint`, e.g. "tcp://127.0.0.1:5555".
     public init(endpoint: String, curve: Curve? = nil, clientID: String? = nil, timeout: Duration = .seconds(10),
-                maxFrameBytes: Int = WireProtocol.defaultMaxFrameBytes, context: ZMQContext? = nil) throws(FacetError) {
+                retry: RetryPolicy = .none, maxFrameBytes: Int = WireProtocol.defaultMaxFrameBytes,
+                context: ZMQContext? = nil) throws(FacetError) {
         self.endpoint = endpoint
+        self.retry = retry
         self.clientID = clientID ?? "client-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0...UInt32.max))"
         self.defaultTimeout = timeout
         self.maxFrameBytes = maxFrameBytes
@@ -78,9 +129,28 @@ public final class FacetClient: Sendable {
 
     // MARK: the general call
 
-    /// Sends `body` and returns the reply's body. Error replies are thrown as `FacetError`.
+    /// Sends `body` and returns the reply's body. Error replies are thrown as `FacetError`. With a ``RetryPolicy``
+    /// other than `.none`, a failure it allows is sent again (a new request id) after its backoff, as long as the
+    /// whole call stays within `timeout`; the last error is thrown.
     public func call(_ body: WireEnvelope.OneOf_Body, timeout: Duration? = nil) async throws(FacetError) -> WireEnvelope.OneOf_Body {
         let timeout = timeout ?? defaultTimeout
+        let deadline = ContinuousClock.now + timeout
+        var attempt = 0
+        while true {
+            do {
+                return try await callOnce(body, timeout: ContinuousClock.now.duration(to: deadline))
+            } catch {
+                attempt += 1
+                guard attempt < retry.maxAttempts, RetryPolicy.mayRetry(body, after: error) else { throw error }
+                let wait = retry.backoff(attempt: attempt - 1, retryAfterMilliseconds: error.retryAfterMilliseconds)
+                // A retry that could not get an answer before the deadline is not sent.
+                guard ContinuousClock.now + wait + .milliseconds(10) < deadline else { throw error }
+                do { try await Task.sleep(for: wait) } catch { throw FacetError(.cancelled, "request cancelled") }
+            }
+        }
+    }
+
+    private func callOnce(_ body: WireEnvelope.OneOf_Body, timeout: Duration) async throws(FacetError) -> WireEnvelope.OneOf_Body {
         let id = "\(clientID)-\(counter.next())"
         let envelope = WireEnvelope.request(body, id: id, timeout: timeout, clientID: clientID)
         let frame: [UInt8]

@@ -14,9 +14,18 @@ struct ClientOptions: ParsableArguments {
     @Option(name: .customLong("server-key"), help: "The coordinator's CURVE public key file (instead of --keys).") var serverKey: String?
     @Flag(name: .customLong("insecure-plaintext"), help: "Development only: connect without CURVE (the coordinator must run in plaintext mode).")
     var insecurePlaintext = false
+    @Option(help: "Times a request that failed with a retryable error (NOT_DURABLE, UNAVAILABLE, QUEUE_FULL, …) is sent again within --timeout-ms, if it may be sent twice: reads and enrolments (FacetClient.RetryPolicy). Default 3; 6 for enroll-batch.")
+    var retries: Int?
 
-    func connect() throws -> FacetClient {
-        try FacetClient(endpoint: endpoint, curve: try curve(), timeout: .milliseconds(timeoutMilliseconds))
+    func validate() throws {
+        if let r = retries, !(0...20).contains(r) { throw ValidationError("--retries must be in 0...20") }
+    }
+
+    /// A client with the options' endpoint, keys and deadline; `retry` is the command's retry policy (default: up to
+    /// --retries, default 3, retries with FacetClient.RetryPolicy's backoff).
+    func connect(retry: FacetClient.RetryPolicy? = nil) throws -> FacetClient {
+        try FacetClient(endpoint: endpoint, curve: try curve(), timeout: .milliseconds(timeoutMilliseconds),
+                        retry: retry ?? FacetClient.RetryPolicy(maxAttempts: (retries ?? 3) + 1))
     }
 
     /// Connects, runs `body` with the client and closes it. An error from `body` is printed and ends the process

@@ -31,19 +31,19 @@ struct EnrollBatch: AsyncParsableCommand {
     @Option(help: "Journal file (default: beside the source).") var journal: String?
     @Option(help: "Requests in flight at once (default: 2 per live embedder).") var concurrency: Int?
     @Flag(help: "Print a JSON summary.") var json = false
-    @Option(help: "Retries of a photo after a transient error (NOT_DURABLE, UNAVAILABLE, DEADLINE_EXCEEDED, QUEUE_FULL, RATE_LIMITED, STALE_SHARD_MAP), with exponential backoff (0.2 s doubling up to 5 s, or the server's retry_after_ms when longer); what still fails is left to the next run.")
-    var retries: Int = 6
-
     func validate() throws {
         if switchOver && modelVersion == nil { throw ValidationError("--switch-over needs --model-version") }
         if let c = concurrency, !(1...64).contains(c) { throw ValidationError("--concurrency must be in 1...64") }
-        if !(0...20).contains(retries) { throw ValidationError("--retries must be in 0...20") }
     }
 
     func run() async throws {
         let items: [BatchItem]
         do { items = try BatchManifest.load(source) } catch { throw ValidationError("\(error)") }
-        let c = try client.connect()
+        // A photo that fails with a transient error (NOT_DURABLE, UNAVAILABLE, DEADLINE_EXCEEDED, QUEUE_FULL,
+        // RATE_LIMITED, STALE_SHARD_MAP) is sent again by the client up to --retries times (default 6 here), 0.2 s
+        // doubling up to 5 s or the server's retry_after_ms; what still fails is left to the next run.
+        let c = try client.connect(retry: FacetClient.RetryPolicy(maxAttempts: (client.retries ?? 6) + 1, initialBackoff: .milliseconds(200),
+                                                                  maxBackoff: .seconds(5)))
         defer { Task { await c.close() } }
         do {
             let status = try await c.status()
@@ -97,14 +97,6 @@ struct EnrollBatch: AsyncParsableCommand {
         case unreadable(String)
     }
 
-    /// The wait before retry `attempt` (0-based): 0.2 s doubling per attempt up to 5 s, at least the server's
-    /// `retry_after_ms`, with up to 25 % random jitter so that concurrent workers do not retry in lockstep.
-    static func backoff(attempt: Int, retryAfterMilliseconds: UInt64) -> Duration {
-        let base = min(5000.0, 200.0 * pow(2.0, Double(min(attempt, 10))))
-        let wait = max(base, Double(min(retryAfterMilliseconds, 30_000)))
-        return .milliseconds(Int64(wait * Double.random(in: 1.0...1.25)))
-    }
-
     func enrolAll(_ items: [BatchItem], client c: FacetClient, journal: EnrolJournal, version: String, workers: Int) async throws -> Summary {
         var summary = Summary()
         // Work list: what the journal does not list yet, each (subject, image hash) once.
@@ -124,7 +116,6 @@ struct EnrollBatch: AsyncParsableCommand {
         }
         let progress = ProgressReporter(total: todo.count, label: "enroll-batch")
         let collectionName = collection
-        let retries = self.retries
         try await withThrowingTaskGroup(of: (BatchItem, String, Outcome).self) { group in
             var next = 0
             func launch() {
@@ -137,25 +128,19 @@ struct EnrollBatch: AsyncParsableCommand {
                     r.collection = collectionName
                     r.images = [WireImage.with { $0.data = data; $0.name = (item.path as NSString).lastPathComponent }]
                     r.modelVersion = version
-                    var attempt = 0
-                    while true {
-                        do {
-                            // Template ids come from the subject and the image hash: a retry is idempotent.
-                            let reply = try await c.call(.enrolRequest(r))
-                            guard case .enrolReply(let e) = reply, let t = e.templates.first else {
-                                return (item, digest, .transient(FacetError(.internalError, "unexpected reply")))
-                            }
-                            return (item, digest, .enrolled(templateID: t.templateID, alreadyPresent: t.alreadyPresent))
-                        } catch let e as FacetError {
-                            switch e.code {
-                            case .noFace: return (item, digest, .permanent("no_face", e))
-                            case .badImage, .imageTooLarge: return (item, digest, .permanent("bad_image", e))
-                            case .invalidArgument, .frameTooLarge, .modelMismatch: return (item, digest, .permanent("invalid", e))
-                            default:
-                                guard e.code.isRetryable, attempt < retries else { return (item, digest, .transient(e)) }
-                                try await Task.sleep(for: Self.backoff(attempt: attempt, retryAfterMilliseconds: e.retryAfterMilliseconds))
-                                attempt += 1
-                            }
+                    do {
+                        // Template ids come from the subject and the image hash: the client's retries are idempotent.
+                        let reply = try await c.call(.enrolRequest(r))
+                        guard case .enrolReply(let e) = reply, let t = e.templates.first else {
+                            return (item, digest, .transient(FacetError(.internalError, "unexpected reply")))
+                        }
+                        return (item, digest, .enrolled(templateID: t.templateID, alreadyPresent: t.alreadyPresent))
+                    } catch let e as FacetError {
+                        switch e.code {
+                        case .noFace: return (item, digest, .permanent("no_face", e))
+                        case .badImage, .imageTooLarge: return (item, digest, .permanent("bad_image", e))
+                        case .invalidArgument, .frameTooLarge, .modelMismatch: return (item, digest, .permanent("invalid", e))
+                        default: return (item, digest, .transient(e))
                         }
                     }
                 }

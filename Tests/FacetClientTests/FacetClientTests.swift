@@ -9,7 +9,8 @@ import Testing
 /// (exact search), verify against a subject, delete, list (paged) and status. It can stay silent
 /// (timeouts) or hold replies and send them in reverse order (reply matching).
 actor TestCoordinator {
-    enum Mode { case answer, silent, reversedBatches(Int) }
+    /// `failFirst(n, code, retryAfterMs)`: the first n requests are answered with that error, then as `answer`.
+    enum Mode { case answer, silent, reversedBatches(Int), failFirst(Int, FacetError.Code, UInt64) }
 
     let router: ZMQChannel
     let endpoint: String
@@ -51,11 +52,16 @@ actor TestCoordinator {
             return
         }
         requestsSeen.append(request.bodyKind)
+        if case .failFirst(let n, let code, let retryAfter) = mode, n > 0 {
+            mode = .failFirst(n - 1, code, retryAfter)
+            send(routing, .errorReply(to: request, FacetError(code, "failing on purpose", retryAfterMilliseconds: retryAfter, nodeID: "test-coordinator")))
+            return
+        }
         let reply = answer(request)
         switch mode {
         case .silent:
             return
-        case .answer:
+        case .answer, .failFirst:
             send(routing, reply)
         case .reversedBatches(let n):
             held.append((routing, reply))
@@ -212,6 +218,64 @@ struct FacetClientTests {
             #expect(status.subjects == 24)
             #expect(status.templates == 48)
             await client.close()
+        }
+    }
+
+    @Test("the retry policy sends again what may be sent twice, on retryable codes, within the deadline")
+    func retries() async throws {
+        let probe = WireEmbedding(values: vector(subject: 1, sample: 0), modelVersion: "m")
+        // Two QUEUE_FULL replies, then the answer: enrol succeeds on the third attempt with the standard policy.
+        try await withCoordinator(mode: .failFirst(2, .queueFull, 20)) { coordinator in
+            let client = try FacetClient(endpoint: coordinator.endpoint, timeout: answerDeadline, retry: .standard, context: context)
+            let r = try await client.enrol(subjectID: "s", embeddings: [probe])
+            #expect(r.templateIds.count == 1)
+            #expect(await coordinator.requestsSeen == ["enrolRequest", "enrolRequest", "enrolRequest"])
+            await client.close()
+        }
+        // Without a policy the first error comes back.
+        try await withCoordinator(mode: .failFirst(1, .notDurable, 0)) { coordinator in
+            let client = try FacetClient(endpoint: coordinator.endpoint, timeout: answerDeadline, context: context)
+            await #expect(throws: FacetError.self) { try await client.enrol(subjectID: "s", embeddings: [probe]) }
+            #expect(await coordinator.requestsSeen.count == 1)
+            await client.close()
+        }
+        // Not retryable (INVALID_ARGUMENT), or not to be sent twice (a delete after NOT_DURABLE: it may have been
+        // applied): one attempt. A delete refused with QUEUE_FULL is sent again.
+        for (code, expectedAttempts, delete) in [(FacetError.Code.invalidArgument, 1, false), (.notDurable, 1, true), (.queueFull, 2, true)] {
+            try await withCoordinator(mode: .failFirst(1, code, 0)) { coordinator in
+                let client = try FacetClient(endpoint: coordinator.endpoint, timeout: answerDeadline, retry: .standard, context: context)
+                do {
+                    if delete { _ = try await client.deleteSubject("nobody") } else { _ = try await client.identify(embedding: probe) }
+                } catch {
+                    // The test coordinator answers NOT_FOUND for the retried delete (nothing enrolled): either way
+                    // what counts is how many attempts it saw.
+                }
+                #expect(await coordinator.requestsSeen.count == expectedAttempts, "\(code)")
+                await client.close()
+            }
+        }
+        // Retrying stops at the deadline: every answer is RATE_LIMITED with retry_after 300 ms, deadline 1 s.
+        try await withCoordinator(mode: .failFirst(1000, .rateLimited, 300)) { coordinator in
+            let client = try FacetClient(endpoint: coordinator.endpoint, timeout: .seconds(1), retry: FacetClient.RetryPolicy(maxAttempts: 100),
+                                         context: context)
+            let began = ContinuousClock.now
+            do throws(FacetError) {
+                _ = try await client.status()
+                Issue.record("status succeeded")
+            } catch {
+                #expect(error.code == .rateLimited)
+            }
+            #expect(began.duration(to: .now) < .seconds(3))
+            let attempts = await coordinator.requestsSeen.count
+            #expect(attempts >= 2 && attempts <= 4, "\(attempts) attempts")
+            await client.close()
+        }
+        // The backoff: doubling from the initial wait, at least the server's retry_after, at most 25 % jitter on top.
+        let policy = FacetClient.RetryPolicy(maxAttempts: 5, initialBackoff: .milliseconds(100), maxBackoff: .seconds(1))
+        for (attempt, retryAfter, low) in [(0, UInt64(0), 100.0), (2, 0, 400), (5, 0, 1000), (0, 700, 700)] {
+            let d = policy.backoff(attempt: attempt, retryAfterMilliseconds: retryAfter)
+            let total = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+            #expect(total >= low - 0.01 && total <= low * 1.25 + 0.01, "attempt \(attempt), retry_after \(retryAfter): \(total) ms")
         }
     }
 
