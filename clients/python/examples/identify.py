@@ -33,10 +33,10 @@ def main():
     ap.add_argument("probe", nargs="?")
     a = ap.parse_args()
     if a.keys and not a.server_key:
-        client = FacetClient.with_keys(a.endpoint, a.keys, timeout_s=a.timeout)
+        client = FacetClient.with_keys(a.endpoint, a.keys, timeout_s=a.timeout, retries=3)
     else:
         client = FacetClient(a.endpoint, timeout_s=a.timeout, curve_server_public_key=read_key(a.server_key),
-                             curve_public_key=read_key(a.client_key), curve_secret_key=read_key(a.client_secret))
+                             curve_public_key=read_key(a.client_key), curve_secret_key=read_key(a.client_secret), retries=3)
     with client:
         try:
             for item in a.enrol:

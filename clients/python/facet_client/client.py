@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import struct
 import time
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -65,8 +66,9 @@ class FacetClient:
     def __init__(self, endpoint: str, *, timeout_s: float = 10.0, client_id: Optional[str] = None,
                  curve_server_public_key: Optional[str] = None, curve_public_key: Optional[str] = None,
                  curve_secret_key: Optional[str] = None, max_frame_bytes: int = 16 << 20,
-                 context: Optional[zmq.Context] = None):
+                 context: Optional[zmq.Context] = None, retries: int = 0):
         self.endpoint = endpoint
+        self.retries = retries  # times a retryable failure of a request that may be sent twice is sent again
         self.timeout_s = timeout_s
         self.client_id = client_id or f"py-{os.getpid()}-{os.urandom(4).hex()}"
         self.max_frame_bytes = max_frame_bytes
@@ -104,9 +106,41 @@ class FacetClient:
 
     # -- the general call --------------------------------------------------------------------
 
+    # Retryable codes (as FacetError.Code.isRetryable in Swift), and the requests that may be sent twice: reads and
+    # enrol (content-derived template ids); a delete only when it was refused before anything was done.
+    RETRYABLE = {pb.ERROR_CODE_UNAVAILABLE, pb.ERROR_CODE_DEADLINE_EXCEEDED, pb.ERROR_CODE_RATE_LIMITED,
+                 pb.ERROR_CODE_QUEUE_FULL, pb.ERROR_CODE_STALE_SHARD_MAP, pb.ERROR_CODE_NOT_DURABLE}
+    IDEMPOTENT = {"embed_request", "identify_request", "verify_request", "status_request", "list_subjects_request",
+                  "shard_map_request", "enrol_request"}
+
+    @classmethod
+    def may_retry(cls, body_field: str, error: "FacetError") -> bool:
+        if error.code not in cls.RETRYABLE:
+            return False
+        if body_field == "delete_subject_request":
+            return error.code in (pb.ERROR_CODE_RATE_LIMITED, pb.ERROR_CODE_QUEUE_FULL)
+        return body_field in cls.IDEMPOTENT
+
     def call(self, body_field: str, message, timeout_s: Optional[float] = None) -> "pb.Envelope":
-        """Sends one request (Envelope field `body_field` set to `message`) and returns the reply envelope."""
+        """Sends the request (Envelope field `body_field` set to `message`) and returns the reply envelope; with
+        `retries` (constructor), a failure that `may_retry` allows is sent again after a backoff (0.1 s doubling up to
+        2 s, at least the server's retry_after_ms, up to 25 % jitter) while the call's deadline allows."""
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
+        attempt = 0
+        while True:
+            try:
+                return self._call_once(body_field, message, max(0.001, deadline - time.monotonic()))
+            except FacetError as e:
+                attempt += 1
+                if attempt > self.retries or not self.may_retry(body_field, e):
+                    raise
+                wait = max(min(2.0, 0.1 * 2 ** (attempt - 1)), min(e.retry_after_ms, 30_000) / 1000) * random.uniform(1.0, 1.25)
+                if time.monotonic() + wait + 0.01 >= deadline:
+                    raise
+                time.sleep(wait)
+
+    def _call_once(self, body_field: str, message, timeout_s: float) -> "pb.Envelope":
         now = _now_ms()
         env = pb.Envelope(protocol_version=PROTOCOL_VERSION, request_id=f"{self.client_id}-{next(self._ids)}",
                           deadline_unix_ms=now + int(timeout_s * 1000), client_id=self.client_id, sent_unix_ms=now)

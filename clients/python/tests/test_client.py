@@ -16,7 +16,7 @@ from facet_client import FacetClient, FacetError, facet_pb2 as pb  # noqa: E402
 class TestServer:
     """Answers status and delete (NOT_FOUND for unknown subjects); stays silent when asked."""
 
-    def __init__(self, ctx, silent=False, curve_secret=None, curve_public=None):
+    def __init__(self, ctx, silent=False, curve_secret=None, curve_public=None, fail_first=0, fail_code=None):
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         if curve_secret:
@@ -26,6 +26,8 @@ class TestServer:
         self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
         self.silent = silent
+        self.fail_first = fail_first  # the first requests are answered with fail_code (QUEUE_FULL by default)
+        self.fail_code = fail_code or pb.ERROR_CODE_QUEUE_FULL
         self.seen = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -42,7 +44,12 @@ class TestServer:
                 continue
             rep = pb.Envelope(protocol_version=pb.PROTOCOL_VERSION_1, request_id=req.request_id)
             kind = req.WhichOneof("body")
-            if kind == "status_request":
+            if self.fail_first > 0:
+                self.fail_first -= 1
+                rep.error.code = self.fail_code
+                rep.error.message = "failing on purpose"
+                rep.error.retry_after_ms = 20
+            elif kind == "status_request":
                 rep.status_reply.subjects = 3
                 rep.status_reply.healthy = True
             elif kind == "delete_subject_request" and req.delete_subject_request.subject_id != "alice":
@@ -88,6 +95,30 @@ class ClientTests(unittest.TestCase):
                 c.delete_subject("nobody")
             self.assertEqual(cm.exception.code, pb.ERROR_CODE_NOT_FOUND)
             self.assertEqual(cm.exception.code_name, "NOT_FOUND")
+        server.close()
+
+    def test_retries(self):
+        # Two QUEUE_FULL replies, then the answer: with retries the call succeeds on the third attempt.
+        server = TestServer(self.ctx, fail_first=2)
+        with FacetClient(server.endpoint, context=self.ctx, timeout_s=10, retries=3) as c:
+            self.assertEqual(c.status().subjects, 3)
+        self.assertEqual(server.seen, ["status_request"] * 3)
+        server.close()
+        # Without retries the first error comes back.
+        server = TestServer(self.ctx, fail_first=1)
+        with FacetClient(server.endpoint, context=self.ctx, timeout_s=10) as c:
+            with self.assertRaises(FacetError) as cm:
+                c.status()
+            self.assertEqual(cm.exception.code, pb.ERROR_CODE_QUEUE_FULL)
+        self.assertEqual(len(server.seen), 1)
+        server.close()
+        # A delete that failed NOT_DURABLE may have been applied: not sent again.
+        server = TestServer(self.ctx, fail_first=1, fail_code=pb.ERROR_CODE_NOT_DURABLE)
+        with FacetClient(server.endpoint, context=self.ctx, timeout_s=10, retries=3) as c:
+            with self.assertRaises(FacetError) as cm:
+                c.delete_subject("alice")
+            self.assertEqual(cm.exception.code, pb.ERROR_CODE_NOT_DURABLE)
+        self.assertEqual(len(server.seen), 1)
         server.close()
 
     def test_client_side_validation(self):
