@@ -3,6 +3,7 @@ import Foundation
 import FacetClient
 import FacetCluster
 import FacetIndex
+import FacetMasking
 import FacetStore
 import FacetTestSupport
 import FacetTransport
@@ -49,6 +50,8 @@ struct BenchCluster: AsyncParsableCommand {
     @Flag(help: "Reuse the partitions a previous run bulk-loaded under --data when they hold exactly the templates asked for (same seed and counts); else load them again.")
     var reuse = false
     @Flag(help: "One JSON object per result line.") var json = false
+    @Flag(name: .customLong("masked-probes"), help: "Masked probes with periocular fusion: every template also holds a periocular embedding and every other one is masked; each probe is a masked face (embedding + periocular embedding) sent as IdentifyRequest.face to a coordinator running with --periocular-fusion bundled, so the matchers re-rank max(4k, 50) candidates per partition by the fused distance; the direct query does the same re-rank in-process.")
+    var maskedProbes = false
 
     var templateCounts: [Int] { templates.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
     var matcherCounts: [Int] { matchers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
@@ -104,10 +107,15 @@ struct BenchCluster: AsyncParsableCommand {
         let gallery = generator.makeGallery(count: templates, photosPerIdentity: 3, queryCount: queries)
         let soakGallery = generator.makeGallery(count: max(3, Int(soakSeconds * enrolRate * 3) + 30), photosPerIdentity: 3, queryCount: 0)
         let queryVectors = (0..<queries).map { gallery.queryVector($0) }
+        // --masked-probes: a periocular embedding per template and per probe (another face-like draw: a stand-in with
+        // the statistics of an embedding; what is measured is the work, not the accuracy).
+        var eyes = FaceLikeGenerator(statistics: try FaceEmbeddingStatistics.bundled(), seed: seed &+ 1)
+        let periocular: FaceLikeGenerator.Gallery? = maskedProbes ? eyes.makeGallery(count: templates, photosPerIdentity: 3, queryCount: queries) : nil
+        let fusionWeight = Float(try PeriocularFusion.bundled().fullWeight)
 
         // 1. The partitions, written once (bulk load, or reused from a previous run with --reuse); each matcher count
         //    then links the partition directories into its matchers' data directories.
-        let partsDir = dir + "/partitions"
+        let partsDir = dir + (maskedProbes ? "/partitions-periocular" : "/partitions")
         let configuration = PartitionConfiguration(dimension: 128, metric: .l2Squared, efConstruction: efConstruction)
         var reused: [Partition]?
         if reuse { reused = reusablePartitions(partsDir, templates: templates, configuration: configuration) }
@@ -121,22 +129,39 @@ struct BenchCluster: AsyncParsableCommand {
             emit([("kind", "load"), ("templates", templates), ("partitions", Int(partitions)), ("reused", "yes")],
                  text: "bulk load: reused \(templates) templates in \(partitions) partitions from \(partsDir)")
         } else {
-            parts = try bulkLoad(gallery, into: partsDir, configuration: configuration)
+            parts = try bulkLoad(gallery, periocular: periocular, into: partsDir, configuration: configuration)
         }
 
         // The direct query: the same partitions, searched in this process one after the other with the same k and ef,
         // top-k merged: the work of one matcher holding everything, without sockets or processes.
         let k = k, ef = ef
-        @Sendable func direct(_ q: [Float]) throws -> Int {
+        // With --masked-probes: the matcher's re-rank (MatcherNode.searchNow): max(4k, 50) candidates, their records
+        // read in one transaction, the fused distance for every one (the probe is masked), the k best kept.
+        let depth = periocular == nil ? k : max(4 * k, 50)
+        let probePeriocular = (0..<queries).map { periocular?.queryVector($0) ?? [] }
+        @Sendable func direct(_ q: [Float], _ pq: [Float]) throws -> Int {
             var lists: [[WireCandidate]] = []
             lists.reserveCapacity(parts.count)
             for part in parts {
-                lists.append(try part.search(q, k: k, parameters: SearchParameters(ef: max(ef, k))).map { m in
+                let matches = try part.search(q, k: depth, parameters: SearchParameters(ef: max(ef, depth)))
+                var fused: [TemplateID: [Float]] = [:]
+                if !pq.isEmpty {
+                    for case .success(let r)? in try part.templates(matches.map(\.template)) { fused[r.id] = r.periocular }
+                }
+                var list = matches.map { m in
                     var c = WireCandidate()
                     c.templateID = m.template.rawValue
                     c.distance = max(0, m.distance).squareRoot()
+                    if let pt = fused[m.template] {
+                        c.distance = fusionWeight * c.distance + (1 - fusionWeight) * euclideanDistance(pq, pt)
+                    }
                     return c
-                })
+                }
+                if !pq.isEmpty {
+                    list.sort(by: TopKMerge.precedes)
+                    if list.count > k { list.removeLast(list.count - k) }
+                }
+                lists.append(list)
             }
             return TopKMerge.merge(lists, k: k, maxDistance: nil).count
         }
@@ -156,12 +181,13 @@ struct BenchCluster: AsyncParsableCommand {
             let cluster = try LocalCluster(executable: executable, directory: root, matchers: names, partitions: partitions,
                                            port: port + 10 * round)
             defer { cluster.stopAll() }
-            try cluster.start(defaultEf: ef)
+            try cluster.start(defaultEf: ef, periocularFusion: periocular != nil)
             let client = try FacetClient(endpoint: cluster.frontend, clientID: "bench", timeout: .seconds(30))
             try await cluster.waitUntilReady(client, seconds: 900) { say($0) }
-            @Sendable func identify(_ q: [Float]) async throws -> Int {
-                let r = try await client.benchIdentify(q, k: UInt32(k), ef: UInt32(ef))
+            @Sendable func identify(_ q: [Float], _ pq: [Float]) async throws -> Int {
+                let r = try await client.benchIdentify(q, periocular: pq, k: UInt32(k), ef: UInt32(ef))
                 if r.partial { throw FacetError(.unavailable, "partial result") }
+                if !pq.isEmpty, !r.candidates.allSatisfy(\.periocularFused) { throw FacetError(.internalError, "a masked probe's candidate was not fused") }
                 return r.candidates.count
             }
             // Latency, one request at a time, the direct query and the cluster query of each probe back to back, in alternating order (so a
@@ -178,13 +204,13 @@ struct BenchCluster: AsyncParsableCommand {
                 func timedDirect() throws -> (Int, Double) {
                     let t = DispatchTime.now().uptimeNanoseconds
                     let tc = threadCPUSeconds()
-                    let expected = try direct(q)
+                    let expected = try direct(q, probePeriocular[i])
                     directCPU += threadCPUSeconds() - tc
                     return (expected, Double(DispatchTime.now().uptimeNanoseconds - t) / 1e6)
                 }
                 func timedCluster() async throws -> (Int, Double) {
                     let u = DispatchTime.now().uptimeNanoseconds
-                    let got = try await identify(q)
+                    let got = try await identify(q, probePeriocular[i])
                     return (got, Double(DispatchTime.now().uptimeNanoseconds - u) / 1e6)
                 }
                 var expected = 0, got = 0, d = 0.0, c = 0.0
@@ -210,8 +236,12 @@ struct BenchCluster: AsyncParsableCommand {
             let diff = percentiles(differenceMs, errors: 0)
             // Throughput: `concurrency` callers for `throughputSeconds`, through the cluster and directly; also per CPU
             // second (this process and the nodes for the cluster, this process for the direct query).
-            let qps = try await throughput(queryVectors, seconds: throughputSeconds, concurrency: concurrency, cluster: cluster, identify)
-            let directQPS = try await throughput(queryVectors, seconds: throughputSeconds, concurrency: concurrency, cluster: nil) { q in try direct(q) }
+            let qps = try await throughput(count: queryVectors.count, seconds: throughputSeconds, concurrency: concurrency, cluster: cluster) { i in
+                try await identify(queryVectors[i], probePeriocular[i])
+            }
+            let directQPS = try await throughput(count: queryVectors.count, seconds: throughputSeconds, concurrency: concurrency, cluster: nil) { i in
+                try direct(queryVectors[i], probePeriocular[i])
+            }
             let rss = cluster.rssKiB()
             let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?"
             emit([("kind", "identify"), ("templates", templates), ("matchers", n), ("partitions", Int(partitions)), ("k", k), ("ef", ef),
@@ -247,7 +277,8 @@ struct BenchCluster: AsyncParsableCommand {
     /// Bulk load: the same template ids and partition of each subject that an enrolment through the cluster gives,
     /// inserted in batches of 1000 per LMDB transaction, partitions in parallel (`--load-threads`), then checkpointed
     /// (HNSW snapshot) so that the matchers open them without replaying a log.
-    func bulkLoad(_ gallery: FaceLikeGenerator.Gallery, into partsDir: String, configuration: PartitionConfiguration) throws -> [Partition] {
+    func bulkLoad(_ gallery: FaceLikeGenerator.Gallery, periocular: FaceLikeGenerator.Gallery?, into partsDir: String,
+                  configuration: PartitionConfiguration) throws -> [Partition] {
         let placement = try ShardLayout(partitionCount: partitions, replicationFactor: 1, matchers: ["m"])
         var rowsOfPartition = [[Int]](repeating: [], count: Int(partitions))
         for i in 0..<gallery.count { rowsOfPartition[Int(placement.partition(of: "s\(gallery.baseIdentities[i])"))].append(i) }
@@ -273,7 +304,8 @@ struct BenchCluster: AsyncParsableCommand {
                             let digest = TemplateIdentity.sourceDigest(WireEmbedding(values: v, modelVersion: "").littleEndianBytes)
                             let id = TemplateIdentity.templateID(subject: subject, collection: "default", sourceDigest: digest)
                             return TemplateRecord(id: TemplateID(id), subject: SubjectID(subject), collection: "default", embedding: v,
-                                                  masked: false, modelVersion: "1", createdAtMilliseconds: 0)
+                                                  masked: periocular != nil && i % 2 == 0, modelVersion: "1", createdAtMilliseconds: 0,
+                                                  periocular: periocular?.baseVector(i))
                         }
                         try part.insert(batch)
                         let done = progress.withLock { v -> Int in v += batch.count; return v }
@@ -353,8 +385,9 @@ struct BenchCluster: AsyncParsableCommand {
 
     /// `concurrency` callers for `seconds`: queries per second, errors, and queries per CPU second (this process's CPU,
     /// plus the nodes' when `cluster` is given).
-    func throughput(_ queries: [[Float]], seconds: Double, concurrency: Int, cluster: LocalCluster?,
-                    _ body: @escaping @Sendable ([Float]) async throws -> Int) async throws -> (qps: Double, errors: Int, perCPUSecond: Double) {
+    /// `body` gets the index of the probe to ask (cycling through `count` probes).
+    func throughput(count: Int, seconds: Double, concurrency: Int, cluster: LocalCluster?,
+                    _ body: @escaping @Sendable (Int) async throws -> Int) async throws -> (qps: Double, errors: Int, perCPUSecond: Double) {
         let end = Date().addingTimeInterval(seconds)
         let start = Date()
         let cpuBefore = CPUSample(cluster)
@@ -363,7 +396,7 @@ struct BenchCluster: AsyncParsableCommand {
                 group.addTask {
                     var done = 0, errors = 0, i = c
                     while Date() < end {
-                        do { _ = try await body(queries[i % queries.count]); done += 1 } catch { errors += 1 }
+                        do { _ = try await body(i % count); done += 1 } catch { errors += 1 }
                         i += concurrency
                     }
                     return (done, errors)
@@ -508,11 +541,12 @@ final class LocalCluster: @unchecked Sendable {  // used from the benchmark's ta
         backend = "tcp://127.0.0.1:\(port + 1)"
     }
 
-    func start(defaultEf: Int) throws {
+    func start(defaultEf: Int, periocularFusion: Bool = false) throws {
         // Liveness 8 × 250 ms = 2 s: no false deaths while the machine is loaded. Plaintext: loopback only.
         var local = LocalNodes(directory: directory, frontend: frontend, backend: backend, heartbeatMilliseconds: 250, liveness: 8,
                                partitions: partitions, replicas: 1, matchers: matchers)
         local.configure("coordinator") { $0.maxInFlight = 4096 }
+        if periocularFusion { local.configure("coordinator") { $0.periocularFusion = "bundled" } }
         local.configure("matcher") { $0.defaultEf = defaultEf }
         try local.secure(false, directory: directory)
         try local.write(directory: directory)
@@ -578,9 +612,18 @@ final class LocalCluster: @unchecked Sendable {  // used from the benchmark's ta
 
 extension FacetClient {
     /// Identify by embedding with an explicit search breadth.
-    func benchIdentify(_ query: [Float], k: UInt32, ef: UInt32) async throws(FacetError) -> WireIdentifyReply {
+    /// An identify by embedding, or (with `periocular`) by a masked face with that periocular embedding.
+    func benchIdentify(_ query: [Float], periocular: [Float] = [], k: UInt32, ef: UInt32) async throws(FacetError) -> WireIdentifyReply {
         var r = WireIdentifyRequest()
-        r.embedding = WireEmbedding(values: query, modelVersion: "1")
+        if periocular.isEmpty {
+            r.embedding = WireEmbedding(values: query, modelVersion: "1")
+        } else {
+            r.face = WireFace.with {
+                $0.embedding = WireEmbedding(values: query, modelVersion: "1")
+                $0.periocularEmbedding = WireEmbedding(values: periocular, modelVersion: "1")
+                $0.masked = true
+            }
+        }
         r.k = k
         r.ef = ef
         guard case .identifyReply(let reply) = try await call(.identifyRequest(r)) else {
