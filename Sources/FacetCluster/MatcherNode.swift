@@ -288,27 +288,30 @@ public final class MatcherNode: Sendable {
                 if !fused.isEmpty, let records = try? part.templates(fused) {
                     for case .success(let record)? in records { periocular[record.id] = record.periocular }
                 }
-                var list = matches.map { m in
+                // Distances first (fused where a periocular embedding was read; a record that cannot be read now,
+                // e.g. its subject erased meanwhile, keeps the full distance), re-ranked and cut to k, and only the
+                // k kept become candidates (a masked probe's re-rank reads max(4k, 50) matches per partition).
+                var ranked = matches.map { m -> (match: TemplateMatch, distance: Float, fused: Bool) in
+                    let full = max(0, m.distance).squareRoot()   // the partition stores squared L2
+                    guard let pq = periocularQuery, let pt = periocular[m.template] else { return (m, full, false) }
+                    let w = r.periocularFullWeight
+                    return (m, w * full + (1 - w) * euclideanDistance(pq, pt), true)
+                }
+                if periocularQuery != nil {
+                    ranked.sort { $0.distance != $1.distance ? $0.distance < $1.distance : $0.match.template.rawValue < $1.match.template.rawValue }
+                    if ranked.count > k { ranked.removeLast(ranked.count - k) }
+                }
+                lists.append(ranked.map { m, distance, fused in
                     var c = WireCandidate()
                     c.subjectID = m.subject.rawValue
                     c.templateID = m.template.rawValue
-                    c.distance = max(0, m.distance).squareRoot()   // the partition stores squared L2
+                    c.distance = distance
                     c.partition = p
                     c.nodeID = node
                     c.templateMasked = m.masked
-                    // A record that cannot be read now (e.g. its subject erased meanwhile) keeps the full distance.
-                    if let pq = periocularQuery, let pt = periocular[m.template] {
-                        let w = r.periocularFullWeight
-                        c.distance = w * c.distance + (1 - w) * euclideanDistance(pq, pt)
-                        c.periocularFused = true
-                    }
+                    c.periocularFused = fused
                     return c
-                }
-                if periocularQuery != nil {
-                    list.sort(by: TopKMerge.precedes)
-                    if list.count > k { list.removeLast(list.count - k) }
-                }
-                lists.append(list)
+                })
                 reply.searchedPartitions.append(p)
             } catch {
                 reply.missingPartitions.append(p)
