@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(name: "FacetIndexTests", dependencies: ["FacetIndex", "FacetTestSupport"]),
         .testTarget(name: "FacetStoreTests", dependencies: ["FacetStore", "FacetIndex", "FacetTestSupport", "FacetStoreCrashHelper"]),
         .testTarget(name: "FacetClassifyTests", dependencies: ["FacetClassify"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "FacetEvalTests", dependencies: ["FacetEval", "FacetClassify", "FacetFace", "FacetMasking", "facet"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FacetEvalTests", dependencies: ["FacetEval", "FacetClassify", "FacetFace", "FacetMasking", "FacetTestSupport", "facet"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetWireTests", dependencies: ["FacetWire"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacetTransportTests", dependencies: ["FacetTransport", "FacetWire"]),
         .testTarget(name: "FacetClientTests", dependencies: ["FacetClient", "FacetTransport", "FacetWire"]),

@@ -12,7 +12,11 @@ public func facetExecutablePath() throws -> String {
         if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         dir = dir.deletingLastPathComponent()
     }
-    throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "facet next to the tests (build it with `swift build`)"])
+    let fallback = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("facet").path
+    guard FileManager.default.isExecutableFile(atPath: fallback) else {
+        throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "facet next to the tests (build it with `swift build`)"])
+    }
+    return fallback
 }
 
 /// The named child processes of a process test (the nodes of a test cluster), each appending its output to

@@ -1,27 +1,12 @@
 import Foundation
 import Testing
 @testable import FacetEval
-
-/// Locates the `facet` executable built next to the test bundle (or $FACET_BINARY).
-func facetExecutable() throws -> String {
-    if let p = ProcessInfo.processInfo.environment["FACET_BINARY"], FileManager.default.isExecutableFile(atPath: p) { return p }
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("facet").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    let fallback = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("facet").path
-    guard FileManager.default.isExecutableFile(atPath: fallback) else {
-        throw EvalError.io(path: "facet", message: "executable not found next to the tests (build it with `swift build`)")
-    }
-    return fallback
-}
+import FacetTestSupport
 
 /// Runs `facet ARGS` (stdin closed) and returns (status, stdout, stderr).
 func runFacet(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: try facetExecutable())
+    p.executableURL = URL(fileURLWithPath: try facetExecutablePath())
     p.arguments = args
     var env = ProcessInfo.processInfo.environment
     env["OPENBLAS_NUM_THREADS"] = "1"
