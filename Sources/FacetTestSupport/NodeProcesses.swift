@@ -3,21 +3,25 @@ import Foundation
 import Glibc
 #endif
 
-/// The `facet` executable for process tests: $FACET_BINARY, or the one SwiftPM built next to the test bundle.
-public func facetExecutablePath() throws -> String {
-    if let p = ProcessInfo.processInfo.environment["FACET_BINARY"], FileManager.default.isExecutableFile(atPath: p) { return p }
+/// An executable SwiftPM built next to the test bundle (its folder or up to three above it), or the path in the
+/// environment variable `override` when that names an executable.
+public func builtExecutablePath(_ name: String, override: String? = nil) throws -> String {
+    if let override, let p = ProcessInfo.processInfo.environment[override], FileManager.default.isExecutableFile(atPath: p) { return p }
     var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("facet").path
+        let candidate = dir.appendingPathComponent(name).path
         if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         dir = dir.deletingLastPathComponent()
     }
-    let fallback = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("facet").path
+    let fallback = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent(name).path
     guard FileManager.default.isExecutableFile(atPath: fallback) else {
-        throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "facet next to the tests (build it with `swift build`)"])
+        throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "\(name) next to the tests (build it with `swift build`)"])
     }
     return fallback
 }
+
+/// The `facet` executable for process tests: $FACET_BINARY, or the one SwiftPM built next to the test bundle.
+public func facetExecutablePath() throws -> String { try builtExecutablePath("facet", override: "FACET_BINARY") }
 
 /// The named child processes of a process test (the nodes of a test cluster), each appending its output to
 /// `logDirectory/NAME.log`: started, signalled (SIGSTOP waits until every thread stopped, ``ProcessSignals``),

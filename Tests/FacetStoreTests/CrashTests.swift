@@ -4,20 +4,8 @@ import FacetIndex
 import FacetStore
 import FacetTestSupport
 
-/// Locates the helper executable built next to the test bundle.
-func crashHelperPath() throws -> String {
-    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("FacetStoreCrashHelper").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    let fallback = Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("FacetStoreCrashHelper").path
-    guard FileManager.default.isExecutableFile(atPath: fallback) else {
-        throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "FacetStoreCrashHelper (build it with `swift build`)"])
-    }
-    return fallback
-}
+/// The crash helper executable built next to the test bundle.
+func crashHelperPath() throws -> String { try builtExecutablePath("FacetStoreCrashHelper") }
 
 @Suite("Crash safety")
 struct CrashTests {
