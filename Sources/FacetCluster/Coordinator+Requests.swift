@@ -457,6 +457,21 @@ extension Coordinator {
         var reply = WireVerifyReply()
         let probe: [Float]
         var probePeriocular: [Float]?
+        // Two sides given as embeddings or faces must come from the same model (distances across models mean nothing).
+        func stated(_ e: WireEmbedding?) -> String? { e.flatMap { $0.modelVersion.isEmpty ? nil : $0.modelVersion } }
+        let probeModel: String? = switch r.probe {
+        case .probeEmbedding(let e)?: stated(e)
+        case .probeFace(let f)?: stated(f.embedding)
+        default: nil
+        }
+        let referenceModel: String? = switch r.reference {
+        case .referenceEmbedding(let e)?: stated(e)
+        case .referenceFace(let f)?: stated(f.embedding)
+        default: nil
+        }
+        if let a = probeModel, let b = referenceModel, a != b {
+            throw FacetError(.modelMismatch, "the probe is of embedding model \(a), the reference of \(b)", field: "reference")
+        }
         switch r.probe {
         case .probeEmbedding(let e)?: probe = try checked(e)
         case .probeFace(let f)?:

@@ -119,7 +119,8 @@ struct BenchCluster: AsyncParsableCommand {
         let configuration = PartitionConfiguration(dimension: 128, metric: .l2Squared, efConstruction: efConstruction)
         var reused: [Partition]?
         if reuse { reused = reusablePartitions(partsDir, templates: templates, configuration: configuration) }
-        if reused == nil { try? FileManager.default.removeItem(atPath: dir) }
+        // Only the partitions this run loads again are removed (the other kind, plain or --masked-probes, stays).
+        if reused == nil { try? FileManager.default.removeItem(atPath: partsDir) }
         for round in matcherCounts { try? FileManager.default.removeItem(atPath: "\(dir)/m\(round)") }
         try FileManager.default.createDirectory(atPath: partsDir, withIntermediateDirectories: true)
         let parts: [Partition]

@@ -376,6 +376,8 @@ struct ClusterProcessTests {
             var otherModel = maskedFace
             otherModel.embedding.modelVersion = "9"
             await expectError(.modelMismatch) { _ = try await client.enrol(subjectID: "other-model", faces: [otherModel]) }
+            // Two faces of different embedding models are not compared.
+            await expectError(.modelMismatch) { _ = try await client.verify(probeFace: plainFace, referenceFace: otherModel) }
             _ = try await client.deleteSubject("lamas-face")
             _ = try await client.deleteSubject("lamas-masked")
 
