@@ -129,6 +129,24 @@ func expectQueriesExact(_ client: FacetClient, _ g: FaceLikeGenerator.Gallery, _
     }
 }
 
+/// While a shard change that began at map `start` runs: polls the map (bounded, 30 s) until it has incoming replicas
+/// and `pick` names a node in it, kills that node (kill -9) and returns its name; nil when the change finished before
+/// a poll saw it.
+func killDuringChange(_ client: FacetClient, _ harness: ClusterHarness, start: WireShardMap,
+                      pick: (WireShardMap) -> String?) async throws -> String? {
+    let deadline = Date().addingTimeInterval(30)
+    while Date() < deadline {
+        let m = try await client.shardMap()
+        if m.epoch > start.epoch, m.assignments.contains(where: { !$0.incoming.isEmpty }), let node = pick(m) {
+            harness.kill9(node)
+            return node
+        }
+        if m.epoch > start.epoch + 1 { return nil }   // the change finished before the poll saw it: nothing to kill during
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    return nil
+}
+
 /// After a node was killed during an add of `adding`: waits (bounded) until the map has no incoming replicas. Either
 /// the change went on (its fills are retried) or it failed and was rolled back (the map without `adding`); then the
 /// last change says so and the operator adds `adding` again. Returns the map the add is to reach.
@@ -447,18 +465,7 @@ struct ShardProcessTests {
             try await waitRegistered(client, "matcher-3")
             let start = try await client.shardMap()
             let reply = try await changeShards(client, .addMatcher, "matcher-3")
-            var killed = false
-            let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline && !killed {
-                let m = try await client.shardMap()
-                if m.epoch > start.epoch && m.assignments.contains(where: { !$0.incoming.isEmpty }) {
-                    harness.kill9("matcher-3")
-                    killed = true
-                } else if m.epoch > start.epoch + 1 {
-                    break   // the change finished before the poll saw it: nothing to kill during
-                }
-                try await Task.sleep(for: .milliseconds(5))
-            }
+            let killed = try await killDuringChange(client, harness, start: start) { _ in "matcher-3" } != nil
             print("incoming matcher killed during the add: \(killed)")
             var target = reply.target
             if killed {
@@ -487,38 +494,28 @@ struct ShardProcessTests {
             let start = try await client.shardMap()
             let reply = try await changeShards(client, .addMatcher, "matcher-3")
             let wanted = try ClusterShardMap(wire: reply.target)
-            var source: String?
-            let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline && source == nil {
-                let m = try await client.shardMap()
-                // A partition being moved: a replica it has now that the target does not give it is the move's source.
-                if m.epoch > start.epoch, let moving = m.assignments.first(where: { !$0.incoming.isEmpty }),
-                   let from = moving.replicas.first(where: { !wanted.replicas(of: moving.partition).contains($0) }) {
-                    harness.kill9(from)
-                    source = from
-                } else if m.epoch > start.epoch + 1 {
-                    break   // the change finished before the poll saw it
+            // A partition being moved: a replica it has now that the target does not give it is the move's source.
+            let source = try await killDuringChange(client, harness, start: start) { m in
+                m.assignments.first { !$0.incoming.isEmpty }.flatMap { moving in
+                    moving.replicas.first { !wanted.replicas(of: moving.partition).contains($0) }
                 }
-                try await Task.sleep(for: .milliseconds(5))
             }
             print("source matcher killed during the add: \(source ?? "none")")
             var target = reply.target
+            var later: FaceLikeGenerator.Gallery?
             if let source {
                 // Enrolments go on while the source is down (every live copy takes them, the incoming ones too).
                 let h = try gallery(seed: 71, count: 300, queries: 5)
                 all += try await enrolConcurrently(client, h, prefix: "n")
+                later = h
                 try harness.start(source)
                 target = try await targetAfterAnInterruptedAdd(client, harness, start: start, target: target, adding: "matcher-3")
-                let final = try ClusterShardMap(wire: try await waitForMap(client, target, seconds: 180, harness: harness))
-                try await harness.waitUntilHealthy(client, seconds: 120)
-                try await expectQueriesExact(client, h, all, count: 5)
-                try await expectQueriesExact(client, g, all, count: 20)
-                try await expectExactlyOnDisk(client, harness, final, all, matchers: ["matcher-0", "matcher-1", "matcher-2", "matcher-3"])
-            } else {
-                let final = try ClusterShardMap(wire: try await waitForMap(client, target, seconds: 180, harness: harness))
-                try await expectQueriesExact(client, g, all, count: 20)
-                try await expectExactlyOnDisk(client, harness, final, all, matchers: ["matcher-0", "matcher-1", "matcher-2", "matcher-3"])
             }
+            let final = try ClusterShardMap(wire: try await waitForMap(client, target, seconds: 180, harness: harness))
+            try await harness.waitUntilHealthy(client, seconds: 120)
+            if let later { try await expectQueriesExact(client, later, all, count: 5) }
+            try await expectQueriesExact(client, g, all, count: 20)
+            try await expectExactlyOnDisk(client, harness, final, all, matchers: ["matcher-0", "matcher-1", "matcher-2", "matcher-3"])
         }
     }
 
