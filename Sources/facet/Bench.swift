@@ -8,3 +8,8 @@ struct Bench: ParsableCommand {
         subcommands: [BenchIndex.self, BenchCluster.self, BenchSoak.self, BenchRerank.self]
     )
 }
+
+/// The nearest-rank `q` quantile (0...1) of `sorted` (ascending); nil when it is empty.
+func quantile(ofSorted sorted: [Double], _ q: Double) -> Double? {
+    sorted.isEmpty ? nil : sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * q).rounded()))]
+}

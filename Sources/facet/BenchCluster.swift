@@ -357,7 +357,7 @@ struct BenchCluster: AsyncParsableCommand {
 
     func percentiles(_ ms: [Double], errors: Int) -> Latencies {
         let s = ms.sorted()
-        func p(_ q: Double) -> Double { s.isEmpty ? .nan : s[min(s.count - 1, Int((Double(s.count - 1) * q).rounded()))] }
+        func p(_ q: Double) -> Double { quantile(ofSorted: s, q) ?? .nan }
         return Latencies(p50: p(0.5), p99: p(0.99), errors: errors)
     }
 

@@ -69,7 +69,7 @@ struct BenchRerank: ParsableCommand {
                 batch.append(Double(t3 - t2) / 1e6)
                 readCount += matches.count
             }
-            func p(_ v: [Double], _ q: Double) -> Double { let s = v.sorted(); return s[min(s.count - 1, Int((Double(s.count - 1) * q).rounded()))] }
+            func p(_ v: [Double], _ q: Double) -> Double { quantile(ofSorted: v.sorted(), q) ?? .nan }
             let perEach = each.reduce(0, +) * 1000 / Double(readCount), perBatch = batch.reduce(0, +) * 1000 / Double(readCount)
             print(String(format: "| %@ | %d | %d | %.3f / %.3f | %.3f / %.3f | %.3f / %.3f | %.2f / %.2f |", encrypted ? "encrypted" : "plaintext",
                          templates, depth, p(search, 0.5), p(search, 0.99), p(each, 0.5), p(each, 0.99), p(batch, 0.5), p(batch, 0.99),

@@ -645,7 +645,7 @@ struct SoakReport: Codable, Sendable {
             failed = calls.filter { $0.error != nil }.count
             failedByCode = SoakRun.countCodes(calls)
             let s = calls.map(\.milliseconds).sorted()
-            func p(_ q: Double) -> Double { s.isEmpty ? 0 : s[min(s.count - 1, Int((Double(s.count - 1) * q).rounded()))] }
+            func p(_ q: Double) -> Double { quantile(ofSorted: s, q) ?? 0 }
             p50 = p(0.5); p99 = p(0.99); self.max = s.last ?? 0
         }
     }
