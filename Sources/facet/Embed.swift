@@ -14,8 +14,9 @@ struct Embed: ParsableCommand {
             [{"box": [left, top, right, bottom], "confidence", "landmarks": [[x, y] x5], "embedding": [128 numbers], \
             "mask_probability": p, "masked": bool, "adapted": bool}]}. \
             Boxes are dlib's inclusive rectangles; embeddings are L2-normalised. "embedding" is what Facet matches: for a \
-            face the mask detector calls masked it is the unmasking head's output ("adapted": true, and the dlib \
-            embedding follows as "frozen_embedding"); --frozen prints dlib's embedding for every face; --periocular adds \
+            face it is the mean of the chip's and its mirror image's embeddings, and for a face the mask detector calls masked \
+            the unmasking head's output of that mean ("adapted": true); dlib's own embedding follows as "frozen_embedding". \
+            --frozen prints dlib's embedding for every face (no head, no mirror averaging); --periocular adds \
             "periocular_embedding" (docs/masks.md, periocular fusion). \
             When no face is found at --upsample 0 the detector searches again at upsample 1 (--no-retry turns this off). An image that fails gives \
             {"image", "error": {"code", "message"}}; the others are still processed, and the exit status is 1 if any failed.
@@ -68,7 +69,10 @@ struct Embed: ParsableCommand {
             let dlib = try DlibFaceEmbedder(locator: FaceModelLocator(directory: models), retryUpsampleWhenNoFace: !noRetry,
                                               weakFaceThreshold: weakThreshold < 0 ? weakThreshold : nil)
             let fusion = periocular ? (fusion: try PeriocularFusion.bundled(), model: dlib.descriptor as any FaceDescriptorModel) : nil
-            embedder = noMask ? dlib : MaskAwareEmbedder(base: dlib, matcher: try MaskAwareMatcher.bundled(withHead: !frozen, network: dlib.descriptor), periocular: fusion)
+            // --frozen: dlib's own embedding (no head, no mirror averaging), as the evaluation and head training expect.
+            let matcher = frozen ? MaskAwareMatcher(detector: try MaskDetector.bundled(), head: nil, network: dlib.descriptor)
+                                 : try MaskAwareMatcher.bundled(network: dlib.descriptor)
+            embedder = noMask ? dlib : MaskAwareEmbedder(base: dlib, matcher: matcher, periocular: fusion)
         } catch {
             FileHandle.standardError.write(Data("facet embed: cannot load models: \(error)\n".utf8))
             throw ExitCode(2)
@@ -84,7 +88,7 @@ struct Embed: ParsableCommand {
             case .success(let (image, faces)):
                 if json {
                     print(EmbedReport.line(image: path, width: image.width, height: image.height, faces: faces,
-                                           extraFaceFields: { Self.maskFields(faces[$0]) }))
+                                           extraFaceFields: { Self.maskFields(faces[$0], withHead: !frozen) }))
                 } else {
                     print("\(path): \(image.width)x\(image.height), \(faces.count) face\(faces.count == 1 ? "" : "s")")
                     for (i, f) in faces.enumerated() {
@@ -111,15 +115,17 @@ struct Embed: ParsableCommand {
         if failures > 0 { throw ExitCode(1) }
     }
 
-    /// "mask_probability", "masked", "adapted" (and "frozen_embedding" when the head changed the embedding).
-    static func maskFields(_ f: FaceAnalysis) -> [(String, String)] {
+    /// "mask_probability", "masked", "adapted" (the unmasking head made the embedding: a face called masked, unless
+    /// --frozen) and "frozen_embedding" (dlib's own) when "embedding" is not dlib's (adapted or mirror-averaged).
+    static func maskFields(_ f: FaceAnalysis, withHead: Bool) -> [(String, String)] {
         let peri = f.periocularEmbedding.map { [("periocular_embedding", "[" + $0.map { "\($0)" }.joined(separator: ", ") + "]")] } ?? []
         guard let p = f.maskProbability else { return peri }
-        let adapted = f.embedding != l2Normalized(f.rawDescriptor)
+        let adapted = withHead && f.masked == true
         var fields = [("mask_probability", p.isFinite ? "\(p)" : "null"), ("masked", f.masked == true ? "true" : "false"),
                       ("adapted", adapted ? "true" : "false")]
-        if adapted {
-            fields.append(("frozen_embedding", "[" + l2Normalized(f.rawDescriptor).map { "\($0)" }.joined(separator: ", ") + "]"))
+        let frozen = l2Normalized(f.rawDescriptor)
+        if f.embedding != frozen {
+            fields.append(("frozen_embedding", "[" + frozen.map { "\($0)" }.joined(separator: ", ") + "]"))
         }
         return fields + peri
     }

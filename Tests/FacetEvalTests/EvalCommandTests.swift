@@ -129,4 +129,39 @@ struct EvalCommandTests {
         #expect(r.out.contains("accuracy"))   // the table still goes to standard output
         #expect(r.err.components(separatedBy: "\n").filter { $0.contains("8/8") }.count == 1)   // progress: last line once
     }
+
+    @Test("embed --json: adapted means the head made the embedding; --frozen prints dlib's own embedding, as --no-mask does")
+    func embedMaskFields() throws {
+        // A TEST-masked LFW face (FacetMaskingTests' fixture; found at upsample 1) and an unmasked one.
+        let masked = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("FacetMaskingTests/Fixtures/masked/AJ_Lamas_0001.jpg").path
+        let plain = try fixtureURL("lfwmini").appendingPathComponent("lfw/Serena_Williams/Serena_Williams_0001.jpg").path
+        func faces(_ options: [String]) throws -> [[String: Any]] {
+            let r = try runFacet(["embed", "--json"] + options + [masked, plain])
+            #expect(r.status == 0, "\(r.err)")
+            return try r.out.split(separator: "\n").map { line in
+                let o = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                let f = try #require(o["faces"] as? [[String: Any]])
+                try #require(f.count == 1)
+                return f[0]
+            }
+        }
+        func vector(_ f: [String: Any], _ key: String) throws -> [Double] { try #require(f[key] as? [Double]) }
+        let dlib = try faces(["--no-mask"]).map { try vector($0, "embedding") }
+        let product = try faces([])
+        #expect(product[0]["masked"] as? Bool == true && product[0]["adapted"] as? Bool == true)
+        #expect(product[1]["masked"] as? Bool == false && product[1]["adapted"] as? Bool == false)
+        for (f, d) in zip(product, dlib) {
+            // Mirror-averaged (and for the masked face adapted): not dlib's embedding, which follows as frozen_embedding.
+            let e = try vector(f, "embedding"), frozen = try vector(f, "frozen_embedding")
+            #expect(zip(frozen, d).allSatisfy { abs($0 - $1) < 1e-6 })
+            #expect(zip(e, d).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) > 1e-6)
+        }
+        let frozen = try faces(["--frozen"])
+        #expect(frozen[0]["masked"] as? Bool == true)
+        for (f, d) in zip(frozen, dlib) {
+            #expect(f["adapted"] as? Bool == false && f["frozen_embedding"] == nil)
+            #expect(zip(try vector(f, "embedding"), d).allSatisfy { abs($0 - $1) < 1e-6 })
+        }
+    }
 }
