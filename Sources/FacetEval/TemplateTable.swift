@@ -157,10 +157,13 @@ public enum TemplateAcquisition {
     ///     fully cached run never loads the models.
     ///   - detector: when given, every image gets a mask probability (cached with the detector's fingerprint).
     ///   - mirrorAverage: every image also gets its embedding averaged with its mirror image's (cached).
+    ///   - maskedNoseY: a face the detector calls masked gets its mirror-averaged and periocular embeddings from the
+    ///     chip of `ChipDetails.maskedLandmarks` (as `MaskAwareMatcher.maskedNoseY`; cached under fingerprints that
+    ///     name it).
     public static func acquire(images: [LFWImage], source: Source, cacheDirectory: URL?,
                                embedder: () throws -> DlibFaceEmbedder?, upsample: Int,
                                detector: MaskDetector?, periocular: PeriocularFusion? = nil, mirrorAverage: Bool = false,
-                               threads: Int,
+                               maskedNoseY: Double? = nil, threads: Int,
                                log: @escaping @Sendable (String) -> Void = { _ in })
         throws -> (table: TemplateTable, statistics: Statistics) {
         let start = Date()
@@ -177,23 +180,36 @@ public enum TemplateAcquisition {
         let missing = images.indices.filter { cache[keys[$0]]?.template == nil }
         let fingerprint = detector.map(fingerprint)
         var embedded = 0, scored = 0, periocularComputed = 0, mirrorComputed = 0
-        /// What is computed from one face's chip — this detector's mask probability, these settings' periocular
-        /// embedding, the mirror-averaged embedding, each when asked for — with the cache lines that record them.
-        @Sendable func fromChip(_ chip: RGBImage, embedding: [Float], key: String, mask: Bool, periocular wanted: Bool,
-                      mirror: Bool, network: (any FaceDescriptorModel)?)
-            throws -> (p: Double?, v: [Float]?, mirror: [Float]?, lines: [String]) {
-            var p: Double?, v: [Float]?, m: [Float]?, lines: [String] = []
-            if mask, let detector, let fingerprint {
+        let alignmentTag = maskedNoseY.map { " masked-nose-y \($0)" } ?? ""
+        /// Whether a face with mask probability `p` is matched on its re-cut chip.
+        @Sendable func realigned(_ p: Double?) -> Bool {
+            maskedNoseY != nil && p != nil && p! >= (detector?.threshold ?? 0.5)
+        }
+        @Sendable func mirrorFingerprint(_ model: String, realigned r: Bool) -> String { TemplateCache.mirrorModel(model) + (r ? alignmentTag : "") }
+        @Sendable func periocularFingerprint(realigned r: Bool) -> String? { periocular.map { $0.fingerprint + (r ? alignmentTag : "") } }
+        /// What is computed from one face's chip — this detector's mask probability (`knownP`: the cached one), these
+        /// settings' periocular embedding, the mirror-averaged embedding, each when asked for and not cached under its
+        /// fingerprint (`cached`) — with the cache lines that record them.
+        @Sendable func fromChip(_ image: RGBImage, face: CachedFace, key: String, knownP: Double?, cached: CacheEntry?,
+                                network: (any FaceDescriptorModel)?)
+            throws -> (p: Double?, v: (String, [Float])?, mirror: (String, [Float])?, lines: [String]) {
+            var p = knownP, v: (String, [Float])?, m: (String, [Float])?, lines: [String] = []
+            let chip = FaceChip.extract(image, details: ChipDetails.forFace(landmarks: face.landmarks))
+            let embedding = l2Normalized(face.embedding)
+            if p == nil, let detector, let fingerprint {
                 p = try detector.probabilities(chips: [chip], embeddings: [embedding], network: network)[0]
                 lines.append(TemplateCache.maskLine(image: key, probability: p!, detector: fingerprint))
             }
-            if wanted, let periocular, let network {
-                v = try periocular.embeddings(chips: [chip], model: network)[0]
-                lines.append(TemplateCache.periocularLine(image: key, embedding: v!, model: periocular.fingerprint))
+            let r = realigned(p)
+            let matchingChip = r ? FaceChip.extract(image, details: ChipDetails.forFace(
+                landmarks: ChipDetails.maskedLandmarks(face.landmarks, noseY: maskedNoseY!))) : chip
+            if let periocular, let network, let fp = periocularFingerprint(realigned: r), cached?.periocular?.model != fp {
+                v = (fp, try periocular.embeddings(chips: [matchingChip], model: network)[0])
+                lines.append(TemplateCache.periocularLine(image: key, embedding: v!.1, model: fp))
             }
-            if mirror, mirrorAverage, let network {
-                m = try MaskAwareMatcher.mirrorAveraged(chips: [chip], embeddings: [l2Normalized(embedding)], model: network)[0]
-                lines.append(TemplateCache.mirrorLine(image: key, embedding: m!, model: TemplateCache.mirrorModel(network.modelName)))
+            if mirrorAverage, let network, case let fp = mirrorFingerprint(network.modelName, realigned: r), cached?.mirrorAveraged?.model != fp {
+                m = (fp, try MaskAwareMatcher.mirrorAveraged(chips: [matchingChip], embeddings: r ? nil : [embedding], model: network)[0])
+                lines.append(TemplateCache.mirrorLine(image: key, embedding: m!.1, model: fp))
             }
             return (p, v, m, lines)
         }
@@ -213,11 +229,10 @@ public enum TemplateAcquisition {
                 e.faces = a.faces.map(CachedFace.init)
                 e.fallback = a.fallback ? CachedFace(a.used) : nil
                 // What is computed from the face's chip comes from this decoding of the image too.
-                let c = try fromChip(FaceChip.extract(image, details: a.used.chip), embedding: a.used.embedding, key: keys[i],
-                                     mask: true, periocular: true, mirror: true, network: model.descriptor)
+                let c = try fromChip(image, face: CachedFace(a.used), key: keys[i], knownP: nil, cached: nil, network: model.descriptor)
                 if let p = c.p, let fingerprint { e.maskProbability = (fingerprint, p) }
-                if let v = c.v, let periocular { e.periocular = (periocular.fingerprint, v) }
-                if let m = c.mirror { e.mirrorAveraged = (TemplateCache.mirrorModel(model.modelName), m) }
+                e.periocular = c.v
+                e.mirrorAveraged = c.mirror
                 appender.append([TemplateCache.line(image: keys[i], width: image.width, height: image.height,
                                                     faces: e.faces!, fallback: e.fallback)] + c.lines)
                 return e
@@ -229,10 +244,23 @@ public enum TemplateAcquisition {
         }
         // Cached faces still missing what is computed from their chip — this detector's mask probability, the
         // periocular embedding of these settings — get both from one decoding of the image and one chip.
-        let periocularFingerprint = periocular?.fingerprint
-        func needsMask(_ i: Int) -> Bool { fingerprint != nil && cache[keys[i]]?.maskProbability?.detector != fingerprint }
-        func needsPeriocular(_ i: Int) -> Bool { periocularFingerprint != nil && cache[keys[i]]?.periocular?.model != periocularFingerprint }
-        func needsMirror(_ i: Int) -> Bool { mirrorAverage && cache[keys[i]]?.mirrorAveraged == nil }
+        func cachedP(_ i: Int) -> Double? {
+            guard let fingerprint, let m = cache[keys[i]]?.maskProbability, m.detector == fingerprint else { return nil }
+            return m.p
+        }
+        func needsMask(_ i: Int) -> Bool { fingerprint != nil && cachedP(i) == nil }
+        // Unknown mask probability: computed first, then the rest as the face is called.
+        func needsPeriocular(_ i: Int) -> Bool {
+            guard periocular != nil else { return false }
+            return needsMask(i) || cache[keys[i]]?.periocular?.model != periocularFingerprint(realigned: realigned(cachedP(i)))
+        }
+        func needsMirror(_ i: Int) -> Bool {
+            guard mirrorAverage else { return false }
+            guard let model = cache[keys[i]]?.mirrorAveraged?.model else { return true }
+            let tagged = model.contains(" masked-nose-y ")
+            if needsMask(i) { return maskedNoseY != nil || tagged }
+            return realigned(cachedP(i)) ? !model.hasSuffix(alignmentTag) : tagged
+        }
         let chipWork = images.indices.filter { needsMask($0) || needsPeriocular($0) || needsMirror($0) }
         if !chipWork.isEmpty {
             let maskWork = chipWork.contains(where: needsMask), periocularWork = chipWork.contains(where: needsPeriocular)
@@ -250,24 +278,22 @@ public enum TemplateAcquisition {
             let label = [maskWork ? "mask detector" : nil, periocularWork ? "periocular" : nil, mirrorWork ? "mirror" : nil]
                 .compactMap { $0 }.joined(separator: " + ")
             let progress = ProgressReporter(total: chipWork.count, label: "\(source.name): \(label)")
-            let todo = chipWork.map { (mask: needsMask($0), periocular: needsPeriocular($0), mirror: needsMirror($0)) }
+            let known = chipWork.map(cachedP)
             let snapshot = cache
-            let results = try parallelMap(chipWork.count, threads: threads, progress: progress) { k -> (p: Double?, v: [Float]?, m: [Float]?) in
+            let results = try parallelMap(chipWork.count, threads: threads, progress: progress) { k -> (p: Double?, v: (String, [Float])?, m: (String, [Float])?) in
                 let i = chipWork[k]
                 guard let face = snapshot[keys[i]]?.templateFace, face.landmarks.count == 5 else {
                     throw EvalError.io(path: keys[i], message: "cached face has no 5-point landmarks for its chip (mask detector, periocular embedding)")
                 }
                 let image = try source.load(images[i])
-                let c = try fromChip(FaceChip.extract(image, details: ChipDetails.forFace(landmarks: face.landmarks)),
-                                     embedding: face.embedding, key: keys[i], mask: todo[k].mask, periocular: todo[k].periocular,
-                                     mirror: todo[k].mirror, network: model?.descriptor)
+                let c = try fromChip(image, face: face, key: keys[i], knownP: known[k], cached: snapshot[keys[i]], network: model?.descriptor)
                 appender.append(c.lines)
-                return (c.p, c.v, c.mirror)
+                return (known[k] == nil ? c.p : nil, c.v, c.mirror)
             }
             for (k, i) in chipWork.enumerated() {
                 if let p = results[k].p, let fingerprint { cache[keys[i]]!.maskProbability = (fingerprint, p); scored += 1 }
-                if let v = results[k].v, let periocularFingerprint { cache[keys[i]]!.periocular = (periocularFingerprint, v); periocularComputed += 1 }
-                if let m = results[k].m, let model { cache[keys[i]]!.mirrorAveraged = (TemplateCache.mirrorModel(model.modelName), m); mirrorComputed += 1 }
+                if let v = results[k].v { cache[keys[i]]!.periocular = v; periocularComputed += 1 }
+                if let m = results[k].m { cache[keys[i]]!.mirrorAveraged = m; mirrorComputed += 1 }
             }
         }
         guard let first = cache[keys.first ?? ""]?.template else { throw EvalError.empty("\(source.name) images") }

@@ -57,6 +57,26 @@ public struct ChipDetails: Sendable, Hashable, Codable {
         return ChipDetails(rect: rect, angle: angle, rows: size, cols: size)
     }
 
+    /// The five landmarks of a masked face with its nose point (4, the base of the nose, which a mask covers) placed
+    /// from the eyes: in the template frame fitted to the four eye points alone, the nose keeps its horizontal place
+    /// (it follows the head's turn, and the shape predictor still finds it across) and is set at height `noseY`
+    /// (template units: dlib's template nose is at 0.628). On masked faces the predicted nose height carries no
+    /// information (measured on LFW: its correlation with the same image's unmasked nose height is 0.04) and the
+    /// shape predictor's guess moves the chip; docs/masks.md, session 11. Other point counts are returned unchanged.
+    public static func maskedLandmarks(_ landmarks: [LandmarkPoint], noseY: Double) -> [LandmarkPoint] {
+        guard landmarks.count == 5, landmarks.allSatisfy({ $0.x.isFinite && $0.y.isFinite }) else { return landmarks }
+        let eyes = landmarks[0..<4].map { (x: $0.x, y: $0.y) }
+        let templateEyes = Array(fivePointTemplate[0..<4])
+        let toTemplate = similarityTransform(from: eyes, to: templateEyes)
+        let toImage = similarityTransform(from: templateEyes, to: eyes)
+        guard toImage.m00.isFinite, toImage.m10.isFinite, toImage.m00 * toImage.m00 + toImage.m10 * toImage.m10 > 0 else { return landmarks }
+        let nose = toTemplate.apply(landmarks[4].x, landmarks[4].y)
+        let placed = toImage.apply(nose.x, noseY)
+        var out = landmarks
+        out[4] = LandmarkPoint(x: placed.x, y: placed.y)
+        return out
+    }
+
     /// Maps chip pixel coordinates to image pixel coordinates (inverse of dlib's `get_mapping_to_chip`).
     /// Use it to place anything drawn on the aligned chip (a mask, landmarks) back into the image.
     public var chipToImage: PointTransformAffine {

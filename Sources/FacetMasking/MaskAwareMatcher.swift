@@ -36,9 +36,16 @@ public struct MaskAwareMatcher: Sendable {
     /// in all three conditions (docs/masks.md, session 9); the bundled thresholds (comparison-thresholds-v2.json,
     /// periocular-fusion-v2.json) are calibrated for it, so `bundled` turns it on.
     public let mirrorAverage: Bool
+    /// Match a face called masked on a chip cut again with its nose point placed from the eyes at this template
+    /// height (`ChipDetails.maskedLandmarks`; nil: the chip of dlib's five landmarks). One more pass through `network`
+    /// per masked face; needs the image and landmarks (`process(image:landmarks:chips:embeddings:activations:)`).
+    /// The mask detector still reads the standard chip. docs/masks.md, session 11.
+    public let maskedNoseY: Double?
 
-    public init(detector: MaskDetector, head: UnmaskingHead?, network: (any FaceDescriptorModel)? = nil, mirrorAverage: Bool = false) {
+    public init(detector: MaskDetector, head: UnmaskingHead?, network: (any FaceDescriptorModel)? = nil, mirrorAverage: Bool = false,
+                maskedNoseY: Double? = nil) {
         self.detector = detector; self.head = head; self.network = network; self.mirrorAverage = mirrorAverage
+        self.maskedNoseY = maskedNoseY
     }
 
     /// The bundled detector and head (`MaskDetector.bundled()`, `UnmaskingHead.bundled()`) for embeddings of `network`,
@@ -75,18 +82,42 @@ public struct MaskAwareMatcher: Sendable {
     /// activations at `detector.networkBlock` from the pass that made the embeddings (nil: a version-4 detector
     /// computes them).
     public func process(chips: [RGBImage], embeddings: [[Float]], activations: [[Float]]? = nil) throws -> [MaskAwareFace] {
+        try process(image: nil, landmarks: nil, chips: chips, embeddings: embeddings, activations: activations).faces
+    }
+
+    /// Faces found in `image` with their five `landmarks`, standard `chips` and unit-length (frozen) `embeddings`.
+    /// With `maskedNoseY` set and an image given, a face called masked is matched on a chip cut again from
+    /// `ChipDetails.maskedLandmarks`; `matchingChips` are the chips the matching embeddings come from (for the
+    /// periocular embedding).
+    public func process(image: RGBImage?, landmarks: [[LandmarkPoint]]?, chips: [RGBImage], embeddings: [[Float]],
+                        activations: [[Float]]? = nil) throws -> (faces: [MaskAwareFace], matchingChips: [RGBImage]) {
         let probabilities = try detector.probabilities(chips: chips, embeddings: embeddings, network: network, activations: activations)
-        var matching = embeddings
+        let masked = probabilities.map { $0 >= detector.threshold }
+        var matchingChips = chips, start = embeddings
+        if let noseY = maskedNoseY, let image, let landmarks {
+            guard landmarks.count == chips.count else {
+                throw MaskingError.invalidArgument("masked alignment: \(landmarks.count) landmark sets for \(chips.count) chips")
+            }
+            guard let network else { throw MaskingError.invalidArgument("masked alignment needs the descriptor network") }
+            let again = chips.indices.filter { masked[$0] && landmarks[$0].count == 5 }
+            for i in again {
+                matchingChips[i] = FaceChip.extract(image, details: ChipDetails.forFace(landmarks: ChipDetails.maskedLandmarks(landmarks[i], noseY: noseY)))
+            }
+            let realigned = try network.descriptors(for: again.map { matchingChips[$0] }, jitter: 0).map(l2Normalized)
+            for (k, i) in again.enumerated() { start[i] = realigned[k] }
+        }
+        var matching = start
         if mirrorAverage {
             guard let network else { throw MaskingError.invalidArgument("mirror averaging needs the descriptor network") }
-            matching = try Self.mirrorAveraged(chips: chips, embeddings: embeddings, model: network)
+            matching = try Self.mirrorAveraged(chips: matchingChips, embeddings: start, model: network)
         }
-        return embeddings.indices.map { i in
-            let p = probabilities[i], masked = p >= detector.threshold
+        let faces = embeddings.indices.map { i in
             var out = matching[i], headApplied = false
-            if masked, let head, head.inputDimension == out.count { out = head.apply(out); headApplied = true }
-            return MaskAwareFace(maskProbability: p, masked: masked, embedding: out, frozenEmbedding: embeddings[i], adapted: headApplied)
+            if masked[i], let head, head.inputDimension == out.count { out = head.apply(out); headApplied = true }
+            return MaskAwareFace(maskProbability: probabilities[i], masked: masked[i], embedding: out, frozenEmbedding: embeddings[i],
+                                 adapted: headApplied)
         }
+        return (faces, matchingChips)
     }
 
     /// From one face's aligned chip and its unit-length embedding.
@@ -139,8 +170,9 @@ public final class MaskAwareEmbedder: Embedder, @unchecked Sendable {   // immut
             chips = faces.map { FaceChip.extract(image, details: $0.chip) }
             activations = nil
         }
-        let periocularEmbeddings = try periocular.map { try $0.fusion.embeddings(chips: chips, model: $0.model) }
-        let aware = try matcher.process(chips: chips, embeddings: faces.map(\.embedding), activations: activations)
+        let (aware, matchingChips) = try matcher.process(image: image, landmarks: faces.map(\.landmarks), chips: chips,
+                                                          embeddings: faces.map(\.embedding), activations: activations)
+        let periocularEmbeddings = try periocular.map { try $0.fusion.embeddings(chips: matchingChips, model: $0.model) }
         return faces.enumerated().map { i, face in
             let r = aware[i]
             var f = face

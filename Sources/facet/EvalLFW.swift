@@ -57,9 +57,13 @@ struct EvalLFW: ParsableCommand {
     @Option(help: "Like --periocular, with this periocular fusion file.") var periocularModel: String?
     @Flag(help: "Mask-aware column: start from the frozen embeddings, not from their average with the mirror image's (what the bundled mask-aware matcher does, and the bundled thresholds are calibrated for).")
     var noMirrorAverage = false
+    @Option(help: "Mask-aware column: faces the detector calls masked are matched on a chip re-cut with the nose point placed from the eyes at this template height (MaskAwareMatcher.maskedNoseY; docs/masks.md, session 11).")
+    var maskedNoseY: Double?
 
     func validate() throws {
         if masks != nil && maskSplit != nil { throw ValidationError("give --masks or --mask-split, not both") }
+        if let y = maskedNoseY, !(y > 0 && y < 1) { throw ValidationError("--masked-nose-y is a template height between 0 and 1") }
+        if maskedNoseY != nil && (noMaskDetector || noMirrorAverage) { throw ValidationError("--masked-nose-y needs the mask detector and mirror averaging") }
         if let s = maskSplit, MaskFamily(rawValue: s) == nil { throw ValidationError("--mask-split must be test or train") }
         guard (0...DlibFaceEmbedder.maxUpsample).contains(upsample) else {
             throw ValidationError("--upsample must be between 0 and \(DlibFaceEmbedder.maxUpsample)")
@@ -170,11 +174,13 @@ struct EvalLFW: ParsableCommand {
             options.mirrorAverage = !noMirrorAverage
             let u = try TemplateAcquisition.acquire(images: images, source: unmaskedSource, cacheDirectory: cacheDir,
                                                     embedder: makeEmbedder, upsample: upsample, detector: detector,
-                                                    periocular: fusion, mirrorAverage: options.mirrorAverage, threads: threads, log: log)
+                                                    periocular: fusion, mirrorAverage: options.mirrorAverage, maskedNoseY: maskedNoseY,
+                                                    threads: threads, log: log)
             log("unmasked: \(u.statistics.fromCache) from the cache, \(u.statistics.embedded) embedded, \(u.statistics.failedToTemplate) failed to template")
             let m = try TemplateAcquisition.acquire(images: images, source: maskedSource, cacheDirectory: cacheDir,
                                                     embedder: makeEmbedder, upsample: upsample, detector: detector,
-                                                    periocular: fusion, mirrorAverage: options.mirrorAverage, threads: threads, log: log)
+                                                    periocular: fusion, mirrorAverage: options.mirrorAverage, maskedNoseY: maskedNoseY,
+                                                    threads: threads, log: log)
             log("\(maskedSource.name): \(m.statistics.fromCache) from the cache, \(m.statistics.embedded) embedded, \(m.statistics.failedToTemplate) failed to template")
             let adaptation: any EmbeddingAdaptation = try foldHeads.map {
                 try FoldHeadAdaptation(directory: URL(fileURLWithPath: $0), pairs: parsed, maskThreshold: options.maskThreshold)

@@ -346,6 +346,44 @@ private func gaussianVector(_ rng: inout SplitMix64, _ d: Int) -> [Double] {
         #expect(j.masked == false)
     }
 
+    /// `maskedNoseY`: a face called masked is matched on the chip of `ChipDetails.maskedLandmarks` (mirror-averaged,
+    /// then the head), its periocular embedding comes from that chip too; unmasked faces and the detector's
+    /// decision are untouched.
+    @Test("masked alignment: a masked face is matched on its re-cut chip, an unmasked one as before")
+    func maskedAlignment() throws {
+        let dlib = try DlibFaceEmbedder(locator: FaceModelLocator(), retryUpsampleWhenNoFace: true)
+        let bundled = try MaskAwareMatcher.bundled(network: dlib.descriptor)
+        let noseY = 0.5237
+        let realigning = MaskAwareMatcher(detector: bundled.detector, head: bundled.head, network: dlib.descriptor, mirrorAverage: true,
+                                          maskedNoseY: noseY)
+        let fusion = (fusion: try PeriocularFusion.bundled(), model: dlib.descriptor as any FaceDescriptorModel)
+        let before = MaskAwareEmbedder(base: dlib, matcher: bundled, periocular: fusion)
+        let after = MaskAwareEmbedder(base: dlib, matcher: realigning, periocular: fusion)
+        let masked = try ImageDecoder().decodeFile(atPath: Self.maskedFixture.path)
+        let f = try FaceFixture.load(FaceFixture.names[0])
+        let plain = try ImageDecoder().decodeFile(atPath: FaceFixture.directory.appendingPathComponent(f.image).path)
+        // Unmasked: identical faces.
+        let u0 = try before.analyze(plain, upsample: 0, jitter: 0), u1 = try after.analyze(plain, upsample: 0, jitter: 0)
+        #expect(u0 == u1 && u0.first?.masked == false)
+        // Masked: same detection, landmarks and decision; the matching embedding is the head of the mirror average
+        // of the re-cut chip, computed here by hand.
+        let a = try #require(try before.analyze(masked, upsample: 0, jitter: 0).first)
+        let b = try #require(try after.analyze(masked, upsample: 0, jitter: 0).first)
+        #expect(a.masked == true && b.masked == true && a.maskProbability == b.maskProbability)
+        #expect(a.landmarks == b.landmarks && a.rawDescriptor == b.rawDescriptor && a.chip == b.chip)
+        let chip = FaceChip.extract(masked, details: ChipDetails.forFace(landmarks: ChipDetails.maskedLandmarks(b.landmarks, noseY: noseY)))
+        let start = try MaskAwareMatcher.mirrorAveraged(chips: [chip], model: dlib.descriptor)[0]
+        let expected = try #require(bundled.head).apply(start)
+        #expect(zip(b.embedding, expected).allSatisfy { abs($0 - $1) < 1e-5 })
+        #expect(unitDistance(a.embedding, b.embedding) > 1e-3)
+        let periocular = try fusion.fusion.embeddings(chips: [chip], model: dlib.descriptor)[0]
+        #expect(zip(try #require(b.periocularEmbedding), periocular).allSatisfy { abs($0 - $1) < 1e-5 })
+        // Without the image (chips only) there is nothing to re-cut: the standard path.
+        let standardChip = FaceChip.extract(masked, details: a.chip)
+        let chipsOnly = try realigning.process(chips: [standardChip], embeddings: [a.rawDescriptor].map(l2Normalized))
+        #expect(zip(chipsOnly[0].embedding, a.embedding).allSatisfy { abs($0 - $1) < 1e-5 })
+    }
+
     /// Mirror averaging is symmetric: a face and its mirror image get the same embedding (both are the mean of
     /// the same two network outputs).
     @Test("mirror averaging: a chip and its mirror image get the same embedding; wrong inputs are errors")
