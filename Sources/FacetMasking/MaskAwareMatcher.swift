@@ -50,9 +50,9 @@ public struct MaskAwareMatcher: Sendable {
 
     /// The bundled detector and head (`MaskDetector.bundled()`, `UnmaskingHead.bundled()`) for embeddings of `network`,
     /// with mirror averaging (what the bundled thresholds are calibrated for).
-    public static func bundled(withHead: Bool = true, network: any FaceDescriptorModel) throws -> MaskAwareMatcher {
+    public static func bundled(withHead: Bool = true, network: any FaceDescriptorModel, maskedNoseY: Double? = nil) throws -> MaskAwareMatcher {
         MaskAwareMatcher(detector: try MaskDetector.bundled(), head: withHead ? try UnmaskingHead.bundled() : nil, network: network,
-                         mirrorAverage: true)
+                         mirrorAverage: true, maskedNoseY: maskedNoseY)
     }
 
     /// The normalised mean of each chip's unit-length embedding and the mirrored chip's: `embeddings[i]` is the

@@ -40,6 +40,9 @@ struct Embed: ParsableCommand {
     @Option(help: "When no face scores above MMOD's threshold, take the weak detection scoring above this (negative) value nearest the image centre (0 = off).")
     var weakThreshold = DlibFaceEmbedder.maskedWeakFaceThreshold
 
+    @Option(help: "Match a face called masked on a chip re-cut with its nose point placed from the eyes at this template height (with --frozen: that chip's dlib embedding; docs/masks.md, session 11).")
+    var maskedNoseY: Double?
+
     @Flag(help: "Also compute each face's periocular embedding (the bundled periocular-fusion-v2.json: the same model on the chip with the lower face painted over), printed as \"periocular_embedding\".")
     var periocular = false
 
@@ -60,6 +63,8 @@ struct Embed: ParsableCommand {
             throw ValidationError("--jitter must be between 0 and \(DlibFaceEmbedder.maxJitter)")
         }
         guard !images.isEmpty else { throw ValidationError("give at least one image") }
+        if let y = maskedNoseY, !(y > 0 && y < 1) { throw ValidationError("--masked-nose-y is a template height between 0 and 1") }
+        if maskedNoseY != nil && noMask { throw ValidationError("--masked-nose-y needs the mask detector; drop --no-mask") }
         if periocular && noMask { throw ValidationError("--periocular goes with the mask detector (fusion is for masked comparisons); drop --no-mask") }
     }
 
@@ -70,8 +75,8 @@ struct Embed: ParsableCommand {
                                               weakFaceThreshold: weakThreshold < 0 ? weakThreshold : nil)
             let fusion = periocular ? (fusion: try PeriocularFusion.bundled(), model: dlib.descriptor as any FaceDescriptorModel) : nil
             // --frozen: dlib's own embedding (no head, no mirror averaging), as the evaluation and head training expect.
-            let matcher = frozen ? MaskAwareMatcher(detector: try MaskDetector.bundled(), head: nil, network: dlib.descriptor)
-                                 : try MaskAwareMatcher.bundled(network: dlib.descriptor)
+            let matcher = frozen ? MaskAwareMatcher(detector: try MaskDetector.bundled(), head: nil, network: dlib.descriptor, maskedNoseY: maskedNoseY)
+                                 : try MaskAwareMatcher.bundled(network: dlib.descriptor, maskedNoseY: maskedNoseY)
             embedder = noMask ? dlib : MaskAwareEmbedder(base: dlib, matcher: matcher, periocular: fusion)
         } catch {
             FileHandle.standardError.write(Data("facet embed: cannot load models: \(error)\n".utf8))

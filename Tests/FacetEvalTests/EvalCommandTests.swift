@@ -163,5 +163,12 @@ struct EvalCommandTests {
             #expect(f["adapted"] as? Bool == false && f["frozen_embedding"] == nil)
             #expect(zip(try vector(f, "embedding"), d).allSatisfy { abs($0 - $1) < 1e-6 })
         }
+        // --masked-nose-y: the masked face's embedding comes from its re-cut chip (dlib's own follows), the other's not.
+        let realigned = try faces(["--frozen", "--masked-nose-y", "0.5237"])
+        let e0 = try vector(realigned[0], "embedding")
+        #expect(zip(e0, dlib[0]).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) > 1e-6)
+        #expect(zip(try vector(realigned[0], "frozen_embedding"), dlib[0]).allSatisfy { abs($0 - $1) < 1e-6 })
+        #expect(zip(try vector(realigned[1], "embedding"), dlib[1]).allSatisfy { abs($0 - $1) < 1e-6 })
+        #expect(try runFacet(["embed", "--masked-nose-y", "1.5", plain]).status != 0)
     }
 }
