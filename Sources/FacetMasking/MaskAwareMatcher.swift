@@ -50,7 +50,14 @@ public struct MaskAwareMatcher: Sendable {
 
     /// The bundled detector and head (`MaskDetector.bundled()`, `UnmaskingHead.bundled()`) for embeddings of `network`,
     /// with mirror averaging (what the bundled thresholds are calibrated for).
-    public static func bundled(withHead: Bool = true, network: any FaceDescriptorModel, maskedNoseY: Double? = nil) throws -> MaskAwareMatcher {
+    /// The masked-face alignment the bundled matcher uses (`maskedNoseY`): chosen on LFW people outside View 2's
+    /// pairs with TRAIN-family masks (lowest FNMR at FMR 1e-2 of masked vs unmasked photos among 0.42–0.62;
+    /// docs/masks.md, session 11).
+    public static let bundledMaskedNoseY = 0.52
+
+    /// The bundled detector and head with mirror averaging and masked-face alignment at `maskedNoseY` (nil: off).
+    public static func bundled(withHead: Bool = true, network: any FaceDescriptorModel,
+                               maskedNoseY: Double? = bundledMaskedNoseY) throws -> MaskAwareMatcher {
         MaskAwareMatcher(detector: try MaskDetector.bundled(), head: withHead ? try UnmaskingHead.bundled() : nil, network: network,
                          mirrorAverage: true, maskedNoseY: maskedNoseY)
     }

@@ -14,8 +14,9 @@ struct Embed: ParsableCommand {
             [{"box": [left, top, right, bottom], "confidence", "landmarks": [[x, y] x5], "embedding": [128 numbers], \
             "mask_probability": p, "masked": bool, "adapted": bool}]}. \
             Boxes are dlib's inclusive rectangles; embeddings are L2-normalised. "embedding" is what Facet matches: for a \
-            face it is the mean of the chip's and its mirror image's embeddings, and for a face the mask detector calls masked \
-            the unmasking head's output of that mean ("adapted": true); dlib's own embedding follows as "frozen_embedding". \
+            face it is the mean of the chip's and its mirror image's embeddings; for a face the mask detector calls masked the \
+            chip is first cut again with the nose placed from the eyes (--masked-nose-y) and the unmasking head maps the mean \
+            ("adapted": true); dlib's own embedding follows as "frozen_embedding". \
             --frozen prints dlib's embedding for every face (no head, no mirror averaging); --periocular adds \
             "periocular_embedding" (docs/masks.md, periocular fusion). \
             When no face is found at --upsample 0 the detector searches again at upsample 1 (--no-retry turns this off). An image that fails gives \
@@ -40,7 +41,7 @@ struct Embed: ParsableCommand {
     @Option(help: "When no face scores above MMOD's threshold, take the weak detection scoring above this (negative) value nearest the image centre (0 = off).")
     var weakThreshold = DlibFaceEmbedder.maskedWeakFaceThreshold
 
-    @Option(help: "Match a face called masked on a chip re-cut with its nose point placed from the eyes at this template height (with --frozen: that chip's dlib embedding; docs/masks.md, session 11).")
+    @Option(help: "Match a face called masked on a chip re-cut with its nose point placed from the eyes at this template height (default: the bundled 0.52, off with --frozen; 0 = off; with --frozen: that chip's dlib embedding; docs/masks.md, session 11).")
     var maskedNoseY: Double?
 
     @Flag(help: "Also compute each face's periocular embedding (the bundled periocular-fusion-v2.json: the same model on the chip with the lower face painted over), printed as \"periocular_embedding\".")
@@ -63,8 +64,8 @@ struct Embed: ParsableCommand {
             throw ValidationError("--jitter must be between 0 and \(DlibFaceEmbedder.maxJitter)")
         }
         guard !images.isEmpty else { throw ValidationError("give at least one image") }
-        if let y = maskedNoseY, !(y > 0 && y < 1) { throw ValidationError("--masked-nose-y is a template height between 0 and 1") }
-        if maskedNoseY != nil && noMask { throw ValidationError("--masked-nose-y needs the mask detector; drop --no-mask") }
+        if let y = maskedNoseY, !(y >= 0 && y < 1) { throw ValidationError("--masked-nose-y is a template height between 0 and 1 (0 = off)") }
+        if (maskedNoseY ?? 0) > 0 && noMask { throw ValidationError("--masked-nose-y needs the mask detector; drop --no-mask") }
         if periocular && noMask { throw ValidationError("--periocular goes with the mask detector (fusion is for masked comparisons); drop --no-mask") }
     }
 
@@ -75,8 +76,10 @@ struct Embed: ParsableCommand {
                                               weakFaceThreshold: weakThreshold < 0 ? weakThreshold : nil)
             let fusion = periocular ? (fusion: try PeriocularFusion.bundled(), model: dlib.descriptor as any FaceDescriptorModel) : nil
             // --frozen: dlib's own embedding (no head, no mirror averaging), as the evaluation and head training expect.
-            let matcher = frozen ? MaskAwareMatcher(detector: try MaskDetector.bundled(), head: nil, network: dlib.descriptor, maskedNoseY: maskedNoseY)
-                                 : try MaskAwareMatcher.bundled(network: dlib.descriptor, maskedNoseY: maskedNoseY)
+            // --masked-nose-y: unset = the bundled alignment (off with --frozen), 0 = off.
+            let noseY = maskedNoseY.map { $0 > 0 ? $0 : nil } ?? (frozen ? nil : MaskAwareMatcher.bundledMaskedNoseY)
+            let matcher = frozen ? MaskAwareMatcher(detector: try MaskDetector.bundled(), head: nil, network: dlib.descriptor, maskedNoseY: noseY)
+                                 : try MaskAwareMatcher.bundled(network: dlib.descriptor, maskedNoseY: noseY)
             embedder = noMask ? dlib : MaskAwareEmbedder(base: dlib, matcher: matcher, periocular: fusion)
         } catch {
             FileHandle.standardError.write(Data("facet embed: cannot load models: \(error)\n".utf8))

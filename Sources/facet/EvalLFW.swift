@@ -194,6 +194,9 @@ struct EvalLFW: ParsableCommand {
             if options.mirrorAverage {
                 r.notes.append("Mask-aware column: every embedding is first averaged with its mirror image's (normalised mean of the aligned chip's and the mirrored chip's unit embeddings; \(u.statistics.mirrorComputed + m.statistics.mirrorComputed) computed in this run); the baseline column keeps the frozen embeddings.")
             }
+            if let y = maskedNoseY {
+                r.notes.append("Mask-aware column: a face the detector calls masked is matched on a chip cut again with its nose point placed from the eyes at template height \(y) (ChipDetails.maskedLandmarks): its mirror-averaged and periocular embeddings come from that chip; the detector reads the standard chip.")
+            }
             if let fusion {
                 r.notes.append("Mask-aware scores of decisions with a side the detector calls masked fuse the full and the periocular distance: \(fusion.fullWeight) · full + \(1 - fusion.fullWeight) · periocular; periocular = the same ResNet on the aligned chip with rows \(fusion.occludeFromRow)–\(fusion.chipSize - 1) painted (\(fusion.fill.map(String.init).joined(separator: ", "))) (\(u.statistics.periocularComputed + m.statistics.periocularComputed) computed in this run)" + (cohortSize > 0 ? "; cohort statistics are fused distances too." : "."))
             }

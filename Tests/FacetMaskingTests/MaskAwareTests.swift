@@ -352,7 +352,8 @@ private func gaussianVector(_ rng: inout SplitMix64, _ d: Int) -> [Double] {
     @Test("masked alignment: a masked face is matched on its re-cut chip, an unmasked one as before")
     func maskedAlignment() throws {
         let dlib = try DlibFaceEmbedder(locator: FaceModelLocator(), retryUpsampleWhenNoFace: true)
-        let bundled = try MaskAwareMatcher.bundled(network: dlib.descriptor)
+        let bundled = try MaskAwareMatcher.bundled(network: dlib.descriptor, maskedNoseY: nil)
+        #expect(try MaskAwareMatcher.bundled(network: dlib.descriptor).maskedNoseY == MaskAwareMatcher.bundledMaskedNoseY)
         let noseY = 0.5237
         let realigning = MaskAwareMatcher(detector: bundled.detector, head: bundled.head, network: dlib.descriptor, mirrorAverage: true,
                                           maskedNoseY: noseY)
