@@ -9,30 +9,22 @@ Session 11: N=300 of View 2's and the identification identities' images (TEST ma
 was chosen on other people with TRAIN masks, scripts/masks/nose-sweep.py). ~8 min on a busy core.
 Usage: scripts/masks/masked-landmarks-check.py IMAGES_TXT UNMASKED_DIR MASKED_DIR N [MODELS_DIR]"""
 import os, sys, random, numpy as np, dlib
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from five_point import T, sim, models, central, normalised
 LIST, U, MK, N = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-M = (sys.argv[5] if len(sys.argv) > 5 else os.environ.get('FACET_MODELS', 'models')) + '/'
-T = np.array([(0.8595674595992, 0.2134981538014), (0.6460604764104, 0.2289674387677), (0.1205750620789, 0.2137274526848),
-              (0.3340850613712, 0.2290642403242), (0.4901123135679, 0.6277975316475)])
-def sim(src, dst):
-    ms, md = src.mean(0), dst.mean(0); s = src - ms; d = dst - md
-    a = (s * d).sum(); b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum(); n = (s ** 2).sum()
-    A = np.array([[a / n, -b / n], [b / n, a / n]]); return lambda p: (np.asarray(p) - ms) @ A.T + md
-det = dlib.cnn_face_detection_model_v1(M + 'mmod_human_face_detector.dat')
-sp = dlib.shape_predictor(M + 'shape_predictor_5_face_landmarks.dat')
-rec = dlib.face_recognition_model_v1(M + 'dlib_face_recognition_resnet_model_v1.dat')
+M = sys.argv[5] if len(sys.argv) > 5 else os.environ.get('FACET_MODELS', 'models')
+det, sp, rec = models(M)
 people = {}
 for l in open(LIST):
     p = l.strip()[2:]
     if p: people.setdefault(p.split('/')[0], []).append(p)
 multi = [k for k, v in people.items() if len(v) >= 2]
 random.seed(0); random.shuffle(multi)
-FB = dlib.rectangle(77, 79, 181, 181)
-def central(ds): return min(ds, key=lambda d: (d.rect.center().x - 125) ** 2 + (d.rect.center().y - 125) ** 2).rect if ds else None
 Eu, Em, Eo, Eb, PU, PM = [], [], [], [], [], []
 for i, person in enumerate(multi[:N]):
     a, b = people[person][0], people[person][1]
     um = dlib.load_rgb_image(os.path.join(U, a)); mk = dlib.load_rgb_image(os.path.join(MK, a)); ub = dlib.load_rgb_image(os.path.join(U, b))
-    ru = central(det(um, 0)) or FB; rm = central(det(mk, 0)) or FB; rb = central(det(ub, 0)) or FB
+    ru = central(det(um, 0)); rm = central(det(mk, 0)); rb = central(det(ub, 0))
     Su, Sm, Sb = sp(um, ru), sp(mk, rm), sp(ub, rb)
     PU.append([[q.x, q.y] for q in Su.parts()]); PM.append([[q.x, q.y] for q in Sm.parts()])
     Eu.append(rec.compute_face_descriptor(um, Su)); Em.append(rec.compute_face_descriptor(mk, Sm))
@@ -44,9 +36,9 @@ for k in range(5): print(f'point {k}: moved mean {dl[:, k].mean():.2f} px, media
 fu = np.array([sim(p[:4], T[:4])(p)[4] for p in PU]); fm = np.array([sim(p[:4], T[:4])(p)[4] for p in PM])
 print(f'nose in the eye frame, masked vs unmasked: correlation x {np.corrcoef(fm[:, 0], fu[:, 0])[0, 1]:.2f}, y {np.corrcoef(fm[:, 1], fu[:, 1])[0, 1]:.2f}; '
       f'unmasked nose y mean {fu[:, 1].mean():.4f} std {fu[:, 1].std():.4f}')
-def nz(v): v = np.array(v); return v / np.linalg.norm(v, axis=1, keepdims=True)
-G, S = nz(Eb), nz(Eu); n = len(G)
+
+G, S = normalised(Eb), normalised(Eu); n = len(G)
 for name, E in (('own landmarks', Em), ('oracle landmarks', Eo)):
-    P = nz(E); D = np.linalg.norm(P[:, None] - G[None], axis=2); g = np.diag(D); imp = np.sort(D[~np.eye(n, dtype=bool)])
+    P = normalised(E); D = np.linalg.norm(P[:, None] - G[None], axis=2); g = np.diag(D); imp = np.sort(D[~np.eye(n, dtype=bool)])
     f = [np.mean(g >= imp[int(r * len(imp))]) * 100 for r in (1e-2, 1e-3)]
     print(f'masked, {name}: FNMR@FMR1e-2 {f[0]:.1f}%  FNMR@FMR1e-3 {f[1]:.1f}%  distance to the same image unmasked {np.linalg.norm(P - S, axis=1).mean():.4f}')
