@@ -439,10 +439,10 @@ extension Coordinator {
 
     /// The template of `subject` nearest to `probe`: one exact search (subject filter) in the subject's partition on a
     /// ready replica, with fail-over.
-    func nearestTemplate(of subject: String, collection: String, to probe: [Float], periocular: [Float]? = nil, probeMasked: Bool = false,
-                         _ ctx: RequestContext) async throws(FacetError) -> WireCandidate? {
+    func nearestTemplate(of subject: String, collection: String, to probe: [Float], modelVersion: String? = nil, periocular: [Float]? = nil,
+                         probeMasked: Bool = false, _ ctx: RequestContext) async throws(FacetError) -> WireCandidate? {
         var req = WirePartitionSearchRequest()
-        req.query = WireEmbedding(values: probe, modelVersion: activeModelVersion)   // templates of the active model only
+        req.query = WireEmbedding(values: probe, modelVersion: modelVersion ?? activeModelVersion)   // templates of that model only
         fuse(&req, periocular: periocular, probeMasked: probeMasked)
         req.k = 1
         req.subjectIds = [subject]
@@ -504,8 +504,15 @@ extension Coordinator {
             let (values, periocular) = try checked(face, field: "reference_face")
             compare(face, values, periocular)
         case .subjectID(let subject)?:
-            guard let best = try await nearestTemplate(of: subject, collection: r.collection, to: probe, periocular: probePeriocular,
-                                                       probeMasked: reply.probeMasked, ctx) else {
+            // Compared with the subject's templates of the probe's model (as identify searches them; versions are
+            // stored side by side): a probe of a model the subject has no templates of is a mismatch, not a miss.
+            let active = activeModelVersion, version = probeModel ?? active
+            guard let best = try await nearestTemplate(of: subject, collection: r.collection, to: probe, modelVersion: version,
+                                                       periocular: probePeriocular, probeMasked: reply.probeMasked, ctx) else {
+                if version != active {
+                    throw FacetError(.modelMismatch, "the probe is of embedding model \(version), the subject has no templates of it (active model \(active))",
+                                     field: "subject_id")
+                }
                 throw FacetError(.notFound, "the subject has no templates", field: "subject_id")
             }
             reply.distance = best.distance

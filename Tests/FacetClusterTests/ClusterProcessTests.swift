@@ -378,6 +378,8 @@ struct ClusterProcessTests {
             await expectError(.modelMismatch) { _ = try await client.enrol(subjectID: "other-model", faces: [otherModel]) }
             // Two faces of different embedding models are not compared.
             await expectError(.modelMismatch) { _ = try await client.verify(probeFace: plainFace, referenceFace: otherModel) }
+            // Nor is a probe compared with a subject's templates of another model (hopkins has model-1 templates only).
+            await expectError(.modelMismatch) { _ = try await client.verify(probeFace: otherModel, subjectID: "hopkins") }
             _ = try await client.deleteSubject("lamas-face")
             _ = try await client.deleteSubject("lamas-masked")
 
