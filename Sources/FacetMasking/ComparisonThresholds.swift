@@ -95,9 +95,9 @@ public struct ComparisonThresholds: Codable, Sendable, Equatable, VersionedModel
 
     /// The file of the bundled thresholds: version 2 is calibrated for the bundled `MaskAwareMatcher` (mirror-averaged
     /// embeddings, the head on faces called masked); version 1 (before session 9) for embeddings without mirror averaging.
-    public static let bundledFileName = "comparison-thresholds-v2.json"
+    public static let bundledFileName = "comparison-thresholds-v3.json"
 
-    /// The thresholds bundled with FacetMasking (`Resources/comparison-thresholds-v2.json`, see docs/masks.md).
+    /// The thresholds bundled with FacetMasking (`Resources/comparison-thresholds-v3.json`, see docs/masks.md).
     public static func bundled() throws -> ComparisonThresholds {
         try ComparisonThresholds(contentsOf: MaskTemplateLibrary.resourceDirectory().appendingPathComponent(bundledFileName))
     }

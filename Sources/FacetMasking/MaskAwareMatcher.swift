@@ -33,8 +33,8 @@ public struct MaskAwareMatcher: Sendable {
     /// Match on the normalised mean of each face's embedding and its mirror image's (test-time augmentation; the
     /// head, for masked faces, takes the mean). One more pass through `network` per face (which must be given). The
     /// mask detector still reads the frozen embedding it was trained on. On LFW View 2 it lowered FNMR at FMR 1e-3
-    /// in all three conditions (docs/masks.md, session 9); the bundled thresholds (comparison-thresholds-v2.json,
-    /// periocular-fusion-v2.json) are calibrated for it, so `bundled` turns it on.
+    /// in all three conditions (docs/masks.md, session 9); the bundled thresholds (comparison-thresholds-v3.json,
+    /// periocular-fusion-v2.json) are calibrated for it (and for `bundledMaskedNoseY`), so `bundled` turns it on.
     public let mirrorAverage: Bool
     /// Match a face called masked on a chip cut again with its nose point placed from the eyes at this template
     /// height (`ChipDetails.maskedLandmarks`; nil: the chip of dlib's five landmarks). One more pass through `network`

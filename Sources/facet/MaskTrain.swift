@@ -126,7 +126,7 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: "Evaluation data folder (see above).") var eval: String
     @Option(help: "LFW folder (unmasked images).") var lfw: String
     @Option(help: "LFW view 2 pairs file.") var pairs: String
-    @Option(help: "Folder for mask-detector-v4.json, unmasking-head-v1.json, comparison-thresholds-v2.json (v1 with --no-mirror-average) and report.json.")
+    @Option(help: "Folder for mask-detector-v4.json, unmasking-head-v1.json, comparison-thresholds-v3.json (v2 with --masked-nose-y 0, v1 with --no-mirror-average as well) and report.json.")
     var outDir: String
     @Option(help: "Held-out images per class for the detector measurement (0 = all).") var detectorHeldOut: Int = 3000
     @Option(help: "Pairs-file images whose cross-person pairs form the large impostor set (0 = all).") var impostorImages: Int = 2000
@@ -157,6 +157,8 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: .hidden) var dumpDetectorData: String?
     @Flag(help: "Mask-aware embeddings without mirror averaging (the recipe of comparison-thresholds-v1.json, before session 9).")
     var noMirrorAverage = false
+    @Option(help: "Masked-face alignment of the mask-aware embeddings the thresholds are calibrated on (MaskAwareMatcher.maskedNoseY; default: the bundled 0.52; 0 = off). Only the thresholds: step 4's View 2 check keeps the standard chip (facet eval lfw measures the alignment).")
+    var maskedNoseY: Double = MaskAwareMatcher.bundledMaskedNoseY
 
     func run() throws {
         let out = URL(fileURLWithPath: outDir)
@@ -463,17 +465,42 @@ struct MaskTrainCommand: ParsableCommand {
             try h.write(to: out.appendingPathComponent("unmasking-head-v1.json"))
             headModel = h
         }
-        let matcher = MaskAwareMatcher(detector: detectorModel, head: headModel, network: embedder.descriptor, mirrorAverage: !noMirrorAverage)
+        let noseY: Double? = maskedNoseY > 0 ? maskedNoseY : nil
+        let matcher = MaskAwareMatcher(detector: detectorModel, head: headModel, network: embedder.descriptor, mirrorAverage: !noMirrorAverage,
+                                       maskedNoseY: noseY)
         let recipe = "\(MaskDetector.bundledFileName) + unmasking-head-v1" + (noMirrorAverage ? "" : " on mirror-averaged embeddings")
+            + (noseY.map { ", masked faces re-aligned from the eyes (nose height \($0))" } ?? "")
 
         // 3. Thresholds from training-people impostors (TRAIN masks), for the frozen and the mask-aware embedding.
         func distance(_ a: [Float], _ b: [Float]) -> Double { unitDistance(a, b) }
-        /// Mask-aware faces in batches (the detector may run the network on the chips).
+        /// Mask-aware faces in batches (the detector may run the network on the chips), with the chips their matching
+        /// embeddings come from. With the masked-face alignment a face called masked is cut again from its image
+        /// (`folder`), with the 5 landmarks of the LFW-centred box its chip was made from.
+        func awareTraining(_ faces: [(path: String, embedding: [Float], chip: RGBImage)], folder: String) throws -> (faces: [MaskAwareFace], chips: [RGBImage]) {
+            let label = "mask-aware (\(folder))"
+            let progress = ProgressReporter(total: faces.count, label: label)
+            let r = try inBatches(faces, of: 64) { batch -> [(MaskAwareFace, RGBImage)] in
+                defer { progress.advance(by: batch.count) }
+                let plain = try matcher.process(chips: batch.map(\.chip), embeddings: batch.map(\.embedding))
+                guard noseY != nil else { return zip(plain, batch.map(\.chip)).map { ($0, $1) } }
+                return try zip(plain, batch).map { face, f in
+                    guard face.masked else { return (face, f.chip) }
+                    let image = try decoder.decodeFile(atPath: t.appendingPathComponent(folder).appendingPathComponent(f.path).path)
+                    let box = FaceFinder.centredBox(width: image.width, height: image.height)
+                    guard let a = try embedder.analyze(image, detections: [FaceDetection(rect: box, confidence: 1)]).first else { return (face, f.chip) }
+                    let again = try matcher.process(image: image, landmarks: [a.landmarks], chips: [f.chip], embeddings: [f.embedding])
+                    return (again.faces[0], again.matchingChips[0])
+                }
+            }
+            progress.finish()
+            return (r.map(\.0), r.map(\.1))
+        }
+        let (trainPlainAware, trainPlainMatchingChips) = try awareTraining(trainPlainFaces, folder: "unmasked")
+        let (trainMaskedAware, trainMaskedMatchingChips) = try awareTraining(trainMaskedFaces, folder: "masked-train")
+        /// Step 4's mask-aware faces: the standard chips (its View 2 check predates `facet eval lfw`).
         func aware(_ faces: [(chip: RGBImage, embedding: [Float])]) throws -> [MaskAwareFace] {
             try inBatches(faces, of: 64) { try matcher.process(chips: $0.map(\.chip), embeddings: $0.map(\.embedding)) }
         }
-        let trainPlainAware = try aware(trainPlainFaces.map { ($0.chip, $0.embedding) })
-        let trainMaskedAware = try aware(trainMaskedFaces.map { ($0.chip, $0.embedding) })
         func impostors(_ a: [(String, [Float])], _ b: [(String, [Float])], same: Bool) -> [Double] {
             var d: [Double] = []
             for i in a.indices {
@@ -494,7 +521,8 @@ struct MaskTrainCommand: ParsableCommand {
         let awareThresholds = thresholds(plain: zip(trainPlainFaces, trainPlainAware).map { ($0.0.path, $0.1.embedding) },
                                          masked: zip(trainMaskedFaces, trainMaskedAware).map { ($0.0.path, $0.1.embedding) },
                                          name: "mask-aware: \(recipe)")
-        try awareThresholds.write(to: out.appendingPathComponent(noMirrorAverage ? "comparison-thresholds-v1.json" : ComparisonThresholds.bundledFileName))
+        let thresholdsFile = noMirrorAverage ? "comparison-thresholds-v1.json" : (noseY == nil ? "comparison-thresholds-v2.json" : ComparisonThresholds.bundledFileName)
+        try awareThresholds.write(to: out.appendingPathComponent(thresholdsFile))
         if let periocular {
             // Fused thresholds: the same impostor pairs, masked comparisons on 0.5·full + 0.5·periocular (the full
             // embedding after the head, as the cluster and the evaluation fuse), unmasked–unmasked on the full distance.
@@ -508,8 +536,8 @@ struct MaskTrainCommand: ParsableCommand {
                 progress.finish()
                 return out
             }
-            let plainP = try periocularEmbeddings(trainPlainFaces.map(\.chip), "unmasked")
-            let maskedP = try periocularEmbeddings(trainMaskedFaces.map(\.chip), "masked")
+            let plainP = try periocularEmbeddings(trainPlainMatchingChips, "unmasked")
+            let maskedP = try periocularEmbeddings(trainMaskedMatchingChips, "masked")
             typealias Fused = (path: String, full: [Float], periocular: [Float])
             let plainF: [Fused] = trainPlainFaces.indices.map { (trainPlainFaces[$0].path, trainPlainAware[$0].embedding, plainP[$0]) }
             let maskedF: [Fused] = trainMaskedFaces.indices.map { (trainMaskedFaces[$0].path, trainMaskedAware[$0].embedding, maskedP[$0]) }

@@ -216,6 +216,9 @@ private func gaussianVector(_ rng: inout SplitMix64, _ d: Int) -> [Double] {
         // Calibrated for what the bundled matcher gives (mirror-averaged embeddings), as the fused ones are.
         #expect(th.embedding.contains("mirror-averaged"), "\(th.embedding)")
         #expect(try #require(try PeriocularFusion.bundled().thresholds).embedding.contains("mirror-averaged"))
+        // ... and for its masked-face alignment (session 11).
+        #expect(th.embedding.contains("nose height \(MaskAwareMatcher.bundledMaskedNoseY)"), "\(th.embedding)")
+        #expect(try #require(try PeriocularFusion.bundled().thresholds).embedding.contains("nose height \(MaskAwareMatcher.bundledMaskedNoseY)"))
     }
 }
 

@@ -19,4 +19,9 @@ swift build -c release --product facet
 # data. The bundled periocular-fusion-v2.json (mirror-averaged) has its thresholds from the same command with
 # --detector Sources/FacetMasking/Resources/mask-detector-v4.json --periocular FILE (FILE: the v2 settings without
 # thresholds); it writes OUT/periocular-fusion-v2.json.
-echo "copy $OUT/{mask-detector-v4,unmasking-head-v1,comparison-thresholds-v2}.json to Sources/FacetMasking/Resources/ (and the thresholds of $OUT/periocular-fusion-v2.json)"
+echo "copy $OUT/{mask-detector-v4,unmasking-head-v1,comparison-thresholds-v3}.json to Sources/FacetMasking/Resources/ (and the thresholds of $OUT/periocular-fusion-v2.json)"
+# Session 11: the bundled comparison-thresholds-v3.json and periocular-fusion-v2.json's thresholds are calibrated with
+# the masked-face alignment (--masked-nose-y, default the bundled 0.52): this command with --head
+# Sources/FacetMasking/Resources/unmasking-head-v1.json --detector Sources/FacetMasking/Resources/mask-detector-v4.json
+# --periocular bundled --detector-held-out 10, stopped after the thresholds were logged (--masked-nose-y 0 reproduces
+# session 9's v2 thresholds to 1e-6).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What the cluster's verify of two images decides on LFW View 2 with TEST-family masks, from the bundled files only
 (mask detector v4 at its threshold, embeddings averaged with their mirror image's, unmasking-head-v1 on faces called
-masked, comparison-thresholds-v2, and periocular-fusion-v2's thresholds for fused comparisons; all calibrated on
+masked, comparison-thresholds-v3, and periocular-fusion-v2's thresholds for fused comparisons; all calibrated on
 people outside pairs.txt): FMR over every
 cross-identity pair within each fold and FNMR over the 3,000 genuine pairs, without and with periocular fusion.
 Reads a `facet eval lfw --periocular` cache (embeddings, mask probabilities, periocular and mirror-averaged
@@ -13,7 +13,7 @@ R = os.path.join(here, "..", "..", "Sources", "FacetMasking", "Resources") + "/"
 sys.argv = [sys.argv[0], sys.argv[1], sys.argv[2], R + "unmasking-head-v1.json"]
 exec(open(os.path.join(here, "fold-heads-check.py")).read().split('for name, fm, sm in')[0])
 det=json.load(open(R+"mask-detector-v4.json")); THR=det["threshold"]
-ct=json.load(open(R+"comparison-thresholds-v2.json"))["maxDistance"]
+ct=json.load(open(R+"comparison-thresholds-v3.json"))["maxDistance"]
 fu=json.load(open(R+"periocular-fusion-v2.json")); ft=fu["thresholds"]["maxDistance"]; w=fu["fullWeight"]
 PU = read_periocular("unmasked"); PM = read_periocular("masked-test")
 def read_mirror(name):
