@@ -38,7 +38,7 @@ public struct MaskAwareMatcher: Sendable {
     public let mirrorAverage: Bool
     /// Match a face called masked on a chip cut again with its nose point placed from the eyes at this template
     /// height (`ChipDetails.maskedLandmarks`; nil: the chip of dlib's five landmarks). One more pass through `network`
-    /// per masked face; needs the image and landmarks (`process(image:landmarks:chips:embeddings:activations:)`).
+    /// per masked face; needs its image and landmarks (`process(chips:embeddings:activations:recut:)`).
     /// The mask detector still reads the standard chip. docs/masks.md, session 11.
     public let maskedNoseY: Double?
 
@@ -89,26 +89,28 @@ public struct MaskAwareMatcher: Sendable {
     /// activations at `detector.networkBlock` from the pass that made the embeddings (nil: a version-4 detector
     /// computes them).
     public func process(chips: [RGBImage], embeddings: [[Float]], activations: [[Float]]? = nil) throws -> [MaskAwareFace] {
-        try process(image: nil, landmarks: nil, chips: chips, embeddings: embeddings, activations: activations).faces
+        try process(chips: chips, embeddings: embeddings, activations: activations, recut: nil).faces
     }
 
-    /// Faces found in `image` with their five `landmarks`, standard `chips` and unit-length (frozen) `embeddings`.
-    /// With `maskedNoseY` set and an image given, a face called masked is matched on a chip cut again from
-    /// `ChipDetails.maskedLandmarks`; `matchingChips` are the chips the matching embeddings come from (for the
-    /// periocular embedding).
-    public func process(image: RGBImage?, landmarks: [[LandmarkPoint]]?, chips: [RGBImage], embeddings: [[Float]],
-                        activations: [[Float]]? = nil) throws -> (faces: [MaskAwareFace], matchingChips: [RGBImage]) {
+    /// The image and five landmarks face `i` was cut from (nil: not available, the standard chip is kept).
+    public typealias FaceSource = (Int) throws -> (image: RGBImage, landmarks: [LandmarkPoint])?
+
+    /// Faces with their standard `chips` and unit-length (frozen) `embeddings`. With `maskedNoseY` set, a face called
+    /// masked is matched on a chip cut again from `ChipDetails.maskedLandmarks` of what `recut` gives for it (asked only
+    /// for those faces); `matchingChips` are the chips the matching embeddings come from (for the periocular embedding).
+    public func process(chips: [RGBImage], embeddings: [[Float]], activations: [[Float]]? = nil,
+                        recut: FaceSource?) throws -> (faces: [MaskAwareFace], matchingChips: [RGBImage]) {
         let probabilities = try detector.probabilities(chips: chips, embeddings: embeddings, network: network, activations: activations)
         let masked = probabilities.map { $0 >= detector.threshold }
         var matchingChips = chips, start = embeddings
-        if let noseY = maskedNoseY, let image, let landmarks {
-            guard landmarks.count == chips.count else {
-                throw MaskingError.invalidArgument("masked alignment: \(landmarks.count) landmark sets for \(chips.count) chips")
-            }
+        if let noseY = maskedNoseY, let recut {
             guard let network else { throw MaskingError.invalidArgument("masked alignment needs the descriptor network") }
-            let again = chips.indices.filter { masked[$0] && landmarks[$0].count == 5 }
-            for i in again {
-                matchingChips[i] = FaceChip.extract(image, details: ChipDetails.forFace(landmarks: ChipDetails.maskedLandmarks(landmarks[i], noseY: noseY)))
+            var again: [Int] = []
+            for i in chips.indices where masked[i] {
+                guard let source = try recut(i), source.landmarks.count == 5 else { continue }
+                matchingChips[i] = FaceChip.extract(source.image, details: ChipDetails.forFace(
+                    landmarks: ChipDetails.maskedLandmarks(source.landmarks, noseY: noseY)))
+                again.append(i)
             }
             let realigned = try network.descriptors(for: again.map { matchingChips[$0] }, jitter: 0).map(l2Normalized)
             for (k, i) in again.enumerated() { start[i] = realigned[k] }
@@ -177,8 +179,8 @@ public final class MaskAwareEmbedder: Embedder, @unchecked Sendable {   // immut
             chips = faces.map { FaceChip.extract(image, details: $0.chip) }
             activations = nil
         }
-        let (aware, matchingChips) = try matcher.process(image: image, landmarks: faces.map(\.landmarks), chips: chips,
-                                                          embeddings: faces.map(\.embedding), activations: activations)
+        let (aware, matchingChips) = try matcher.process(chips: chips, embeddings: faces.map(\.embedding), activations: activations,
+                                                          recut: { (image, faces[$0].landmarks) })
         let periocularEmbeddings = try periocular.map { try $0.fusion.embeddings(chips: matchingChips, model: $0.model) }
         return faces.enumerated().map { i, face in
             let r = aware[i]

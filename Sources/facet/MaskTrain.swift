@@ -160,6 +160,10 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: "Masked-face alignment of the mask-aware embeddings the thresholds are calibrated on (MaskAwareMatcher.maskedNoseY; default: the bundled 0.52; 0 = off). Only the thresholds: step 4's View 2 check keeps the standard chip (facet eval lfw measures the alignment).")
     var maskedNoseY: Double = MaskAwareMatcher.bundledMaskedNoseY
 
+    func validate() throws {
+        guard maskedNoseY >= 0 && maskedNoseY < 1 else { throw ValidationError("--masked-nose-y is a template height between 0 and 1 (0 = off)") }
+    }
+
     func run() throws {
         let out = URL(fileURLWithPath: outDir)
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
@@ -481,16 +485,13 @@ struct MaskTrainCommand: ParsableCommand {
             let progress = ProgressReporter(total: faces.count, label: label)
             let r = try inBatches(faces, of: 64) { batch -> [(MaskAwareFace, RGBImage)] in
                 defer { progress.advance(by: batch.count) }
-                let plain = try matcher.process(chips: batch.map(\.chip), embeddings: batch.map(\.embedding))
-                guard noseY != nil else { return zip(plain, batch.map(\.chip)).map { ($0, $1) } }
-                return try zip(plain, batch).map { face, f in
-                    guard face.masked else { return (face, f.chip) }
-                    let image = try decoder.decodeFile(atPath: t.appendingPathComponent(folder).appendingPathComponent(f.path).path)
+                let part = Array(batch)
+                let out = try matcher.process(chips: part.map(\.chip), embeddings: part.map(\.embedding), recut: { i in
+                    let image = try decoder.decodeFile(atPath: t.appendingPathComponent(folder).appendingPathComponent(part[i].path).path)
                     let box = FaceFinder.centredBox(width: image.width, height: image.height)
-                    guard let a = try embedder.analyze(image, detections: [FaceDetection(rect: box, confidence: 1)]).first else { return (face, f.chip) }
-                    let again = try matcher.process(image: image, landmarks: [a.landmarks], chips: [f.chip], embeddings: [f.embedding])
-                    return (again.faces[0], again.matchingChips[0])
-                }
+                    return try embedder.analyze(image, detections: [FaceDetection(rect: box, confidence: 1)]).first.map { (image, $0.landmarks) }
+                })
+                return Array(zip(out.faces, out.matchingChips))
             }
             progress.finish()
             return (r.map(\.0), r.map(\.1))
