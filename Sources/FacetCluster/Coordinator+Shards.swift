@@ -307,7 +307,7 @@ extension Coordinator {
             guard windowOpen == nil, isReplica, adoptAllowed, fullest == node else { return false }
             let marks = state.withLock { $0.marksAgainst(key) }
             guard case .success(let r) = await fillControl(node, p, newFillID(), .adopt, covering: marks), r.synced else { return false }
-            state.withLock { s in s.ready.insert(key); s.mustFill.remove(key); s.cover(key, marks) }
+            state.withLock { s in s.markFilled(key, version: r.holdingsVersion); s.mustFill.remove(key); s.cover(key, marks) }
             logger.info("partition adopted as it is", metadata: ["node.id": "\(node)", "partition": "\(p)", "templates": "\(r.templates)"])
             return true
         }
@@ -352,8 +352,7 @@ extension Coordinator {
             return false
         }
         state.withLock { s in
-            s.ready.insert(key)
-            s.filledAt[key] = .now
+            s.markFilled(key, version: r.holdingsVersion)
             s.cover(key, marks)
         }
         metrics.fillsCompleted.increment()

@@ -266,7 +266,7 @@ public final class Coordinator: Sendable {
             }
             state.withLock { s in
                 s.workers[node]!.inFlight = max(s.workers[node]!.inFlight, 0)
-                if s.workers[node]!.role == .matcher { s.updateHoldings(node, h.holdings) }
+                if s.workers[node]!.role == .matcher { s.updateHoldings(node, h.holdings, version: h.holdingsVersion) }
             }
             if state.withLock({ $0.workers[node]?.role == .matcher }) { compareEpoch(node, h.shardMapEpoch) }
         default:
@@ -303,8 +303,10 @@ public final class Coordinator: Sendable {
             s.workers[r.nodeID] = w
             s.routingToNode[routing] = r.nodeID
             s.windows = s.windows.filter { $0.key.node != r.nodeID }
+            // A new incarnation numbers its state from 1 again: fills of the old one say nothing about its reports.
+            s.filled = s.filled.filter { $0.key.node != r.nodeID }
             if r.role == .matcher {
-                s.updateHoldings(r.nodeID, r.holdings)
+                s.updateHoldings(r.nodeID, r.holdings, version: r.holdingsVersion)
                 // A matcher that re-registers with this coordinator may have missed its writes (it was dead here, or
                 // its link was): it serves no reads until filled again, whatever it reports.
                 if old != nil {

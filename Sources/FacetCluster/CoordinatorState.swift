@@ -56,8 +56,9 @@ struct CoordinatorState: Sendable {
     var filling: Set<ReplicaKey> = []
     /// Matchers that re-registered with this coordinator (it may have skipped writes to them): filled before reads.
     var mustFill: Set<ReplicaKey> = []
-    /// When this coordinator last completed a fill of a copy (a heartbeat sent just before it may still say unsynced).
-    var filledAt: [ReplicaKey: ContinuousClock.Instant] = [:]
+    /// The last fill (or adoption) of a copy this coordinator completed: when, and the matcher's state version it took
+    /// effect at. A holdings report read before it (a lower version) may arrive after it and still say unsynced.
+    var filled: [ReplicaKey: (at: ContinuousClock.Instant, version: UInt64)] = [:]
     var windows: [ReplicaKey: SyncWindow] = [:]
     var writesInFlight: [UInt32: Set<UInt64>] = [:]
     var nextWriteID: UInt64 = 0
@@ -138,8 +139,25 @@ struct CoordinatorState: Sendable {
         map.writeSet(of: p).filter { isAlive($0) }
     }
 
-    /// Takes a matcher's report of which partitions it holds completely.
-    mutating func updateHoldings(_ node: String, _ holdings: [WirePartitionHolding]) {
+    /// Records that a fill or adoption of `key` completed, at the matcher's state version `version` (0: a matcher
+    /// that does not number its state).
+    mutating func markFilled(_ key: ReplicaKey, version: UInt64) {
+        ready.insert(key)
+        filled[key] = (.now, version)
+    }
+
+    /// Whether a holdings report of `key`'s matcher read at state version `version` predates the last fill of `key`
+    /// (so its "unsynced" is old news). Without versions on both sides (an older matcher), reports arriving within a
+    /// second of the fill are taken to predate it.
+    func predatesFill(_ key: ReplicaKey, version: UInt64, now: ContinuousClock.Instant) -> Bool {
+        guard let f = filled[key] else { return false }
+        if version > 0 && f.version > 0 { return version < f.version }
+        return f.at.duration(to: now) < .seconds(1)
+    }
+
+    /// Takes a matcher's report of which partitions it holds completely, read at its state version `version`
+    /// (``MatcherShardState/State/version``; 0 when the matcher does not number its reports).
+    mutating func updateHoldings(_ node: String, _ holdings: [WirePartitionHolding], version: UInt64 = 0) {
         workers[node]?.holdings = Dictionary(holdings.map { ($0.partition, $0.templates) }, uniquingKeysWith: { a, _ in a })
         workers[node]?.subjectCounts = Dictionary(holdings.map { ($0.partition, $0.subjects) }, uniquingKeysWith: { a, _ in a })
         let now = ContinuousClock.now
@@ -162,7 +180,7 @@ struct CoordinatorState: Sendable {
         for h in holdings where !h.covered.isEmpty {
             cover(ReplicaKey(node, h.partition), Dictionary(h.covered.map { ($0.nodeID, $0.sequence) }, uniquingKeysWith: max))
         }
-        ready = ready.filter { $0.node != node || (filledAt[$0].map { $0.duration(to: now) < .seconds(1) } ?? false) }
+        ready = ready.filter { $0.node != node || predatesFill($0, version: version, now: now) }
         for h in holdings where h.synced { ready.insert(ReplicaKey(node, h.partition)) }
     }
 
@@ -195,6 +213,7 @@ struct CoordinatorState: Sendable {
         w.alive = false
         workers[node] = w
         ready = ready.filter { $0.node != node }
+        filled = filled.filter { $0.key.node != node }
         windows = windows.filter { $0.key.node != node }
         mustFill = mustFill.filter { $0.node != node }
         return true

@@ -35,6 +35,9 @@ final class MatcherShardState: Sendable {
     struct State: Sendable {
         var map: ClusterShardMap?
         var synced: Set<UInt32> = []
+        /// Grows with every change of `synced` (from 1 at process start), so that coordinators can order a holdings
+        /// report against a fill's reply: a report read before the fill's `done` may reach them after it.
+        var version: UInt64 = 1
         var windows: [UInt32: FillWindow] = [:]
         /// Coordinator endpoint → (its shard-map epoch, when heard).
         var coordinatorEpochs: [String: (epoch: UInt64, heard: ContinuousClock.Instant)] = [:]
@@ -145,13 +148,14 @@ extension MatcherNode {
     }
 
     /// Holdings reported to coordinators: partitions on disk, synced, assigned or with marks, with their counts and
-    /// the durable replica marks. An expired fill window (its coordinator died) is not reported as filling.
-    var shardHoldings: [WirePartitionHolding] {
+    /// the durable replica marks, and the state version they were read at (``MatcherShardState/State/version``). An
+    /// expired fill window (its coordinator died) is not reported as filling.
+    var shardHoldings: (holdings: [WirePartitionHolding], version: UInt64) {
         let held = partitions.withLock { $0 }
         let now = ContinuousClock.now
         let s = shards.state.withLock { s in
             (s.synced, s.map.map { $0.assigned(to: nodeID) } ?? [],
-             Set(s.windows.filter { $0.value.touched.duration(to: now) < MatcherShardState.windowExpiry }.keys), s.marks)
+             Set(s.windows.filter { $0.value.touched.duration(to: now) < MatcherShardState.windowExpiry }.keys), s.marks, s.version)
         }
         let marks = s.3
         let marked = Set(marks.stale.keys.compactMap(UInt32.init)).union(marks.covered.keys.compactMap(UInt32.init)).union(marks.incomplete)
@@ -163,7 +167,7 @@ extension MatcherNode {
                 return w
             }
         }
-        return Set(held.keys).union(s.0).union(s.1).union(marked).sorted().map { p in
+        let holdings = Set(held.keys).union(s.0).union(s.1).union(marked).sorted().map { p in
             var h = WirePartitionHolding()
             h.partition = p
             h.templates = UInt64(held[p]?.count ?? 0)
@@ -175,6 +179,7 @@ extension MatcherNode {
             h.incomplete = marks.incomplete.contains(p)
             return h
         }
+        return (holdings, s.4)
     }
 
     /// Durably marks the copies of `p` on `nodes` (other than this one) as having missed a write, before the write is
@@ -314,12 +319,14 @@ extension MatcherNode {
                     }
                     s.windows[p] = w
                     s.synced.remove(p)
+                    s.version += 1
                 case .done:
                     guard s.windows[p]?.owner == r.fillID else {
                         return FacetError(.failedPrecondition, "fill \(r.fillID) of partition \(p) is not open here", nodeID: node)
                     }
                     s.windows[p] = nil
                     s.synced.insert(p)
+                    s.version += 1
                 case .abort:
                     if s.windows[p]?.owner == r.fillID { s.windows[p] = nil }
                 case .adopt:
@@ -327,6 +334,7 @@ extension MatcherNode {
                         return FacetError(.failedPrecondition, "partition \(p) is being filled by \(w.owner)", nodeID: node)
                     }
                     s.synced.insert(p)
+                    s.version += 1
                 default:
                     return FacetError(.invalidArgument, "unknown fill action", field: "action")
                 }
@@ -335,7 +343,7 @@ extension MatcherNode {
             if let outcome { return .failure(outcome) }
             var reply = WireFillControlReply()
             reply.partition = p
-            reply.synced = shards.state.withLock { $0.synced.contains(p) }
+            (reply.synced, reply.holdingsVersion) = shards.state.withLock { ($0.synced.contains(p), $0.version) }
             reply.templates = UInt64(partitions.withLock { $0[p] }?.count ?? 0)
             return .success(reply)
         }
@@ -364,6 +372,7 @@ extension MatcherNode {
                     return FacetError(.failedPrecondition, "coordinator at \(endpoint) still uses epoch \(e.epoch)", retryAfterMilliseconds: 200, nodeID: node)
                 }
                 s.synced.remove(p)
+                s.version += 1
                 s.windows[p] = nil
                 s.recent[p] = nil   // the copy goes: a later fill of this partition must not count on these writes
                 return nil

@@ -74,7 +74,7 @@ public final class MatcherNode: Sendable {
 
     static func directoryName(_ p: UInt32) -> String { String(format: "p-%05u", p) }
 
-    var holdings: [WirePartitionHolding] { shardHoldings }
+    var holdings: [WirePartitionHolding] { shardHoldings.holdings }
 
     /// Runs until cancelled (graceful shutdown cancels it), then checkpoints the indexes. Connects to every
     /// configured coordinator (one ``WorkerLink`` each).
@@ -93,11 +93,11 @@ public final class MatcherNode: Sendable {
         links.link(
             to: endpoint, capacity: 4,
             register: { [self] r in
-                r.holdings = holdings
+                (r.holdings, r.holdingsVersion) = shardHoldings
                 if let map = shards.map { r.shardMap = map.wire }
             },
             heartbeat: { [self] h in
-                h.holdings = holdings
+                (h.holdings, h.holdingsVersion) = shardHoldings
                 h.shardMapEpoch = shards.map?.epoch ?? 0
             },
             handle: { [self] env in await handle(env) },

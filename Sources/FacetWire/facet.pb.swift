@@ -2383,6 +2383,12 @@ public nonisolated struct WireWorkerRegister: @unchecked Sendable {
   /// Clears the value of `shardMap`. Subsequent reads from it will return its default value.
   public mutating func clearShardMap() {_uniqueStorage()._shardMap = nil}
 
+  /// matchers: see Heartbeat.holdings_version
+  public var holdingsVersion: UInt64 {
+    get {_storage._holdingsVersion}
+    set {_uniqueStorage()._holdingsVersion = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2442,10 +2448,15 @@ public nonisolated struct WireHeartbeat: Sendable {
 
   public var inFlight: UInt32 = 0
 
-  /// matchers: sent every few beats, not every one
+  /// matchers: partitions they hold
   public var holdings: [WirePartitionHolding] = []
 
   public var shardMapEpoch: UInt64 = 0
+
+  /// Matchers: the version of their partition state the holdings were read at (it grows with every change of a
+  /// partition's synced state, from 1 at process start; 0 = a matcher that does not number its reports). A report
+  /// read before a fill's done (FillControlReply.holdings_version) but delivered after it is older than the fill.
+  public var holdingsVersion: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2893,6 +2904,9 @@ public nonisolated struct WireFillControlReply: Sendable {
   public var synced: Bool = false
 
   public var templates: UInt64 = 0
+
+  /// the matcher's partition-state version once this action took effect
+  public var holdingsVersion: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -6480,7 +6494,7 @@ nonisolated extension WireReplicaMark: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension WireWorkerRegister: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerRegister"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}role\0\u{3}software_version\0\u{1}model\0\u{1}holdings\0\u{1}capacity\0\u{1}endpoint\0\u{3}started_unix_ms\0\u{3}shard_map\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}role\0\u{3}software_version\0\u{1}model\0\u{1}holdings\0\u{1}capacity\0\u{1}endpoint\0\u{3}started_unix_ms\0\u{3}shard_map\0\u{3}holdings_version\0")
 
   fileprivate class _StorageClass {
     var _nodeID: String = String()
@@ -6492,6 +6506,7 @@ nonisolated extension WireWorkerRegister: SwiftProtobuf.Message, SwiftProtobuf._
     var _endpoint: String = String()
     var _startedUnixMs: Int64 = 0
     var _shardMap: WireShardMap? = nil
+    var _holdingsVersion: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -6511,6 +6526,7 @@ nonisolated extension WireWorkerRegister: SwiftProtobuf.Message, SwiftProtobuf._
       _endpoint = source._endpoint
       _startedUnixMs = source._startedUnixMs
       _shardMap = source._shardMap
+      _holdingsVersion = source._holdingsVersion
     }
   }
 
@@ -6538,6 +6554,7 @@ nonisolated extension WireWorkerRegister: SwiftProtobuf.Message, SwiftProtobuf._
         case 7: try { try decoder.decodeSingularStringField(value: &_storage._endpoint) }()
         case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._startedUnixMs) }()
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._shardMap) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._holdingsVersion) }()
         default: break
         }
       }
@@ -6577,6 +6594,9 @@ nonisolated extension WireWorkerRegister: SwiftProtobuf.Message, SwiftProtobuf._
       try { if let v = _storage._shardMap {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
       } }()
+      if _storage._holdingsVersion != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._holdingsVersion, fieldNumber: 10)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -6595,6 +6615,7 @@ nonisolated extension WireWorkerRegister: SwiftProtobuf.Message, SwiftProtobuf._
         if _storage._endpoint != rhs_storage._endpoint {return false}
         if _storage._startedUnixMs != rhs_storage._startedUnixMs {return false}
         if _storage._shardMap != rhs_storage._shardMap {return false}
+        if _storage._holdingsVersion != rhs_storage._holdingsVersion {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -6685,7 +6706,7 @@ nonisolated extension WireWorkerReady: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension WireHeartbeat: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Heartbeat"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}state\0\u{3}in_flight\0\u{1}holdings\0\u{3}shard_map_epoch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}state\0\u{3}in_flight\0\u{1}holdings\0\u{3}shard_map_epoch\0\u{3}holdings_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6698,6 +6719,7 @@ nonisolated extension WireHeartbeat: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.inFlight) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.holdings) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.shardMapEpoch) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.holdingsVersion) }()
       default: break
       }
     }
@@ -6719,6 +6741,9 @@ nonisolated extension WireHeartbeat: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if self.shardMapEpoch != 0 {
       try visitor.visitSingularUInt64Field(value: self.shardMapEpoch, fieldNumber: 5)
     }
+    if self.holdingsVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.holdingsVersion, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6728,6 +6753,7 @@ nonisolated extension WireHeartbeat: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.inFlight != rhs.inFlight {return false}
     if lhs.holdings != rhs.holdings {return false}
     if lhs.shardMapEpoch != rhs.shardMapEpoch {return false}
+    if lhs.holdingsVersion != rhs.holdingsVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -7512,7 +7538,7 @@ nonisolated extension WireFillControl.Action: SwiftProtobuf._ProtoNameProviding 
 
 nonisolated extension WireFillControlReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FillControlReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}synced\0\u{1}templates\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partition\0\u{1}synced\0\u{1}templates\0\u{3}holdings_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -7523,6 +7549,7 @@ nonisolated extension WireFillControlReply: SwiftProtobuf.Message, SwiftProtobuf
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.partition) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.synced) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.templates) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.holdingsVersion) }()
       default: break
       }
     }
@@ -7538,6 +7565,9 @@ nonisolated extension WireFillControlReply: SwiftProtobuf.Message, SwiftProtobuf
     if self.templates != 0 {
       try visitor.visitSingularUInt64Field(value: self.templates, fieldNumber: 3)
     }
+    if self.holdingsVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.holdingsVersion, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -7545,6 +7575,7 @@ nonisolated extension WireFillControlReply: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.partition != rhs.partition {return false}
     if lhs.synced != rhs.synced {return false}
     if lhs.templates != rhs.templates {return false}
+    if lhs.holdingsVersion != rhs.holdingsVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -202,6 +202,58 @@ struct CoordinatorStateTests {
         #expect(s.readyReplicas(of: 1).isEmpty)
     }
 
+    /// A holdings report a matcher read before a fill's `done` can reach the coordinator after the fill's reply (the
+    /// heartbeat task reads the state, the write queue answers the fill, then the heartbeat goes out; on a loaded
+    /// machine the gap was over a second and the just-filled copy stopped serving reads until the next heartbeat).
+    /// Reports are ordered against fills by the matcher's state version, not by time.
+    @Test func holdingsReadBeforeAFillDoNotUndoIt() {
+        var s = CoordinatorState(map: ClusterShardMap(layout: layout))
+        for id in ["a", "b", "c"] { s.workers[id] = worker(id) }
+        let p: UInt32 = 1
+        let node = layout.replicas(of: p)[0]
+        let key = ReplicaKey(node, p)
+        var unsynced = WirePartitionHolding()
+        unsynced.partition = p
+        var synced = unsynced
+        synced.synced = true
+        s.updateHoldings(node, [unsynced], version: 3)            // the fill's begin took the state to 3
+        #expect(!s.isReady(key))
+        s.markFilled(key, version: 4)                             // done: version 4
+        #expect(s.isReady(key))
+        s.updateHoldings(node, [unsynced], version: 3)            // read before done, delivered after
+        #expect(s.isReady(key))
+        s.filled[key]!.at = .now - .seconds(5)                    // however late it arrives
+        s.updateHoldings(node, [unsynced], version: 3)
+        #expect(s.isReady(key))
+        s.updateHoldings(node, [synced], version: 4)              // read after done
+        #expect(s.isReady(key))
+        s.updateHoldings(node, [unsynced], version: 5)            // a later change (a new fill began): not ready
+        #expect(!s.isReady(key))
+        s.updateHoldings(node, [synced], version: 6)
+        #expect(s.isReady(key))
+        // Other partitions of the node are not protected by this fill.
+        let other = ReplicaKey(node, s.map.assigned(to: node).first { $0 != p }!)
+        var otherSynced = WirePartitionHolding()
+        otherSynced.partition = other.partition
+        otherSynced.synced = true
+        s.updateHoldings(node, [synced, otherSynced], version: 7)
+        #expect(s.isReady(other))
+        s.updateHoldings(node, [synced], version: 6)
+        #expect(!s.isReady(other))
+        #expect(s.isReady(key))
+        // A matcher that does not number its reports (version 0): reports within a second of the fill predate it.
+        s.markFilled(key, version: 0)
+        s.updateHoldings(node, [unsynced], version: 0)
+        #expect(s.isReady(key))
+        s.filled[key]!.at = .now - .seconds(2)
+        s.updateHoldings(node, [unsynced], version: 0)
+        #expect(!s.isReady(key))
+        // A dead matcher's fills are forgotten (a new incarnation numbers from 1 again).
+        s.markFilled(key, version: 9)
+        _ = s.markDead(node)
+        #expect(s.filled[key] == nil)
+    }
+
     /// Cold start (nobody complete): exactly one copy per partition may be filled (adopted), so copies that can only
     /// wait for it never take the fill slots (a 32-partition `cluster up` once hung on this).
     @Test func onlyFillableCopiesCompeteForFillSlots() throws {

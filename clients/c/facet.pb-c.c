@@ -7778,7 +7778,7 @@ const ProtobufCMessageDescriptor facet__v1__replica_mark__descriptor =
   (ProtobufCMessageInit) facet__v1__replica_mark__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__worker_register__field_descriptors[9] =
+static const ProtobufCFieldDescriptor facet__v1__worker_register__field_descriptors[10] =
 {
   {
     "node_id",
@@ -7888,11 +7888,24 @@ static const ProtobufCFieldDescriptor facet__v1__worker_register__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "holdings_version",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__WorkerRegister, holdings_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__worker_register__field_indices_by_name[] = {
   5,   /* field[5] = capacity */
   6,   /* field[6] = endpoint */
   4,   /* field[4] = holdings */
+  9,   /* field[9] = holdings_version */
   3,   /* field[3] = model */
   0,   /* field[0] = node_id */
   1,   /* field[1] = role */
@@ -7903,7 +7916,7 @@ static const unsigned facet__v1__worker_register__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__worker_register__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor facet__v1__worker_register__descriptor =
 {
@@ -7913,7 +7926,7 @@ const ProtobufCMessageDescriptor facet__v1__worker_register__descriptor =
   "Facet__V1__WorkerRegister",
   "facet.v1",
   sizeof(Facet__V1__WorkerRegister),
-  9,
+  10,
   facet__v1__worker_register__field_descriptors,
   facet__v1__worker_register__field_indices_by_name,
   1,  facet__v1__worker_register__number_ranges,
@@ -8035,7 +8048,7 @@ const ProtobufCMessageDescriptor facet__v1__worker_ready__descriptor =
   (ProtobufCMessageInit) facet__v1__worker_ready__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__heartbeat__field_descriptors[5] =
+static const ProtobufCFieldDescriptor facet__v1__heartbeat__field_descriptors[6] =
 {
   {
     "node_id",
@@ -8097,9 +8110,22 @@ static const ProtobufCFieldDescriptor facet__v1__heartbeat__field_descriptors[5]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "holdings_version",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__Heartbeat, holdings_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__heartbeat__field_indices_by_name[] = {
   3,   /* field[3] = holdings */
+  5,   /* field[5] = holdings_version */
   2,   /* field[2] = in_flight */
   0,   /* field[0] = node_id */
   4,   /* field[4] = shard_map_epoch */
@@ -8108,7 +8134,7 @@ static const unsigned facet__v1__heartbeat__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__heartbeat__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor facet__v1__heartbeat__descriptor =
 {
@@ -8118,7 +8144,7 @@ const ProtobufCMessageDescriptor facet__v1__heartbeat__descriptor =
   "Facet__V1__Heartbeat",
   "facet.v1",
   sizeof(Facet__V1__Heartbeat),
-  5,
+  6,
   facet__v1__heartbeat__field_descriptors,
   facet__v1__heartbeat__field_indices_by_name,
   1,  facet__v1__heartbeat__number_ranges,
@@ -9599,7 +9625,7 @@ const ProtobufCMessageDescriptor facet__v1__fill_control__descriptor =
   (ProtobufCMessageInit) facet__v1__fill_control__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor facet__v1__fill_control_reply__field_descriptors[3] =
+static const ProtobufCFieldDescriptor facet__v1__fill_control_reply__field_descriptors[4] =
 {
   {
     "partition",
@@ -9637,8 +9663,21 @@ static const ProtobufCFieldDescriptor facet__v1__fill_control_reply__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "holdings_version",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__FillControlReply, holdings_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned facet__v1__fill_control_reply__field_indices_by_name[] = {
+  3,   /* field[3] = holdings_version */
   0,   /* field[0] = partition */
   1,   /* field[1] = synced */
   2,   /* field[2] = templates */
@@ -9646,7 +9685,7 @@ static const unsigned facet__v1__fill_control_reply__field_indices_by_name[] = {
 static const ProtobufCIntRange facet__v1__fill_control_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor facet__v1__fill_control_reply__descriptor =
 {
@@ -9656,7 +9695,7 @@ const ProtobufCMessageDescriptor facet__v1__fill_control_reply__descriptor =
   "Facet__V1__FillControlReply",
   "facet.v1",
   sizeof(Facet__V1__FillControlReply),
-  3,
+  4,
   facet__v1__fill_control_reply__field_descriptors,
   facet__v1__fill_control_reply__field_indices_by_name,
   1,  facet__v1__fill_control_reply__number_ranges,

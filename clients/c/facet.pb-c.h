@@ -1457,10 +1457,14 @@ struct  Facet__V1__WorkerRegister
    * matchers: the newest shard map they stored (persisted); empty = none
    */
   Facet__V1__ShardMap *shard_map;
+  /*
+   * matchers: see Heartbeat.holdings_version
+   */
+  uint64_t holdings_version;
 };
 #define FACET__V1__WORKER_REGISTER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__worker_register__descriptor) \
-    , (char *)protobuf_c_empty_string, FACET__V1__NODE_ROLE__NODE_ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0, (char *)protobuf_c_empty_string, 0, NULL }
+    , (char *)protobuf_c_empty_string, FACET__V1__NODE_ROLE__NODE_ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0, (char *)protobuf_c_empty_string, 0, NULL, 0 }
 
 
 struct  Facet__V1__WorkerRegistered
@@ -1499,15 +1503,21 @@ struct  Facet__V1__Heartbeat
   Facet__V1__NodeState state;
   uint32_t in_flight;
   /*
-   * matchers: sent every few beats, not every one
+   * matchers: partitions they hold
    */
   size_t n_holdings;
   Facet__V1__PartitionHolding **holdings;
   uint64_t shard_map_epoch;
+  /*
+   * Matchers: the version of their partition state the holdings were read at (it grows with every change of a
+   * partition's synced state, from 1 at process start; 0 = a matcher that does not number its reports). A report
+   * read before a fill's done (FillControlReply.holdings_version) but delivered after it is older than the fill.
+   */
+  uint64_t holdings_version;
 };
 #define FACET__V1__HEARTBEAT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__heartbeat__descriptor) \
-    , (char *)protobuf_c_empty_string, FACET__V1__NODE_STATE__NODE_STATE_UNSPECIFIED, 0, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, FACET__V1__NODE_STATE__NODE_STATE_UNSPECIFIED, 0, 0,NULL, 0, 0 }
 
 
 struct  Facet__V1__WorkerDisconnect
@@ -1852,10 +1862,14 @@ struct  Facet__V1__FillControlReply
   uint32_t partition;
   protobuf_c_boolean synced;
   uint64_t templates;
+  /*
+   * the matcher's partition-state version once this action took effect
+   */
+  uint64_t holdings_version;
 };
 #define FACET__V1__FILL_CONTROL_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&facet__v1__fill_control_reply__descriptor) \
-    , 0, 0, 0 }
+    , 0, 0, 0, 0 }
 
 
 /*
