@@ -157,7 +157,7 @@ struct MaskTrainCommand: ParsableCommand {
     @Option(help: .hidden) var dumpDetectorData: String?
     @Flag(help: "Mask-aware embeddings without mirror averaging (the recipe of comparison-thresholds-v1.json, before session 9).")
     var noMirrorAverage = false
-    @Option(help: "Masked-face alignment of the mask-aware embeddings the thresholds are calibrated on (MaskAwareMatcher.maskedNoseY; default: the bundled 0.52; 0 = off). Only the thresholds: step 4's View 2 check keeps the standard chip (facet eval lfw measures the alignment).")
+    @Option(help: "Masked-face alignment of the mask-aware embeddings the thresholds are calibrated on (MaskAwareMatcher.maskedNoseY; default: the bundled 0.52; 0 = off). The thresholds, and the head's masked training faces when the head is trained here (faces called masked re-cut before the head learns from them); step 4's View 2 check keeps the standard chip (facet eval lfw measures the alignment).")
     var maskedNoseY: Double = MaskAwareMatcher.bundledMaskedNoseY
 
     func validate() throws {
@@ -234,6 +234,7 @@ struct MaskTrainCommand: ParsableCommand {
         // 5-point alignment and the ResNet embedding.
         var trainMaskedFaces: [(path: String, embedding: [Float], chip: RGBImage)] = []
         var trainMaskedTypes: [String] = []   // the TRAIN mask type of each masked face (for the threshold validation)
+        var trainMaskedFolders: [String] = [] // the training folder each masked face is read from (masked-train or an extra one)
         var trainPlainFaces: [(path: String, embedding: [Float], chip: RGBImage)] = []
         do {
             func centred(_ root: URL, _ p: String) throws -> (embedding: [Float], chip: RGBImage)? {
@@ -251,6 +252,7 @@ struct MaskTrainCommand: ParsableCommand {
                 if case .some(.some(let type)) = manifest[p], let f = try centred(t.appendingPathComponent(folder), p) {
                     trainMaskedFaces.append((p, f.embedding, f.chip))
                     trainMaskedTypes.append(type)
+                    trainMaskedFolders.append(folder)
                 }
             }
             let progress = ProgressReporter(total: trainPaths.count, label: "training faces")
@@ -446,6 +448,15 @@ struct MaskTrainCommand: ParsableCommand {
         }
         report["detector"] = detectorResult
 
+        let noseY: Double? = maskedNoseY > 0 ? maskedNoseY : nil
+        /// The image of training face `path` in `folder` and the 5 landmarks of the LFW-centred box its chip was made
+        /// from (what the masked-face alignment re-cuts a face called masked from).
+        func source(_ folder: String, _ path: String) throws -> (image: RGBImage, landmarks: [LandmarkPoint])? {
+            let image = try decoder.decodeFile(atPath: t.appendingPathComponent(folder).appendingPathComponent(path).path)
+            let box = FaceFinder.centredBox(width: image.width, height: image.height)
+            return try embedder.analyze(image, detections: [FaceDetection(rect: box, confidence: 1)]).first.map { (image, $0.landmarks) }
+        }
+
         // 2. Unmasking head (training people only).
         var identities: [String: Int] = [:]
         func id(_ p: String) -> Int { let n = personName(p); if let i = identities[n] { return i }; identities[n] = identities.count; return identities.count - 1 }
@@ -456,20 +467,35 @@ struct MaskTrainCommand: ParsableCommand {
             var options = UnmaskingHeadTrainer.Options()
             options.hidden = hidden; options.epochs = epochs; options.margin = margin
             options.identityWeight = identityWeight; options.learningRate = learningRate
-            let set = UnmaskingTrainingSet(masked: trainMaskedFaces.map(\.embedding), maskedIdentity: trainMaskedFaces.map { id($0.path) },
+            // With the masked-face alignment, the head learns from masked faces as it will see them: a face the detector
+            // calls masked re-cut from its eyes (its frozen embedding from that chip), as scripts/masks/heads.sh trains the
+            // evaluation's heads (session 12; before, the bundled head saw only standard chips).
+            var maskedInputs = trainMaskedFaces.map(\.embedding)
+            if let noseY {
+                let realign = MaskAwareMatcher(detector: detectorModel, head: nil, network: embedder.descriptor, maskedNoseY: noseY)
+                let progress = ProgressReporter(total: trainMaskedFaces.count, label: "head inputs re-aligned")
+                maskedInputs = try inBatches(Array(trainMaskedFaces.indices), of: 64) { batch -> [[Float]] in
+                    defer { progress.advance(by: batch.count) }
+                    let idx = Array(batch)
+                    return try realign.process(chips: idx.map { trainMaskedFaces[$0].chip }, embeddings: idx.map { trainMaskedFaces[$0].embedding },
+                                               recut: { k in try source(trainMaskedFolders[idx[k]], trainMaskedFaces[idx[k]].path) }).faces.map(\.embedding)
+                }
+                progress.finish()
+            }
+            let set = UnmaskingTrainingSet(masked: maskedInputs, maskedIdentity: trainMaskedFaces.map { id($0.path) },
                                            unmasked: trainPlainFaces.map(\.embedding), unmaskedIdentity: trainPlainFaces.map { id($0.path) })
             guard let r = UnmaskingHeadTrainer.train(set, options: options, embeddingModel: embedder.modelName, progress: { l in
                 log(String(format: "head epoch %d: loss %.4f (%d/%d batches pull-only)", l.epoch, l.loss, l.pullOnlyBatches, l.batches))
             }) else { throw ValidationError("no head training data") }
             var h = r.head
-            h.notes = ["data": "\(trainMaskedFaces.count) TRAIN-masked and \(trainPlainFaces.count) unmasked faces of \(trainPeople.count) LFW people outside pairs.txt",
+            h.notes = ["data": "\(trainMaskedFaces.count) TRAIN-masked and \(trainPlainFaces.count) unmasked faces of \(trainPeople.count) LFW people outside pairs.txt"
+                           + (noseY.map { "; masked faces called masked re-cut from their eyes (nose height \($0))" } ?? ""),
                        "loss": "self-restrained triplet (margin \(margin)) + identity \(identityWeight) on unmasked inputs",
                        "epochs": "\(epochs)", "final_loss": String(format: "%.4f", r.log.last?.loss ?? 0),
                        "command": "facet mask-train (scripts/masks/train.sh)"]
             try h.write(to: out.appendingPathComponent("unmasking-head-v1.json"))
             headModel = h
         }
-        let noseY: Double? = maskedNoseY > 0 ? maskedNoseY : nil
         let matcher = MaskAwareMatcher(detector: detectorModel, head: headModel, network: embedder.descriptor, mirrorAverage: !noMirrorAverage,
                                        maskedNoseY: noseY)
         let recipe = "\(MaskDetector.bundledFileName) + unmasking-head-v1" + (noMirrorAverage ? "" : " on mirror-averaged embeddings")
@@ -479,25 +505,21 @@ struct MaskTrainCommand: ParsableCommand {
         func distance(_ a: [Float], _ b: [Float]) -> Double { unitDistance(a, b) }
         /// Mask-aware faces in batches (the detector may run the network on the chips), with the chips their matching
         /// embeddings come from. With the masked-face alignment a face called masked is cut again from its image
-        /// (`folder`), with the 5 landmarks of the LFW-centred box its chip was made from.
-        func awareTraining(_ faces: [(path: String, embedding: [Float], chip: RGBImage)], folder: String) throws -> (faces: [MaskAwareFace], chips: [RGBImage]) {
-            let label = "mask-aware (\(folder))"
-            let progress = ProgressReporter(total: faces.count, label: label)
-            let r = try inBatches(faces, of: 64) { batch -> [(MaskAwareFace, RGBImage)] in
+        /// (in `folders[i]`), with the 5 landmarks of the LFW-centred box its chip was made from.
+        func awareTraining(_ faces: [(path: String, embedding: [Float], chip: RGBImage)], folders: [String], label: String) throws -> (faces: [MaskAwareFace], chips: [RGBImage]) {
+            let progress = ProgressReporter(total: faces.count, label: "mask-aware (\(label))")
+            let r = try inBatches(Array(faces.indices), of: 64) { batch -> [(MaskAwareFace, RGBImage)] in
                 defer { progress.advance(by: batch.count) }
-                let part = Array(batch)
-                let out = try matcher.process(chips: part.map(\.chip), embeddings: part.map(\.embedding), recut: { i in
-                    let image = try decoder.decodeFile(atPath: t.appendingPathComponent(folder).appendingPathComponent(part[i].path).path)
-                    let box = FaceFinder.centredBox(width: image.width, height: image.height)
-                    return try embedder.analyze(image, detections: [FaceDetection(rect: box, confidence: 1)]).first.map { (image, $0.landmarks) }
-                })
+                let idx = Array(batch)
+                let out = try matcher.process(chips: idx.map { faces[$0].chip }, embeddings: idx.map { faces[$0].embedding },
+                                              recut: { k in try source(folders[idx[k]], faces[idx[k]].path) })
                 return Array(zip(out.faces, out.matchingChips))
             }
             progress.finish()
             return (r.map(\.0), r.map(\.1))
         }
-        let (trainPlainAware, trainPlainMatchingChips) = try awareTraining(trainPlainFaces, folder: "unmasked")
-        let (trainMaskedAware, trainMaskedMatchingChips) = try awareTraining(trainMaskedFaces, folder: "masked-train")
+        let (trainPlainAware, trainPlainMatchingChips) = try awareTraining(trainPlainFaces, folders: trainPlainFaces.map { _ in "unmasked" }, label: "unmasked")
+        let (trainMaskedAware, trainMaskedMatchingChips) = try awareTraining(trainMaskedFaces, folders: trainMaskedFolders, label: "masked-train")
         /// Step 4's mask-aware faces: the standard chips (its View 2 check predates `facet eval lfw`).
         func aware(_ faces: [(chip: RGBImage, embedding: [Float])]) throws -> [MaskAwareFace] {
             try inBatches(faces, of: 64) { try matcher.process(chips: $0.map(\.chip), embeddings: $0.map(\.embedding)) }

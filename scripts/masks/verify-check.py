@@ -6,15 +6,20 @@ people outside pairs.txt): FMR over every
 cross-identity pair within each fold and FNMR over the 3,000 genuine pairs, without and with periocular fusion.
 Reads a `facet eval lfw --periocular` cache (embeddings, mask probabilities, periocular and mirror-averaged
 embeddings); numpy, ~1 min.
-Usage: scripts/masks/verify-check.py CACHE_DIR PAIRS"""
+Usage: scripts/masks/verify-check.py CACHE_DIR PAIRS [DIR]
+  DIR: candidate files to check instead of the bundled ones (those it holds of unmasking-head-v1.json,
+  comparison-thresholds-v3.json, periocular-fusion-v2.json; e.g. a facet mask-train --out-dir)"""
 import os, sys, json, numpy as np
 here = os.path.dirname(os.path.abspath(__file__))
 R = os.path.join(here, "..", "..", "Sources", "FacetMasking", "Resources") + "/"
-sys.argv = [sys.argv[0], sys.argv[1], sys.argv[2], R + "unmasking-head-v1.json"]
+CAND = sys.argv[3] if len(sys.argv) > 3 else None
+def pick(name): return f"{CAND}/{name}" if CAND and os.path.exists(f"{CAND}/{name}") else R + name
+for n in ("unmasking-head-v1.json", "comparison-thresholds-v3.json", "periocular-fusion-v2.json"): print("using", pick(n), flush=True)
+sys.argv = [sys.argv[0], sys.argv[1], sys.argv[2], pick("unmasking-head-v1.json")]
 exec(open(os.path.join(here, "fold-heads-check.py")).read().split('for name, fm, sm in')[0])
 det=json.load(open(R+"mask-detector-v4.json")); THR=det["threshold"]
-ct=json.load(open(R+"comparison-thresholds-v3.json"))["maxDistance"]
-fu=json.load(open(R+"periocular-fusion-v2.json")); ft=fu["thresholds"]["maxDistance"]; w=fu["fullWeight"]
+ct=json.load(open(pick("comparison-thresholds-v3.json")))["maxDistance"]
+fu=json.load(open(pick("periocular-fusion-v2.json"))); ft=fu["thresholds"]["maxDistance"]; w=fu["fullWeight"]
 PU = read_periocular("unmasked"); PM = read_periocular("masked-test")
 def read_mirror(name):
     out = {}
