@@ -1,13 +1,15 @@
 import Foundation
 import Testing
 @testable import FacetEval
+import FacetMasking
 import FacetTestSupport
 
-/// Runs `facet ARGS` (stdin closed) and returns (status, stdout, stderr).
-func runFacet(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+/// Runs `facet ARGS` (stdin closed; in `directory` when given) and returns (status, stdout, stderr).
+func runFacet(_ args: [String], in directory: URL? = nil) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: try facetExecutablePath())
     p.arguments = args
+    if let directory { p.currentDirectoryURL = directory }
     var env = ProcessInfo.processInfo.environment
     env["OPENBLAS_NUM_THREADS"] = "1"
     p.environment = env
@@ -170,5 +172,66 @@ struct EvalCommandTests {
         #expect(zip(try vector(realigned[0], "frozen_embedding"), dlib[0]).allSatisfy { abs($0 - $1) < 1e-6 })
         #expect(zip(try vector(realigned[1], "embedding"), dlib[1]).allSatisfy { abs($0 - $1) < 1e-6 })
         #expect(try runFacet(["embed", "--masked-nose-y", "1.5", plain]).status != 0)
+    }
+
+    /// `facet mask-train` end to end on the 12-image LFW: Tony Blair and Laura Bush (outside this test's pairs file) are
+    /// the training people, with TRAIN masks in masked-train/ and a second draw in masked-train-s1/ (--extra-masked);
+    /// Colin Powell and Serena Williams are View 2, embedded by `facet embed` with and without TEST masks.
+    @Test("mask-train on a 12-image LFW: detector, head (trained on masked faces re-cut from their eyes), per-type and fused thresholds, report")
+    func maskTrainMini() throws {
+        let lfw = try fixtureURL("lfwmini").appendingPathComponent("lfw")
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("facet-masktrain-\(UUID().uuidString)")
+        let fm = FileManager.default
+        let train = tmp.appendingPathComponent("train"), eval = tmp.appendingPathComponent("eval"), out = tmp.appendingPathComponent("out")
+        try fm.createDirectory(at: train.appendingPathComponent("unmasked"), withIntermediateDirectories: true)
+        try fm.createDirectory(at: eval, withIntermediateDirectories: true)
+        defer { try? fm.removeItem(at: tmp) }
+        for person in ["Tony_Blair", "Laura_Bush"] {
+            try fm.copyItem(at: lfw.appendingPathComponent(person), to: train.appendingPathComponent("unmasked/\(person)"))
+        }
+        let pairs = tmp.appendingPathComponent("pairs.txt")
+        try Data("2\t1\nColin_Powell\t1\t2\nColin_Powell\t3\tSerena_Williams\t2\nSerena_Williams\t1\t3\nColin_Powell\t1\tSerena_Williams\t1\n".utf8).write(to: pairs)
+        func ok(_ r: (status: Int32, out: String, err: String)) { #expect(r.status == 0, "stderr: \(r.err)") }
+        let view2 = tmp.appendingPathComponent("view2")
+        for person in ["Colin_Powell", "Serena_Williams"] {
+            try fm.createDirectory(at: view2, withIntermediateDirectories: true)
+            try fm.copyItem(at: lfw.appendingPathComponent(person), to: view2.appendingPathComponent(person))
+        }
+        ok(try runFacet(["mask-dataset", "--in", train.appendingPathComponent("unmasked").path, "--out", train.appendingPathComponent("masked-train").path,
+                         "--split", "train", "--centred"]))
+        ok(try runFacet(["mask-dataset", "--in", train.appendingPathComponent("unmasked").path, "--out", train.appendingPathComponent("masked-train-s1").path,
+                         "--split", "train", "--centred", "--seed", "1"]))
+        ok(try runFacet(["mask-dataset", "--in", view2.path, "--out", eval.appendingPathComponent("masked-test").path, "--split", "test", "--centred"]))
+        func embed(_ root: URL, into name: String) throws {
+            let images = try fm.subpathsOfDirectory(atPath: root.path).filter { $0.hasSuffix(".jpg") }.sorted().map { "./" + $0 }
+            #expect(images.count == 6)
+            let r = try runFacet(["embed", "--json", "--frozen", "--no-retry"] + images, in: root)
+            ok(r)
+            try Data(r.out.utf8).write(to: eval.appendingPathComponent(name))
+        }
+        try embed(view2, into: "unmasked.jsonl")
+        try embed(eval.appendingPathComponent("masked-test"), into: "masked-test.jsonl")
+
+        let r = try runFacet(["mask-train", "--train", train.path, "--eval", eval.path, "--lfw", lfw.path, "--pairs", pairs.path,
+                              "--out-dir", out.path, "--detector-held-out", "1", "--epochs", "2", "--extra-masked", "masked-train-s1",
+                              "--periocular", "bundled", "--impostor-images", "0"])
+        ok(r)
+        #expect(r.err.contains("training people: 2, images 6"))
+        // Six TRAIN-masked faces in each of the two draws; the head's inputs are re-aligned (the bundled nose height).
+        #expect(r.err.components(separatedBy: "\n").contains { $0.hasPrefix("head inputs re-aligned") && $0.contains("12/12") })
+        let detector = try MaskDetector(contentsOf: out.appendingPathComponent("mask-detector-v4.json"))
+        #expect(detector.version == 4)
+        let head = try UnmaskingHead(contentsOf: out.appendingPathComponent("unmasking-head-v1.json"))
+        #expect(head.notes["data"]?.contains("12 TRAIN-masked and 6 unmasked faces of 2 LFW people outside pairs.txt") == true)
+        #expect(head.notes["data"]?.contains("re-cut from their eyes (nose height 0.52)") == true)
+        #expect(head.notes["epochs"] == "2")
+        let thresholds = try ComparisonThresholds(contentsOf: out.appendingPathComponent("comparison-thresholds-v3.json"))
+        let fusion = try PeriocularFusion(contentsOf: out.appendingPathComponent("periocular-fusion-v2.json"))
+        for t in [thresholds, try #require(fusion.thresholds)] {
+            #expect(Set(t.maxDistance.keys) == ["unmasked-unmasked", "masked-unmasked", "masked-masked"])
+            #expect(t.maxDistance.values.allSatisfy { $0 > 0 && $0 < 2 })
+        }
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("report.json"))) as? [String: Any])
+        #expect(report["detector"] != nil)
     }
 }
