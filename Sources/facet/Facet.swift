@@ -14,6 +14,7 @@ struct Facet: AsyncParsableCommand {
             MaskDatasetCommand.self,
             MaskTrainCommand.self,
             MaskHeadsCommand.self,
+            ActivationsCommand.self,
             Bench.self,
             EvalCommand.self,
             Serve.self,

@@ -234,4 +234,39 @@ struct EvalCommandTests {
         let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("report.json"))) as? [String: Any])
         #expect(report["detector"] != nil)
     }
+
+    @Test("activations (hidden research helper): per face 1,024 last-block activations and the descriptor of the same pass, facet embed's embedding once unit-length")
+    func activationsDump() throws {
+        let lfw = try fixtureURL("lfwmini").appendingPathComponent("lfw")
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("facet-acts-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let images = ["./Tony_Blair/Tony_Blair_0001.jpg", "./Laura_Bush/Laura_Bush_0001.jpg"]
+        let embedded = try runFacet(["embed", "--json", "--frozen", "--no-retry"] + images, in: lfw)
+        #expect(embedded.status == 0, "\(embedded.err)")
+        try Data(embedded.out.utf8).write(to: tmp.appendingPathComponent("e.jsonl"))
+        let r = try runFacet(["activations", "--json", tmp.appendingPathComponent("e.jsonl").path, "--root", lfw.path,
+                              "--out", tmp.appendingPathComponent("a").path])
+        #expect(r.status == 0, "\(r.err)")
+        let keys = try String(contentsOf: tmp.appendingPathComponent("a.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(keys == images)
+        let data = try Data(contentsOf: tmp.appendingPathComponent("a.f32"))
+        #expect(data.count == 2 * 1152 * 4)
+        let floats = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        for (i, line) in embedded.out.split(separator: "\n").enumerated() {
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let face = try #require((o["faces"] as? [[String: Any]])?.first)
+            let e = try #require(face["embedding"] as? [Double])
+            let d = floats[(i * 1152 + 1024) ..< (i * 1152 + 1152)]   // the network's raw output; embed prints it unit-length
+            let norm = d.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+            #expect(zip(d, e).allSatisfy { abs(Double($0) / norm - $1) < 1e-5 })
+            #expect(floats[(i * 1152) ..< (i * 1152 + 1024)].contains { $0 != 0 })
+        }
+        // --recut moves the chip: another descriptor.
+        let moved = try runFacet(["activations", "--json", tmp.appendingPathComponent("e.jsonl").path, "--root", lfw.path,
+                                  "--out", tmp.appendingPathComponent("b").path, "--recut", "0.45"])
+        #expect(moved.status == 0)
+        let other = try Data(contentsOf: tmp.appendingPathComponent("b.f32"))
+        #expect(other.count == data.count && other != data)
+    }
 }

@@ -1,0 +1,62 @@
+import ArgumentParser
+import FacetEval
+import FacetFace
+import FacetImaging
+import Foundation
+
+/// Research helper (hidden): the face ResNet's activations after its last residual block (256 × 2×2) and the
+/// descriptor of each face's chip, for the faces of a `facet embed --json` file (the face nearest the image centre,
+/// at its cached 5 landmarks; `--recut Y` cuts the chip from the masked-face alignment instead). Writes OUT.f32
+/// (N × 1152 little-endian float32: 1024 activations, then the 128 numbers of the network's raw output, which
+/// `facet embed` prints L2-normalised) and OUT.txt (the N image keys).
+struct ActivationsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "activations", abstract: "Dump last-block activations (research).", shouldDisplay: false)
+    @Option var json: String
+    @Option var root: String
+    @Option var out: String
+    @Option var recut: Double = 0
+    @Option var shard: Int = 0
+    @Option var shards: Int = 1
+
+    func run() throws {
+        let resnet = try ResNetFaceDescriptor(modelPath: FaceModelLocator().path(of: FaceModelLocator.resnetFile))
+        let decoder = ImageDecoder()
+        var jobs: [(String, [LandmarkPoint])] = []
+        var n = 0
+        for line in try String(contentsOfFile: json, encoding: .utf8).split(separator: "\n") {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let image = o["image"] as? String, let faces = o["faces"] as? [[String: Any]], !faces.isEmpty,
+                  let w = o["width"] as? Double, let h = o["height"] as? Double else { continue }
+            n += 1
+            guard n % shards == shard else { continue }
+            func dist(_ f: [String: Any]) -> Double {
+                let b = f["box"] as? [Double] ?? [0, 0, 0, 0]
+                return pow((b[0] + b[2]) / 2 - w / 2, 2) + pow((b[1] + b[3]) / 2 - h / 2, 2)
+            }
+            let f = faces.min { dist($0) < dist($1) }!
+            guard let lm = f["landmarks"] as? [[Double]], lm.count == 5 else { continue }
+            jobs.append((image, lm.map { LandmarkPoint(x: $0[0], y: $0[1]) }))
+        }
+        var data = Data()
+        var keys: [String] = []
+        let progress = ProgressReporter(total: jobs.count, label: "activations")
+        for start in stride(from: 0, to: jobs.count, by: 32) {
+            let part = jobs[start ..< min(jobs.count, start + 32)]
+            var chips: [RGBImage] = []
+            for (image, lm) in part {
+                let picture = try decoder.decodeFile(atPath: (root as NSString).appendingPathComponent(image))
+                let marks = recut > 0 ? ChipDetails.maskedLandmarks(lm, noseY: recut) : lm
+                chips.append(FaceChip.extract(picture, details: ChipDetails.forFace(landmarks: marks)))
+                keys.append(image)
+            }
+            let r = try resnet.descriptorsAndActivations(for: chips, block: 13)
+            for (a, d) in zip(r.activations, r.descriptors) {
+                for v in a + d { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+            }
+            progress.advance(by: part.count)
+        }
+        progress.finish()
+        try data.write(to: URL(fileURLWithPath: out + ".f32"))
+        try Data((keys.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: out + ".txt"))
+    }
+}
