@@ -7,7 +7,7 @@ import Foundation
 /// Research helper (hidden): the face ResNet's activations after its last residual block (256 × 2×2) and the
 /// descriptor of each face's chip, for the faces of a `facet embed --json` file (the face nearest the image centre,
 /// at its cached 5 landmarks; `--recut Y` cuts the chip from the masked-face alignment instead). Writes OUT.f32
-/// (N × 1152 little-endian float32: 1024 activations, then the 128 numbers of the network's raw output, which
+/// (N × (A + 128) little-endian float32: the A activations (1,024 for block 13), then the 128 numbers of the network's raw output, which
 /// `facet embed` prints L2-normalised) and OUT.txt (the N image keys).
 struct ActivationsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "activations", abstract: "Dump last-block activations (research).", shouldDisplay: false)
@@ -17,6 +17,7 @@ struct ActivationsCommand: ParsableCommand {
     @Option var recut: Double = 0
     @Option var shard: Int = 0
     @Option var shards: Int = 1
+    @Option(help: "Residual block whose output is written (13 = the last).") var block: Int = 13
 
     func run() throws {
         let resnet = try ResNetFaceDescriptor(modelPath: FaceModelLocator().path(of: FaceModelLocator.resnetFile))
@@ -49,7 +50,7 @@ struct ActivationsCommand: ParsableCommand {
                 chips.append(FaceChip.extract(picture, details: ChipDetails.forFace(landmarks: marks)))
                 keys.append(image)
             }
-            let r = try resnet.descriptorsAndActivations(for: chips, block: 13)
+            let r = try resnet.descriptorsAndActivations(for: chips, block: block)
             for (a, d) in zip(r.activations, r.descriptors) {
                 for v in a + d { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
             }

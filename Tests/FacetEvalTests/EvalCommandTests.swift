@@ -268,5 +268,12 @@ struct EvalCommandTests {
         #expect(moved.status == 0)
         let other = try Data(contentsOf: tmp.appendingPathComponent("b.f32"))
         #expect(other.count == data.count && other != data)
+        // --block 12: the last block's input, 256 × 4×4, with the same descriptor after it.
+        let earlier = try runFacet(["activations", "--json", tmp.appendingPathComponent("e.jsonl").path, "--root", lfw.path,
+                                    "--out", tmp.appendingPathComponent("c").path, "--block", "12"])
+        #expect(earlier.status == 0)
+        let wide = try Data(contentsOf: tmp.appendingPathComponent("c.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        #expect(wide.count == 2 * (4096 + 128))
+        #expect(zip(wide[4096 ..< 4224], floats[1024 ..< 1152]).allSatisfy { abs($0 - $1) < 1e-5 })
     }
 }

@@ -11,10 +11,13 @@ Inputs (hidden `facet activations`, seconds per set):
   facet activations --json CACHE/unmasked.jsonl --root LFW --out DIR/unmasked.S --shard S --shards 2
   facet activations --json CACHE/masked-test.jsonl --root CACHE/masked-test --recut 0.52 --out DIR/test.S ...
   facet activations --json CACHE/masked-train-y0.52.jsonl --root CACHE/masked-train --recut 0.52 --out DIR/train.S ...
-Usage: scripts/masks/spatial-check.py DIR CACHE PAIRS [RIDGE_LAMBDA ...]"""
-import numpy as np, json, sys
+With `facet activations --block 12` (256 x 4x4, the last block's input) the files are wider; the width is read from
+them, and the untrained upper-positions check (block 13 only) is left out.
+Usage: scripts/masks/spatial-check.py DIR CACHE PAIRS [RIDGE_LAMBDA ...]   (FEATS=act limits the students)"""
+import numpy as np, json, sys, os
 DIR, CACHE, PAIRS = sys.argv[1:4]
-D=1152
+D = os.path.getsize(f"{DIR}/unmasked.0.f32") // 4 // sum(1 for l in open(f"{DIR}/unmasked.0.txt") if l.strip())
+A_DIM = D - 128
 def load(name):
     X=[];K=[]
     for s in (0,1):
@@ -26,9 +29,10 @@ U=load("unmasked"); T=load("test"); R=load("train")
 print(len(U),len(T),len(R))
 # fc fit
 keys=list(U)[:3000]
-A=np.stack([U[k][:1024].reshape(256,4).mean(1) for k in keys]); Y=np.stack([U[k][1024:] for k in keys])
-W0,res,_,_=np.linalg.lstsq(A,Y,rcond=None)
-print("fc fit max err",np.abs(A@W0-Y).max())
+if A_DIM == 1024:
+    A=np.stack([U[k][:1024].reshape(256,4).mean(1) for k in keys]); Y=np.stack([U[k][A_DIM:] for k in keys])
+    W0,res,_,_=np.linalg.lstsq(A,Y,rcond=None)
+    print("fc fit max err",np.abs(A@W0-Y).max())
 def n(x): return x/np.linalg.norm(x,axis=-1,keepdims=True)
 # pairs
 lines=open(PAIRS).read().split("\n")
@@ -56,20 +60,20 @@ def trainset(g, feat):
         if k not in U: continue
         fs=pf.get(person(k),set())
         if any(group(f)==g for f in fs): continue
-        Xs.append(feat(v)); Ys.append(n(U[k][1024:]))
+        Xs.append(feat(v)); Ys.append(n(U[k][A_DIM:]))
     return np.stack(Xs),np.stack(Ys)
 def ridge(X,Y,lam):
     X1=np.hstack([X,np.ones((len(X),1))])
     return np.linalg.solve(X1.T@X1+lam*np.eye(X1.shape[1]),X1.T@Y)
 def applyW(W,X): return np.hstack([X,np.ones((len(X),1))])@W
-feats={"act":lambda v:v[:1024],"desc":lambda v:n(v[1024:]),"act+desc":lambda v:np.concatenate([v[:1024],n(v[1024:])])}
+feats={"act":lambda v:v[:A_DIM],"desc":lambda v:n(v[A_DIM:]),"act+desc":lambda v:np.concatenate([v[:A_DIM],n(v[A_DIM:])])}
 def evaluate(probe, label, fuse=False):
     # probe: dict key-> unit embedding for masked images (second of MU pair); reference = unmasked desc
     d=[];y=[];f=[]
     for p in pairs:
         a,b=key(p[0],p[1]),key(p[2],p[3])
         if a not in U or b not in probe: continue
-        dist=np.linalg.norm(n(U[a][1024:])-probe[b])
+        dist=np.linalg.norm(n(U[a][A_DIM:])-probe[b])
         if fuse: dist=0.5*dist+0.5*np.linalg.norm(n(PU[a])-n(PT[b]))
         d.append(dist);y.append(p[4]);f.append(p[5])
     d=np.array(d);y=np.array(y);f=np.array(f)
@@ -81,12 +85,12 @@ def evaluate(probe, label, fuse=False):
             if acc>best[0]: best=(acc,t)
         accs.append(np.mean((d[f==k]<=best[1])==y[f==k]))
     print(f"{label:40s} n={len(d)} acc {100*np.mean(accs):.2f}%",flush=True)
-base={k:n(v[1024:]) for k,v in T.items()}
+base={k:n(v[A_DIM:]) for k,v in T.items()}
 evaluate(base,"frozen re-cut"); evaluate(base,"frozen re-cut + peri",True)
-upper={k:n(v[:1024].reshape(256,4)[:,:2].mean(1)@W0) for k,v in T.items()}
+upper={k:n(v[:A_DIM].reshape(256,4)[:,:2].mean(1)@W0) for k,v in T.items()} if A_DIM == 1024 else None
 Uup=None
 for lam in [float(x) for x in sys.argv[4:]] or [1.0, 10.0, 100.0, 1000.0]:
-    for fname in ["desc","act","act+desc"]:
+    for fname in os.environ.get("FEATS","desc,act,act+desc").split(","):
         probe={}
         for g in (0,1):
             X,Y=trainset(g,feats[fname]); W=ridge(X,Y,lam)
@@ -94,4 +98,4 @@ for lam in [float(x) for x in sys.argv[4:]] or [1.0, 10.0, 100.0, 1000.0]:
             P=n(applyW(W,np.stack([feats[fname](T[k]) for k in ks])))
             for k,v in zip(ks,P): probe[k]=v
         evaluate(probe,f"ridge {fname} lam={lam}"); evaluate(probe,f"ridge {fname} lam={lam} + peri",True)
-evaluate(upper,"upper positions (zero training)"); evaluate(upper,"upper + peri",True)
+if upper: evaluate(upper,"upper positions (zero training)"); evaluate(upper,"upper + peri",True)
