@@ -13,6 +13,7 @@ Inputs (hidden `facet activations`, seconds per set):
   facet activations --json CACHE/masked-train-y0.52.jsonl --root CACHE/masked-train --recut 0.52 --out DIR/train.S ...
 With `facet activations --block 12` (256 x 4x4, the last block's input) the files are wider; the width is read from
 them, and the untrained upper-positions check (block 13 only) is left out.
+KERNEL=1 adds kernel ridge students (non-linear).
 Usage: scripts/masks/spatial-check.py DIR CACHE PAIRS [RIDGE_LAMBDA ...]   (FEATS=act limits the students)"""
 import numpy as np, json, sys, os
 DIR, CACHE, PAIRS = sys.argv[1:4]
@@ -99,3 +100,21 @@ for lam in [float(x) for x in sys.argv[4:]] or [1.0, 10.0, 100.0, 1000.0]:
             for k,v in zip(ks,P): probe[k]=v
         evaluate(probe,f"ridge {fname} lam={lam}"); evaluate(probe,f"ridge {fname} lam={lam} + peri",True)
 if upper: evaluate(upper,"upper positions (zero training)"); evaluate(upper,"upper + peri",True)
+# KERNEL=1: kernel ridge students (RBF on standardised features, bandwidth = the median squared distance / g): non-linear
+# maps from the same inputs, closed form, per group of folds as above.
+def kernel_student(fname, lam, g):
+    probe={}
+    for grp in (0,1):
+        X,Y=trainset(grp,feats[fname])
+        mu=X.mean(0); sd=X.std(0)+1e-6; Xs=(X-mu)/sd; sq=(Xs**2).sum(1)
+        D2=sq[:,None]+sq[None,:]-2*Xs@Xs.T; gamma=g/np.median(D2)
+        alpha=np.linalg.solve(np.exp(-gamma*D2)+lam*np.eye(len(X)),Y)
+        ks=[k for k in T if all(group(ff)==grp for ff in pf.get(person(k),set()))]
+        Z=(np.stack([feats[fname](T[k]) for k in ks])-mu)/sd
+        P=n(np.exp(-gamma*((Z**2).sum(1)[:,None]+sq[None,:]-2*Z@Xs.T))@alpha)
+        for k,v in zip(ks,P): probe[k]=v
+    evaluate(probe,f"kernel {fname} lam={lam} g={g}"); evaluate(probe,f"kernel {fname} lam={lam} g={g} + peri",True)
+if os.environ.get("KERNEL") == "1":
+    for fname in os.environ.get("FEATS","desc,act").split(","):
+        for lam in (0.1, 1.0):
+            for g in (0.5, 1.0): kernel_student(fname, lam, g)
