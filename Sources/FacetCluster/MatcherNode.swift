@@ -74,8 +74,6 @@ public final class MatcherNode: Sendable {
 
     static func directoryName(_ p: UInt32) -> String { String(format: "p-%05u", p) }
 
-    var holdings: [WirePartitionHolding] { shardHoldings.holdings }
-
     /// Runs until cancelled (graceful shutdown cancels it), then checkpoints the indexes. Connects to every
     /// configured coordinator (one ``WorkerLink`` each).
     public func run() async {
