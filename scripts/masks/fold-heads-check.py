@@ -6,6 +6,7 @@ The heads are applied as `facet eval lfw --fold-heads` does: head of the person'
 mask probability is >= 0.5. Used to choose `facet mask-heads` settings; the reported numbers come from facet eval lfw.
 Usage: fold-heads-check.py CACHE_DIR PAIRS HEADS_DIR"""
 import base64, json, sys, numpy as np
+from view2 import read_pairs, key, person_folds, read_periocular as read_periocular_at
 
 cache, pairs_path, heads_dir = sys.argv[1:4]
 
@@ -29,27 +30,12 @@ def read_cache(name):
     return emb, prob
 
 def read_periocular(name):
-    """Periocular embeddings (`facet eval lfw --periocular` cache lines) by image key; used by the scripts that exec
-    this file's first half (verify-check.py, detector-periocular-check.py)."""
-    out = {}
-    for fn in [f"{cache}/{name}.eval.jsonl"]:
-        try: lines = open(fn)
-        except OSError: continue
-        for l in lines:
-            if '"periocular"' in l:
-                o = json.loads(l); out[o["image"][2:]] = np.array(o["periocular"])
-    return out
+    """Periocular embeddings of this cache by image key; used by the scripts that exec this file's first half
+    (verify-check.py, detector-periocular-check.py)."""
+    return read_periocular_at(cache, name)
 
-lines = open(pairs_path).read().split("\n")
-nfold, per = map(int, lines[0].split())
-pairs = []
-for i, l in enumerate(x for x in lines[1:] if x.strip()):
-    a = l.split(); fold = i // (2 * per)
-    if len(a) == 3: pairs.append((a[0], int(a[1]), a[0], int(a[2]), True, fold))
-    else: pairs.append((a[0], int(a[1]), a[2], int(a[3]), False, fold))
-key = lambda n, i: f"{n}/{n}_{i:04d}.jpg"
-pfolds = {}
-for n1, i1, n2, i2, s, f in pairs: pfolds.setdefault(n1, set()).add(f); pfolds.setdefault(n2, set()).add(f)
+pairs, nfold, per = read_pairs(pairs_path)
+pfolds = person_folds(pairs)
 
 def load_head(k): return load_head_file(f"{heads_dir}/unmasking-head-fold-{k}.json")
 def load_head_file(path):

@@ -15,7 +15,8 @@ With `facet activations --block 12` (256 x 4x4, the last block's input) the file
 them, and the untrained upper-positions check (block 13 only) is left out.
 KERNEL=1 adds kernel ridge students (non-linear).
 Usage: scripts/masks/spatial-check.py DIR CACHE PAIRS [RIDGE_LAMBDA ...]   (FEATS=act limits the students)"""
-import numpy as np, json, sys, os
+import numpy as np, sys, os
+from view2 import read_pairs, key, person_folds, read_periocular
 DIR, CACHE, PAIRS = sys.argv[1:4]
 D = os.path.getsize(f"{DIR}/unmasked.0.f32") // 4 // sum(1 for l in open(f"{DIR}/unmasked.0.txt") if l.strip())
 A_DIM = D - 128
@@ -35,24 +36,10 @@ if A_DIM == 1024:
     W0,res,_,_=np.linalg.lstsq(A,Y,rcond=None)
     print("fc fit max err",np.abs(A@W0-Y).max())
 def n(x): return x/np.linalg.norm(x,axis=-1,keepdims=True)
-# pairs
-lines=open(PAIRS).read().split("\n")
-nf,per=map(int,lines[0].split());pairs=[]
-for i,l in enumerate(x for x in lines[1:] if x.strip()):
-    a=l.split();f=i//(2*per)
-    pairs.append((a[0],int(a[1]),a[0],int(a[2]),True,f) if len(a)==3 else (a[0],int(a[1]),a[2],int(a[3]),False,f))
-key=lambda nm,i:f"{nm}/{nm}_{i:04d}.jpg"
-pf={}
-for p in pairs: pf.setdefault(p[0],set()).add(p[5]); pf.setdefault(p[2],set()).add(p[5])
+pairs, _, _ = read_pairs(PAIRS)
+pf = person_folds(pairs)
 group=lambda f:f%2
-# periocular from the eval cache (last line wins = re-aligned for masked)
-def peri(name):
-    out={}
-    for l in open(f"{CACHE}/{name}.eval.jsonl"):
-        if '"periocular"' in l:
-            o=json.loads(l); out[o["image"][2:]]=np.array(o["periocular"])
-    return out
-PU=peri("unmasked"); PT=peri("masked-test")
+PU=read_periocular(CACHE,"unmasked"); PT=read_periocular(CACHE,"masked-test")   # masked: the re-aligned ones (last line)
 def person(k): return k.split("/")[0]
 # training sets per group: masked-train images of people with no fold in group g
 def trainset(g, feat):
