@@ -22,22 +22,9 @@ struct ActivationsCommand: ParsableCommand {
     func run() throws {
         let resnet = try ResNetFaceDescriptor(modelPath: FaceModelLocator().path(of: FaceModelLocator.resnetFile))
         let decoder = ImageDecoder()
-        var jobs: [(String, [LandmarkPoint])] = []
-        var n = 0
-        for line in try String(contentsOfFile: json, encoding: .utf8).split(separator: "\n") {
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let image = o["image"] as? String, let faces = o["faces"] as? [[String: Any]], !faces.isEmpty,
-                  let w = o["width"] as? Double, let h = o["height"] as? Double else { continue }
-            n += 1
-            guard n % shards == shard else { continue }
-            func dist(_ f: [String: Any]) -> Double {
-                let b = f["box"] as? [Double] ?? [0, 0, 0, 0]
-                return pow((b[0] + b[2]) / 2 - w / 2, 2) + pow((b[1] + b[3]) / 2 - h / 2, 2)
-            }
-            let f = faces.min { dist($0) < dist($1) }!
-            guard let lm = f["landmarks"] as? [[Double]], lm.count == 5 else { continue }
-            jobs.append((image, lm.map { LandmarkPoint(x: $0[0], y: $0[1]) }))
-        }
+        // Records with a face, sharded by their 1-based place among them.
+        let found = try readEmbedLines(json).compactMap { r in r.face.map { (r.image, $0.landmarks) } }
+        let jobs = found.enumerated().filter { ($0.offset + 1) % shards == shard && $0.element.1.count == 5 }.map(\.element)
         var data = Data()
         var keys: [String] = []
         let progress = ProgressReporter(total: jobs.count, label: "activations")

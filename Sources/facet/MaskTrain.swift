@@ -12,19 +12,18 @@ struct EmbeddedFace {
     var box: FaceRect
 }
 
-/// Reads `facet embed --json` output: relative path (without a leading "./") → the face nearest the image centre
-/// (nil when no face was found). Lines that are not image records are skipped.
-func loadEmbedLines(_ path: String) throws -> [String: EmbeddedFace?] {
+/// Reads `facet embed --json` output in file order: each image record's path as written and its face nearest the image
+/// centre (nil when no face was found). Lines that are not image records are skipped.
+func readEmbedLines(_ path: String) throws -> [(image: String, face: EmbeddedFace?)] {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
         throw ValidationError("cannot read \(path)")
     }
-    var out: [String: EmbeddedFace?] = [:]
+    var out: [(image: String, face: EmbeddedFace?)] = []
     for line in text.split(separator: "\n") {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              var image = obj["image"] as? String else { continue }
-        if image.hasPrefix("./") { image.removeFirst(2) }
+              let image = obj["image"] as? String else { continue }
         guard let faces = obj["faces"] as? [[String: Any]], let w = obj["width"] as? Double, let h = obj["height"] as? Double else {
-            out[image] = .some(nil); continue
+            out.append((image, nil)); continue
         }
         var best: EmbeddedFace?, bestD = Double.infinity
         for f in faces {
@@ -37,8 +36,15 @@ func loadEmbedLines(_ path: String) throws -> [String: EmbeddedFace?] {
                                     box: FaceRect(left: Int(b[0]), top: Int(b[1]), right: Int(b[2]), bottom: Int(b[3])))
             }
         }
-        out[image] = .some(best)
+        out.append((image, best))
     }
+    return out
+}
+
+/// `readEmbedLines` by relative path (without a leading "./"); a later record of the same image wins.
+func loadEmbedLines(_ path: String) throws -> [String: EmbeddedFace?] {
+    var out: [String: EmbeddedFace?] = [:]
+    for (image, face) in try readEmbedLines(path) { out[image.hasPrefix("./") ? String(image.dropFirst(2)) : image] = .some(face) }
     return out
 }
 
