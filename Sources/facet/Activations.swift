@@ -19,6 +19,11 @@ struct ActivationsCommand: ParsableCommand {
     @Option var shards: Int = 1
     @Option(help: "Residual block whose output is written (13 = the last).") var block: Int = 13
 
+    func validate() throws {
+        guard shards >= 1, (0..<shards).contains(shard) else { throw ValidationError("--shard must be in 0..<--shards (at least 1)") }
+        guard recut >= 0 && recut < 1 else { throw ValidationError("--recut is a template height between 0 and 1 (0 = off)") }
+    }
+
     func run() throws {
         let resnet = try ResNetFaceDescriptor(modelPath: FaceModelLocator().path(of: FaceModelLocator.resnetFile))
         let decoder = ImageDecoder()

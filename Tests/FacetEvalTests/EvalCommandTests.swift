@@ -275,5 +275,11 @@ struct EvalCommandTests {
         let wide = try Data(contentsOf: tmp.appendingPathComponent("c.f32")).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         #expect(wide.count == 2 * (4096 + 128))
         #expect(zip(wide[4096 ..< 4224], floats[1024 ..< 1152]).allSatisfy { abs($0 - $1) < 1e-5 })
+        // Bad options are usage errors, not traps; a block the network does not have is an error.
+        for bad in [["--shards", "0"], ["--shard", "2", "--shards", "2"], ["--recut", "1.5"], ["--block", "40"]] {
+            let r = try runFacet(["activations", "--json", tmp.appendingPathComponent("e.jsonl").path, "--root", lfw.path,
+                                  "--out", tmp.appendingPathComponent("d").path] + bad)
+            #expect(r.status != 0 && r.status < 128, "\(bad): \(r.status)")
+        }
     }
 }
