@@ -409,8 +409,11 @@ struct ShardProcessTests {
             try await waitRegistered(client, "matcher-3")
             let before = try await client.shardMap()
 
-            // Add matcher-3 and kill the coordinator as soon as the map has the incoming replicas (up to 3 tries: a
-            // fast fill may switch them in before the poll sees them; then matcher-3 is removed again and re-added).
+            // Add matcher-3 and kill the coordinator as soon as the map with the incoming replicas is stored on a
+            // matcher (up to 3 tries: a fast fill may switch them in before the poll sees them; then matcher-3 is
+            // removed again and re-added). Not merely when the coordinator answers with it: it adopts a map before
+            // it pushes it, and a map that died with the process before reaching any matcher is no change at all —
+            // the restarted coordinator learns the old map from the matchers, and there is nothing to roll back.
             var caught: WireShardMap?
             for attempt in 0..<3 where caught == nil {
                 let start = try await client.shardMap()
@@ -418,7 +421,8 @@ struct ShardProcessTests {
                 let deadline = Date().addingTimeInterval(30)
                 while Date() < deadline {
                     let m = try await client.shardMap()
-                    if m.epoch > start.epoch && m.assignments.contains(where: { !$0.incoming.isEmpty }) {
+                    if m.epoch > start.epoch && m.assignments.contains(where: { !$0.incoming.isEmpty })
+                        && harness.log("matcher-3").split(separator: "\n").contains(where: { $0.contains("shard map stored") && $0.contains("epoch=\(m.epoch) ") }) {
                         harness.kill9("coordinator")
                         caught = m
                         break
