@@ -12,6 +12,20 @@ extension FacetClient {
         return v
     }
 
+    /// Starts a job that deletes every template of the retired model `version` on every replica (a subject left with
+    /// none is erased); with `dryRun` it only counts. FAILED_PRECONDITION for the active version or while another
+    /// purge runs. The job's `result` says what it deleted or counted.
+    public func startPurgeModel(version: String, dryRun: Bool = false, reason: String = "",
+                                timeout: Duration? = nil) async throws(FacetError) -> WireJob {
+        var r = WireStartPurgeModelRequest()
+        r.modelVersion = version
+        r.dryRun = dryRun
+        r.reason = reason
+        let reply = try await call(.startPurgeModelRequest(r), timeout: timeout)
+        guard case .job(let v) = reply else { throw FacetError(.internalError, "expected job") }
+        return v
+    }
+
     /// Polls a job every `interval` until it is finished (succeeded, failed or cancelled), calling `progress` with
     /// each state seen. Bounded by `timeout` (DEADLINE_EXCEEDED).
     public func waitForJob(id: String, interval: Duration = .milliseconds(200), timeout: Duration = .seconds(600),

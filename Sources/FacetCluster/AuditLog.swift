@@ -179,17 +179,29 @@ public final class AuditLog: @unchecked Sendable {   // mutable state guarded by
             if case .deleteSubjectReply(let x) = reply {
                 detail = "templates=\(x.templatesDeleted)" + (x.retrainJobID.isEmpty ? "" : " retrain=\(x.retrainJobID)")
             }
+        case .startPurgeModelRequest(let r)?:
+            action = "purge-model"; subject = nil; collection = nil
+            detail = "model_version=\(r.modelVersion) dry_run=\(r.dryRun)" + (r.reason.isEmpty ? "" : " reason=\(r.reason)")
+            if case .job(let j) = reply { detail! += " job=\(j.jobID)" }
         default:
             return
         }
         append(who: who, clientID: env.clientID, requestID: env.requestID, action: action, subject: subject, collection: collection,
-               outcome: outcome, detail: detail, results: results, sync: action == "delete")
+               outcome: outcome, detail: detail, results: results, sync: action == "delete" || action == "purge-model")
     }
 
     /// Records templates deleted by the retention job.
     func recordRetention(subject: String, partition: UInt32, templates: Int, node: String) {
         append(who: "retention-job", clientID: node, requestID: "", action: "retention", subject: subject, collection: nil,
                outcome: "ok", detail: "partition=\(partition) templates=\(templates)", sync: true)
+    }
+
+    /// Records what a model purge job deleted (or counted, in a dry run) when it ends.
+    func recordPurge(job: String, version: String, dryRun: Bool, count: Coordinator.PurgeCount, outcome: String) {
+        append(who: "purge-job", clientID: job, requestID: "", action: dryRun ? "purge-model-counted" : "purge-model-done", subject: nil,
+               collection: nil, outcome: outcome,
+               detail: "model_version=\(version) templates=\(count.templates) deleted=\(count.deleted) subjects=\(count.subjects) emptied=\(count.emptied)",
+               sync: true)
     }
 
     // MARK: reading and verifying

@@ -97,6 +97,8 @@ extension Coordinator {
             return .listJobsReply(try jobs.registry.list(kind: r.kind, state: r.state, pageSize: r.pageSize, pageToken: r.pageToken))
         case .setActiveModelRequest(let r):
             return .activeModel(try setActiveModel(r, ctx))
+        case .startPurgeModelRequest(let r):
+            return .job(try startPurgeModel(r, ctx))
         case .startReenrolRequest:
             throw FacetError(.failedPrecondition,
                              "re-enrolment runs client-side and resumably: facet enroll-batch DIR_OR_MANIFEST --model-version V (docs/jobs.md)")
@@ -223,61 +225,66 @@ extension Coordinator {
     }
 
     /// Streams every template of `modelVersion` (in `collections`, empty = all) from one ready replica of each
-    /// partition, failing over to another replica (the partition is read again from its start). A partition
-    /// without a ready replica is waited for, up to `jobWaitMilliseconds`.
+    /// partition (``readPartition(_:_:phase:configure:)``).
     func gatherTemplates(_ id: String, collections: Set<String>, modelVersion: String) async throws(FacetError) -> [ClassifierTraining.Sample] {
         let registry = jobs.registry
         let partitions = layout.allPartitions
         registry.progress(id, phase: "gathering", done: 0, total: UInt64(partitions.count))
         var samples: [ClassifierTraining.Sample] = []
         for (i, p) in partitions.enumerated() {
-            let waitUntil = ContinuousClock.now + jobs.jobWait
-            var attempt = 0
-            var done = false
-            while !done {
-                if registry.isCancelled(id) { throw FacetError(.cancelled, "cancelled") }
-                let replicas = state.withLock { $0.readyReplicas(of: p) }
-                guard !replicas.isEmpty else {
-                    if ContinuousClock.now >= waitUntil {
-                        throw FacetError(.unavailable, "partition \(p) had no ready replica for \(jobs.jobWait)")
-                    }
-                    registry.progress(id, phase: "waiting for partition \(p)")
-                    try? await Task.sleep(for: .milliseconds(100))
-                    continue
-                }
-                let node = replicas[attempt % replicas.count]
-                attempt += 1
-                var page: [ClassifierTraining.Sample] = []
-                var after: UInt64 = 0
-                var failed = false
-                while true {
-                    if registry.isCancelled(id) { throw FacetError(.cancelled, "cancelled") }
-                    var req = WireStreamRecordsRequest()
-                    req.partition = p
-                    req.afterSequence = after
-                    req.maxRecords = 2048
-                    req.embeddingsOnly = true
-                    req.modelVersion = modelVersion
-                    guard case .success(.recordBatch(let b)) = await call(node, .streamRecordsRequest(req), timeout: .seconds(10),
-                                                                          parent: id) else { failed = true; break }
-                    for rec in b.records where collections.isEmpty || collections.contains(rec.collection) {
-                        page.append(ClassifierTraining.Sample(templateID: rec.templateID, subject: rec.subjectID,
-                                                              embedding: rec.embedding.values))
-                    }
-                    if b.end || b.records.isEmpty { break }
-                    after = b.nextAfterSequence
-                }
-                if failed {
-                    registry.progress(id, phase: "gathering (partition \(p): failing over from \(node))")
-                    try? await Task.sleep(for: .milliseconds(50))
-                    continue
-                }
-                samples += page
-                done = true
+            let records = try await readPartition(id, p, phase: "gathering") { req in
+                req.embeddingsOnly = true
+                req.modelVersion = modelVersion
+            }
+            for rec in records where collections.isEmpty || collections.contains(rec.collection) {
+                samples.append(ClassifierTraining.Sample(templateID: rec.templateID, subject: rec.subjectID, embedding: rec.embedding.values))
             }
             registry.progress(id, phase: "gathering", done: UInt64(i + 1))
         }
         return samples
+    }
+
+    /// Every record of partition `p` (as `configure` asks: ids only, one model version, …) from one ready replica,
+    /// for job `id`: fails over to another replica (the partition is read again from its start); a partition without
+    /// a ready replica is waited for, up to `jobWaitMilliseconds`. Throws `cancelled` once the job is cancelled.
+    func readPartition(_ id: String, _ p: UInt32, phase: String,
+                       configure: (inout WireStreamRecordsRequest) -> Void) async throws(FacetError) -> [WireTemplateRecord] {
+        let registry = jobs.registry
+        let waitUntil = ContinuousClock.now + jobs.jobWait
+        var attempt = 0
+        while true {
+            if registry.isCancelled(id) { throw FacetError(.cancelled, "cancelled") }
+            let replicas = state.withLock { $0.readyReplicas(of: p) }
+            guard !replicas.isEmpty else {
+                if ContinuousClock.now >= waitUntil {
+                    throw FacetError(.unavailable, "partition \(p) had no ready replica for \(jobs.jobWait)")
+                }
+                registry.progress(id, phase: "waiting for partition \(p)")
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            let node = replicas[attempt % replicas.count]
+            attempt += 1
+            var page: [WireTemplateRecord] = []
+            var after: UInt64 = 0
+            var failed = false
+            while true {
+                if registry.isCancelled(id) { throw FacetError(.cancelled, "cancelled") }
+                var req = WireStreamRecordsRequest()
+                configure(&req)
+                req.partition = p
+                req.afterSequence = after
+                req.maxRecords = 2048
+                guard case .success(.recordBatch(let b)) = await call(node, .streamRecordsRequest(req), timeout: .seconds(10),
+                                                                      parent: id) else { failed = true; break }
+                page += b.records
+                if b.end || b.records.isEmpty { break }
+                after = b.nextAfterSequence
+            }
+            if !failed { return page }
+            registry.progress(id, phase: "\(phase) (partition \(p): failing over from \(node))")
+            try? await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     // MARK: embedding model versions

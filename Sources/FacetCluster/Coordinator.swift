@@ -497,7 +497,7 @@ public final class Coordinator: Sendable {
         case .statusRequest(let r)?: return .statusReply(status(r))
         case .shardMapRequest?: return .shardMap(shardMap())
         case .startRetrainRequest?, .getJobRequest?, .cancelJobRequest?, .listJobsRequest?, .setActiveModelRequest?,
-             .startReenrolRequest?:
+             .startReenrolRequest?, .startPurgeModelRequest?:
             return try await serveJobs(env.body!, ctx)
         case .listSubjectsRequest(let r)?: return .listSubjectsReply(try await listSubjects(r, ctx))
         case .shardChangeRequest(let r)?: return .shardChangeReply(try await changeShards(r, ctx))

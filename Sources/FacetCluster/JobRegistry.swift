@@ -52,6 +52,7 @@ public final class JobRegistry: Sendable {
         case .reenrol: return "reenrol"
         case .rebalance: return "rebalance"
         case .retention: return "retention"
+        case .purgeModel: return "purge-model"
         default: return "job"
         }
     }

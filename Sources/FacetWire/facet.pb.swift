@@ -475,6 +475,7 @@ public nonisolated enum WireJobKind: SwiftProtobuf.Enum, Swift.CaseIterable {
   case reenrol // = 2
   case rebalance // = 3
   case retention // = 4
+  case purgeModel // = 5
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -488,6 +489,7 @@ public nonisolated enum WireJobKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     case 2: self = .reenrol
     case 3: self = .rebalance
     case 4: self = .retention
+    case 5: self = .purgeModel
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -499,6 +501,7 @@ public nonisolated enum WireJobKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     case .reenrol: return 2
     case .rebalance: return 3
     case .retention: return 4
+    case .purgeModel: return 5
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -510,6 +513,7 @@ public nonisolated enum WireJobKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     .reenrol,
     .rebalance,
     .retention,
+    .purgeModel,
   ]
 
 }
@@ -1005,6 +1009,15 @@ public nonisolated struct WireEnvelope: @unchecked Sendable {
     set {_uniqueStorage()._body = .activeModel(newValue)}
   }
 
+  /// delete every template of a retired model version; reply: Job
+  public var startPurgeModelRequest: WireStartPurgeModelRequest {
+    get {
+      if case .startPurgeModelRequest(let v)? = _storage._body {return v}
+      return WireStartPurgeModelRequest()
+    }
+    set {_uniqueStorage()._body = .startPurgeModelRequest(newValue)}
+  }
+
   /// Shard-map administration (`facet shards add|remove|rebalance`).
   public var shardChangeRequest: WireShardChangeRequest {
     get {
@@ -1083,6 +1096,8 @@ public nonisolated struct WireEnvelope: @unchecked Sendable {
     case setActiveModelRequest(WireSetActiveModelRequest)
     /// reply to set_active_model_request
     case activeModel(WireActiveModel)
+    /// delete every template of a retired model version; reply: Job
+    case startPurgeModelRequest(WireStartPurgeModelRequest)
     /// Shard-map administration (`facet shards add|remove|rebalance`).
     case shardChangeRequest(WireShardChangeRequest)
     case shardChangeReply(WireShardChangeReply)
@@ -3096,6 +3111,26 @@ public nonisolated struct WireStartReenrolRequest: Sendable {
   public init() {}
 }
 
+/// Deletes every template of `model_version` (not the active one) on every replica, through the ordinary replicated
+/// delete path; a subject left with no template is erased (its key shredded). The job's result counts what it
+/// deleted; with dry_run it only counts (templates, and subjects that would be left with none).
+public nonisolated struct WireStartPurgeModelRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var modelVersion: String = String()
+
+  public var dryRun: Bool = false
+
+  /// recorded in the audit trail
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct WireListJobsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -3221,7 +3256,7 @@ nonisolated extension WireNodeState: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension WireJobKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0JOB_KIND_UNSPECIFIED\0\u{1}JOB_KIND_RETRAIN\0\u{1}JOB_KIND_REENROL\0\u{1}JOB_KIND_REBALANCE\0\u{1}JOB_KIND_RETENTION\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0JOB_KIND_UNSPECIFIED\0\u{1}JOB_KIND_RETRAIN\0\u{1}JOB_KIND_REENROL\0\u{1}JOB_KIND_REBALANCE\0\u{1}JOB_KIND_RETENTION\0\u{1}JOB_KIND_PURGE_MODEL\0")
 }
 
 nonisolated extension WireJobState: SwiftProtobuf._ProtoNameProviding {
@@ -3230,7 +3265,7 @@ nonisolated extension WireJobState: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{3}deadline_unix_ms\0\u{3}client_id\0\u{3}sent_unix_ms\0\u{2}\u{a}error\0\u{3}embed_request\0\u{3}embed_reply\0\u{3}enrol_request\0\u{3}enrol_reply\0\u{3}identify_request\0\u{3}identify_reply\0\u{3}verify_request\0\u{3}verify_reply\0\u{3}delete_subject_request\0\u{3}delete_subject_reply\0\u{3}list_subjects_request\0\u{3}list_subjects_reply\0\u{3}status_request\0\u{3}status_reply\0\u{3}shard_map_request\0\u{3}shard_map\0\u{4}E\u{1}worker_register\0\u{3}worker_registered\0\u{3}worker_ready\0\u{1}heartbeat\0\u{3}worker_disconnect\0\u{4}`\u{1}partition_insert_request\0\u{3}partition_insert_reply\0\u{3}partition_delete_request\0\u{3}partition_delete_reply\0\u{3}partition_search_request\0\u{3}partition_search_reply\0\u{3}stream_records_request\0\u{3}record_batch\0\u{3}load_partition_request\0\u{3}load_partition_reply\0\u{3}drop_partition_request\0\u{3}drop_partition_reply\0\u{3}fill_control\0\u{3}fill_control_reply\0\u{3}shard_map_update\0\u{3}partition_subjects_request\0\u{3}partition_subjects_reply\0\u{4}T\u{1}start_retrain_request\0\u{3}start_reenrol_request\0\u{3}list_jobs_request\0\u{3}list_jobs_reply\0\u{3}get_job_request\0\u{3}cancel_job_request\0\u{1}job\0\u{3}job_progress\0\u{3}set_active_model_request\0\u{3}active_model\0\u{4}[\u{1}shard_change_request\0\u{3}shard_change_reply\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}request_id\0\u{3}deadline_unix_ms\0\u{3}client_id\0\u{3}sent_unix_ms\0\u{2}\u{a}error\0\u{3}embed_request\0\u{3}embed_reply\0\u{3}enrol_request\0\u{3}enrol_reply\0\u{3}identify_request\0\u{3}identify_reply\0\u{3}verify_request\0\u{3}verify_reply\0\u{3}delete_subject_request\0\u{3}delete_subject_reply\0\u{3}list_subjects_request\0\u{3}list_subjects_reply\0\u{3}status_request\0\u{3}status_reply\0\u{3}shard_map_request\0\u{3}shard_map\0\u{4}E\u{1}worker_register\0\u{3}worker_registered\0\u{3}worker_ready\0\u{1}heartbeat\0\u{3}worker_disconnect\0\u{4}`\u{1}partition_insert_request\0\u{3}partition_insert_reply\0\u{3}partition_delete_request\0\u{3}partition_delete_reply\0\u{3}partition_search_request\0\u{3}partition_search_reply\0\u{3}stream_records_request\0\u{3}record_batch\0\u{3}load_partition_request\0\u{3}load_partition_reply\0\u{3}drop_partition_request\0\u{3}drop_partition_reply\0\u{3}fill_control\0\u{3}fill_control_reply\0\u{3}shard_map_update\0\u{3}partition_subjects_request\0\u{3}partition_subjects_reply\0\u{4}T\u{1}start_retrain_request\0\u{3}start_reenrol_request\0\u{3}list_jobs_request\0\u{3}list_jobs_reply\0\u{3}get_job_request\0\u{3}cancel_job_request\0\u{1}job\0\u{3}job_progress\0\u{3}set_active_model_request\0\u{3}active_model\0\u{3}start_purge_model_request\0\u{4}Z\u{1}shard_change_request\0\u{3}shard_change_reply\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: UInt32 = 0
@@ -3915,6 +3950,19 @@ nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._Messag
             _storage._body = .activeModel(v)
           }
         }()
+        case 310: try {
+          var v: WireStartPurgeModelRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .startPurgeModelRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .startPurgeModelRequest(v)
+          }
+        }()
         case 400: try {
           var v: WireShardChangeRequest?
           var hadOneofValue = false
@@ -4164,6 +4212,10 @@ nonisolated extension WireEnvelope: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case .activeModel?: try {
         guard case .activeModel(let v)? = _storage._body else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 309)
+      }()
+      case .startPurgeModelRequest?: try {
+        guard case .startPurgeModelRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 310)
       }()
       case .shardChangeRequest?: try {
         guard case .shardChangeRequest(let v)? = _storage._body else { preconditionFailure() }
@@ -7944,6 +7996,46 @@ nonisolated extension WireStartReenrolRequest: SwiftProtobuf.Message, SwiftProto
     if lhs.targetModelVersion != rhs.targetModelVersion {return false}
     if lhs.switchOver != rhs.switchOver {return false}
     if lhs.resumeJobID != rhs.resumeJobID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireStartPurgeModelRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StartPurgeModelRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}model_version\0\u{3}dry_run\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.modelVersion) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.modelVersion.isEmpty {
+      try visitor.visitSingularStringField(value: self.modelVersion, fieldNumber: 1)
+    }
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 2)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireStartPurgeModelRequest, rhs: WireStartPurgeModelRequest) -> Bool {
+    if lhs.modelVersion != rhs.modelVersion {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

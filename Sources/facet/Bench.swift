@@ -4,7 +4,7 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: index (ANN recall/QPS/build/memory); more suites join here.",
+        abstract: "Benchmarks: index (ANN recall/QPS/build/memory), cluster latency, soak with faults, periocular re-rank reads (the embedder against dlib: Benchmarks/).",
         subcommands: [BenchIndex.self, BenchCluster.self, BenchSoak.self, BenchRerank.self]
     )
 }

@@ -192,3 +192,36 @@ struct SwitchModel: AsyncParsableCommand {
         } catch { fail(error) }
     }
 }
+
+/// `facet purge-model VERSION [--dry-run] [--wait]`: delete a retired model version's templates everywhere.
+struct PurgeModel: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "purge-model",
+        abstract: "Delete every template of a retired embedding model version on every replica (after a switch-over).",
+        discussion: """
+            Runs as a coordinator job (facet jobs show ID). Subjects left with no template of any version are erased. \
+            The active version is refused. --dry-run only counts what would go.
+            """)
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The model version to purge (not the active one).") var version: String
+    @Flag(help: "Only count the templates and the subjects that would be left without any.") var dryRun = false
+    @Option(help: "Why (recorded in the audit trail).") var reason = ""
+    @Flag(help: "Wait until the job finishes, with a progress bar on stderr.") var wait = false
+    @Option(help: "With --wait: give up waiting after this many seconds (the job goes on).") var waitSeconds = 3600
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await client.withClient { c in
+            var job = try await c.startPurgeModel(version: version, dryRun: dryRun, reason: reason.isEmpty ? "facet purge-model" : reason)
+            if wait {
+                let bar = ProgressBar(label: dryRun ? "count" : "purge")
+                job = try await c.waitForJob(id: job.jobID, timeout: .seconds(waitSeconds)) { j in
+                    bar.update(done: Int(j.progress.done), total: Int(j.progress.total), note: j.progress.phase)
+                }
+                bar.finish()
+            }
+            if json { printJSON(jobJSON(job)) } else { printJob(job) }
+            if wait && job.state != .succeeded { throw ExitCode(1) }
+        }
+    }
+}

@@ -30,6 +30,7 @@ struct Facet: AsyncParsableCommand {
             Retrain.self,
             EnrollBatch.self,
             SwitchModel.self,
+            PurgeModel.self,
             Shards.self,
             Subjects.self,
         ]

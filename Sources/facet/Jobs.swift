@@ -136,6 +136,7 @@ func jobKindName(_ k: WireJobKind) -> String {
     case .reenrol: return "reenrol"
     case .rebalance: return "rebalance"
     case .retention: return "retention"
+    case .purgeModel: return "purge-model"
     default: return "unknown"
     }
 }

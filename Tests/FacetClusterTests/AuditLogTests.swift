@@ -120,9 +120,21 @@ struct AuditLogTests {
                        reply: .error(FacetError(.notFound, "no such subject").wire), authenticatedAs: nil)
             log.record(request: WireEnvelope.request(.statusRequest(WireStatusRequest()), id: "req-3", clientID: "app"),
                        reply: .statusReply(WireStatusReply()), authenticatedAs: "KEYZ85")
+            var purge = WireStartPurgeModelRequest()
+            purge.modelVersion = "1"
+            purge.reason = "retired"
+            log.record(request: WireEnvelope.request(.startPurgeModelRequest(purge), id: "req-4", clientID: "ops"),
+                       reply: .job(WireJob.with { $0.jobID = "coordinator-purge-model-1" }), authenticatedAs: "OPS")
+            log.recordPurge(job: "coordinator-purge-model-1", version: "1", dryRun: false,
+                            count: Coordinator.PurgeCount(templates: 80, deleted: 80, subjects: 40, emptied: 10), outcome: "ok")
             log.close()
             let e = try AuditLog.read(path: path)
-            #expect(e.count == 2)   // status is not audited
+            #expect(e.count == 4)   // status is not audited
+            #expect(e[2].action == "purge-model" && e[2].who == "curve:OPS" && e[2].outcome == "ok"
+                    && e[2].detail == "model_version=1 dry_run=false reason=retired job=coordinator-purge-model-1")
+            #expect(e[3].action == "purge-model-done" && e[3].who == "purge-job" && e[3].clientID == "coordinator-purge-model-1"
+                    && e[3].detail == "model_version=1 templates=80 deleted=80 subjects=40 emptied=10")
+            #expect(try AuditLog.verify(path: path, key: nil).ok)
             #expect(e[0].action == "enrol" && e[0].who == "curve:KEYZ85" && e[0].requestID == "req-1" && e[0].outcome == "ok")
             #expect(e[0].detail == "templates=1" && e[0].collection == "default")
             #expect(e[1].action == "delete" && e[1].who == "unauthenticated" && e[1].outcome != "ok")

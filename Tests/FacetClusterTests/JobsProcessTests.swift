@@ -177,6 +177,80 @@ struct JobsProcessTests {
             #expect(next.result > done.result)
         }
     }
+
+    @Test("purge a retired model version: refused while active; a dry run counts; the purge deletes it on every replica, erases the subjects left with nothing, keeps the new version; a second purge finds nothing",
+          .timeLimit(.minutes(5)))
+    func purgeRetiredModelVersion() async throws {
+        try await withJobsCluster { harness, client in
+            let g = try gallery(seed: 79, count: 135, queries: 0)   // 45 identities, 3 photos each
+            let rows = Dictionary(grouping: 0..<g.count, by: { Int(g.baseIdentities[$0]) })
+            try #require(rows.count == 45 && rows.values.allSatisfy { $0.count == 3 })
+            func enrol(_ identity: Int, photos: [Int], version: String) async throws -> [UInt64] {
+                var r = WireEnrolRequest()
+                r.subjectID = "p\(identity)"
+                r.modelVersion = version
+                r.embeddings = photos.map { WireEmbedding(values: g.baseVector(rows[identity]![$0]), modelVersion: version) }
+                guard case .enrolReply(let reply) = try await client.call(.enrolRequest(r)) else { throw HarnessError("no enrol reply") }
+                return reply.templateIds
+            }
+            // Model 1 (active): people 0-39, two photos each. Model 2: the third photo of people 0-29, and people 40-44
+            // only in model 2. So purging model 1 leaves people 30-39 with nothing.
+            var v1: Set<UInt64> = [], v2: Set<UInt64> = []
+            for i in 0..<40 { v1.formUnion(try await enrol(i, photos: [0, 1], version: "1")) }
+            for i in 0..<30 { v2.formUnion(try await enrol(i, photos: [2], version: "2")) }
+            for i in 40..<45 { v2.formUnion(try await enrol(i, photos: [0, 1, 2], version: "2")) }
+            #expect(v1.count == 80 && v2.count == 45)
+            try await waitForStatus(client, "125 templates") { s in s.partitions.map(\.templates).reduce(0, +) == 125 }
+
+            // The active version cannot be purged; nor can an empty one be named.
+            await expectError(.failedPrecondition) { _ = try await client.startPurgeModel(version: "1") }
+            await expectError(.invalidArgument) { _ = try await client.startPurgeModel(version: "") }
+            _ = try await client.setActiveModel(version: "2", force: true)
+
+            // A dry run counts and deletes nothing.
+            let dry = try await finished(client, try await client.startPurgeModel(version: "1", dryRun: true).jobID)
+            #expect(dry.state == .succeeded, "\(dry.error)")
+            #expect(dry.kind == .purgeModel && dry.parameters["dry_run"] == "true" && dry.progress.done == UInt64(harness.partitions))
+            #expect(dry.result == "dry run: 80 templates of model 1 in 40 subjects would be deleted; 10 subjects would be left without templates (erased)")
+            #expect(try await client.status(includePartitions: true).partitions.map(\.templates).reduce(0, +) == 125)
+
+            // The purge, through the CLI: it waits for the job and prints it as JSON.
+            let run = try await runFacet(["purge-model", "1", "--wait", "--json", "--reason", "model 1 retired",
+                                          "--endpoint", harness.frontend, "--insecure-plaintext"])
+            #expect(run.status == 0, "\(run.output)")
+            let job = try jsonObject(run.output)
+            #expect(job["kind"] as? String == "purge-model" && job["state"] as? String == "succeeded")
+            #expect(job["result"] as? String == "deleted 80 of 80 templates of model 1 (40 subjects; 10 left without templates, erased)")
+            try await waitForStatus(client, "45 templates") { s in s.partitions.map(\.templates).reduce(0, +) == 45 }
+            var subjects: [String] = []
+            var token = ""
+            repeat {
+                let page = try await client.listSubjects(pageToken: token)
+                subjects += page.subjects.map(\.subjectID)
+                token = page.nextPageToken
+            } while !token.isEmpty
+            #expect(Set(subjects) == Set((0..<30).map { "p\($0)" } + (40..<45).map { "p\($0)" }))
+            // Queries (model 2) still find the model-2 templates.
+            for i in [0, 29, 44] {
+                let reply = try await client.identify(embedding: WireEmbedding(values: g.baseVector(rows[i]![2]), modelVersion: "2"), k: 1)
+                #expect(reply.candidates.first?.subjectID == "p\(i)" && v2.contains(reply.candidates.first?.templateID ?? 0))
+            }
+
+            // Purging again finds nothing; the coordinator said what it did.
+            let again = try await finished(client, try await client.startPurgeModel(version: "1").jobID)
+            #expect(again.state == .succeeded && again.result.hasPrefix("deleted 0 of 0 templates"), "\(again.result) \(again.error)")
+            #expect(harness.log("coordinator").contains("purge done"))
+
+            // On disk: no replica keeps a model-1 template; every model-2 template is on both of its replicas.
+            var stored: [UInt64: Int] = [:]
+            for m in harness.matchers {
+                #expect(harness.stop(m) == 0)
+                for ids in try storedTemplates(harness, m).values { for id in ids { stored[id, default: 0] += 1 } }
+            }
+            #expect(Set(stored.keys).isDisjoint(with: v1))
+            #expect(Set(stored.keys) == v2 && stored.values.allSatisfy { $0 == harness.replicas })
+        }
+    }
 }
 
 /// Runs the `facet` binary to completion (bounded); returns its exit status and standard output.

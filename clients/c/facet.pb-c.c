@@ -3001,6 +3001,51 @@ void   facet__v1__start_reenrol_request__free_unpacked
   assert(message->base.descriptor == &facet__v1__start_reenrol_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   facet__v1__start_purge_model_request__init
+                     (Facet__V1__StartPurgeModelRequest         *message)
+{
+  static const Facet__V1__StartPurgeModelRequest init_value = FACET__V1__START_PURGE_MODEL_REQUEST__INIT;
+  *message = init_value;
+}
+size_t facet__v1__start_purge_model_request__get_packed_size
+                     (const Facet__V1__StartPurgeModelRequest *message)
+{
+  assert(message->base.descriptor == &facet__v1__start_purge_model_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t facet__v1__start_purge_model_request__pack
+                     (const Facet__V1__StartPurgeModelRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &facet__v1__start_purge_model_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t facet__v1__start_purge_model_request__pack_to_buffer
+                     (const Facet__V1__StartPurgeModelRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &facet__v1__start_purge_model_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Facet__V1__StartPurgeModelRequest *
+       facet__v1__start_purge_model_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Facet__V1__StartPurgeModelRequest *)
+     protobuf_c_message_unpack (&facet__v1__start_purge_model_request__descriptor,
+                                allocator, len, data);
+}
+void   facet__v1__start_purge_model_request__free_unpacked
+                     (Facet__V1__StartPurgeModelRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &facet__v1__start_purge_model_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   facet__v1__list_jobs_request__init
                      (Facet__V1__ListJobsRequest         *message)
 {
@@ -3271,7 +3316,7 @@ void   facet__v1__active_model__free_unpacked
   assert(message->base.descriptor == &facet__v1__active_model__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor facet__v1__envelope__field_descriptors[56] =
+static const ProtobufCFieldDescriptor facet__v1__envelope__field_descriptors[57] =
 {
   {
     "protocol_version",
@@ -3922,6 +3967,18 @@ static const ProtobufCFieldDescriptor facet__v1__envelope__field_descriptors[56]
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "start_purge_model_request",
+    310,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Facet__V1__Envelope, body_case),
+    offsetof(Facet__V1__Envelope, start_purge_model_request),
+    &facet__v1__start_purge_model_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "shard_change_request",
     400,
     PROTOBUF_C_LABEL_NONE,
@@ -3987,11 +4044,12 @@ static const unsigned facet__v1__envelope__field_indices_by_name[] = {
   1,   /* field[1] = request_id */
   4,   /* field[4] = sent_unix_ms */
   52,   /* field[52] = set_active_model_request */
-  55,   /* field[55] = shard_change_reply */
-  54,   /* field[54] = shard_change_request */
+  56,   /* field[56] = shard_change_reply */
+  55,   /* field[55] = shard_change_request */
   21,   /* field[21] = shard_map */
   20,   /* field[20] = shard_map_request */
   41,   /* field[41] = shard_map_update */
+  54,   /* field[54] = start_purge_model_request */
   45,   /* field[45] = start_reenrol_request */
   44,   /* field[44] = start_retrain_request */
   19,   /* field[19] = status_reply */
@@ -4011,8 +4069,8 @@ static const ProtobufCIntRange facet__v1__envelope__number_ranges[6 + 1] =
   { 100, 22 },
   { 200, 27 },
   { 300, 44 },
-  { 400, 54 },
-  { 0, 56 }
+  { 400, 55 },
+  { 0, 57 }
 };
 const ProtobufCMessageDescriptor facet__v1__envelope__descriptor =
 {
@@ -4022,7 +4080,7 @@ const ProtobufCMessageDescriptor facet__v1__envelope__descriptor =
   "Facet__V1__Envelope",
   "facet.v1",
   sizeof(Facet__V1__Envelope),
-  56,
+  57,
   facet__v1__envelope__field_descriptors,
   facet__v1__envelope__field_indices_by_name,
   6,  facet__v1__envelope__number_ranges,
@@ -10409,6 +10467,70 @@ const ProtobufCMessageDescriptor facet__v1__start_reenrol_request__descriptor =
   (ProtobufCMessageInit) facet__v1__start_reenrol_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor facet__v1__start_purge_model_request__field_descriptors[3] =
+{
+  {
+    "model_version",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__StartPurgeModelRequest, model_version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dry_run",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__StartPurgeModelRequest, dry_run),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Facet__V1__StartPurgeModelRequest, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned facet__v1__start_purge_model_request__field_indices_by_name[] = {
+  1,   /* field[1] = dry_run */
+  0,   /* field[0] = model_version */
+  2,   /* field[2] = reason */
+};
+static const ProtobufCIntRange facet__v1__start_purge_model_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor facet__v1__start_purge_model_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "facet.v1.StartPurgeModelRequest",
+  "StartPurgeModelRequest",
+  "Facet__V1__StartPurgeModelRequest",
+  "facet.v1",
+  sizeof(Facet__V1__StartPurgeModelRequest),
+  3,
+  facet__v1__start_purge_model_request__field_descriptors,
+  facet__v1__start_purge_model_request__field_indices_by_name,
+  1,  facet__v1__start_purge_model_request__number_ranges,
+  (ProtobufCMessageInit) facet__v1__start_purge_model_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor facet__v1__list_jobs_request__field_descriptors[4] =
 {
   {
@@ -10988,19 +11110,21 @@ const ProtobufCEnumDescriptor facet__v1__node_state__descriptor =
   facet__v1__node_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue facet__v1__job_kind__enum_values_by_number[5] =
+static const ProtobufCEnumValue facet__v1__job_kind__enum_values_by_number[6] =
 {
   { "JOB_KIND_UNSPECIFIED", "FACET__V1__JOB_KIND__JOB_KIND_UNSPECIFIED", 0 },
   { "JOB_KIND_RETRAIN", "FACET__V1__JOB_KIND__JOB_KIND_RETRAIN", 1 },
   { "JOB_KIND_REENROL", "FACET__V1__JOB_KIND__JOB_KIND_REENROL", 2 },
   { "JOB_KIND_REBALANCE", "FACET__V1__JOB_KIND__JOB_KIND_REBALANCE", 3 },
   { "JOB_KIND_RETENTION", "FACET__V1__JOB_KIND__JOB_KIND_RETENTION", 4 },
+  { "JOB_KIND_PURGE_MODEL", "FACET__V1__JOB_KIND__JOB_KIND_PURGE_MODEL", 5 },
 };
 static const ProtobufCIntRange facet__v1__job_kind__value_ranges[] = {
-{0, 0},{0, 5}
+{0, 0},{0, 6}
 };
-static const ProtobufCEnumValueIndex facet__v1__job_kind__enum_values_by_name[5] =
+static const ProtobufCEnumValueIndex facet__v1__job_kind__enum_values_by_name[6] =
 {
+  { "JOB_KIND_PURGE_MODEL", 5 },
   { "JOB_KIND_REBALANCE", 3 },
   { "JOB_KIND_REENROL", 2 },
   { "JOB_KIND_RETENTION", 4 },
@@ -11014,9 +11138,9 @@ const ProtobufCEnumDescriptor facet__v1__job_kind__descriptor =
   "JobKind",
   "Facet__V1__JobKind",
   "facet.v1",
-  5,
+  6,
   facet__v1__job_kind__enum_values_by_number,
-  5,
+  6,
   facet__v1__job_kind__enum_values_by_name,
   1,
   facet__v1__job_kind__value_ranges,

@@ -85,6 +85,7 @@ typedef struct Facet__V1__Job Facet__V1__Job;
 typedef struct Facet__V1__Job__ParametersEntry Facet__V1__Job__ParametersEntry;
 typedef struct Facet__V1__StartRetrainRequest Facet__V1__StartRetrainRequest;
 typedef struct Facet__V1__StartReenrolRequest Facet__V1__StartReenrolRequest;
+typedef struct Facet__V1__StartPurgeModelRequest Facet__V1__StartPurgeModelRequest;
 typedef struct Facet__V1__ListJobsRequest Facet__V1__ListJobsRequest;
 typedef struct Facet__V1__ListJobsReply Facet__V1__ListJobsReply;
 typedef struct Facet__V1__GetJobRequest Facet__V1__GetJobRequest;
@@ -288,7 +289,8 @@ typedef enum _Facet__V1__JobKind {
   FACET__V1__JOB_KIND__JOB_KIND_RETRAIN = 1,
   FACET__V1__JOB_KIND__JOB_KIND_REENROL = 2,
   FACET__V1__JOB_KIND__JOB_KIND_REBALANCE = 3,
-  FACET__V1__JOB_KIND__JOB_KIND_RETENTION = 4
+  FACET__V1__JOB_KIND__JOB_KIND_RETENTION = 4,
+  FACET__V1__JOB_KIND__JOB_KIND_PURGE_MODEL = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FACET__V1__JOB_KIND)
 } Facet__V1__JobKind;
 typedef enum _Facet__V1__JobState {
@@ -354,6 +356,7 @@ typedef enum {
   FACET__V1__ENVELOPE__BODY_JOB_PROGRESS = 307,
   FACET__V1__ENVELOPE__BODY_SET_ACTIVE_MODEL_REQUEST = 308,
   FACET__V1__ENVELOPE__BODY_ACTIVE_MODEL = 309,
+  FACET__V1__ENVELOPE__BODY_START_PURGE_MODEL_REQUEST = 310,
   FACET__V1__ENVELOPE__BODY_SHARD_CHANGE_REQUEST = 400,
   FACET__V1__ENVELOPE__BODY_SHARD_CHANGE_REPLY = 401
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FACET__V1__ENVELOPE__BODY__CASE)
@@ -463,6 +466,10 @@ struct  Facet__V1__Envelope
      * reply to set_active_model_request
      */
     Facet__V1__ActiveModel *active_model;
+    /*
+     * delete every template of a retired model version; reply: Job
+     */
+    Facet__V1__StartPurgeModelRequest *start_purge_model_request;
     /*
      * Shard-map administration (`facet shards add|remove|rebalance`).
      */
@@ -2052,6 +2059,26 @@ struct  Facet__V1__StartReenrolRequest
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
+/*
+ * Deletes every template of `model_version` (not the active one) on every replica, through the ordinary replicated
+ * delete path; a subject left with no template is erased (its key shredded). The job's result counts what it
+ * deleted; with dry_run it only counts (templates, and subjects that would be left with none).
+ */
+struct  Facet__V1__StartPurgeModelRequest
+{
+  ProtobufCMessage base;
+  char *model_version;
+  protobuf_c_boolean dry_run;
+  /*
+   * recorded in the audit trail
+   */
+  char *reason;
+};
+#define FACET__V1__START_PURGE_MODEL_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&facet__v1__start_purge_model_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+
+
 struct  Facet__V1__ListJobsRequest
 {
   ProtobufCMessage base;
@@ -3400,6 +3427,25 @@ Facet__V1__StartReenrolRequest *
 void   facet__v1__start_reenrol_request__free_unpacked
                      (Facet__V1__StartReenrolRequest *message,
                       ProtobufCAllocator *allocator);
+/* Facet__V1__StartPurgeModelRequest methods */
+void   facet__v1__start_purge_model_request__init
+                     (Facet__V1__StartPurgeModelRequest         *message);
+size_t facet__v1__start_purge_model_request__get_packed_size
+                     (const Facet__V1__StartPurgeModelRequest   *message);
+size_t facet__v1__start_purge_model_request__pack
+                     (const Facet__V1__StartPurgeModelRequest   *message,
+                      uint8_t             *out);
+size_t facet__v1__start_purge_model_request__pack_to_buffer
+                     (const Facet__V1__StartPurgeModelRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Facet__V1__StartPurgeModelRequest *
+       facet__v1__start_purge_model_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   facet__v1__start_purge_model_request__free_unpacked
+                     (Facet__V1__StartPurgeModelRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Facet__V1__ListJobsRequest methods */
 void   facet__v1__list_jobs_request__init
                      (Facet__V1__ListJobsRequest         *message);
@@ -3726,6 +3772,9 @@ typedef void (*Facet__V1__StartRetrainRequest_Closure)
 typedef void (*Facet__V1__StartReenrolRequest_Closure)
                  (const Facet__V1__StartReenrolRequest *message,
                   void *closure_data);
+typedef void (*Facet__V1__StartPurgeModelRequest_Closure)
+                 (const Facet__V1__StartPurgeModelRequest *message,
+                  void *closure_data);
 typedef void (*Facet__V1__ListJobsRequest_Closure)
                  (const Facet__V1__ListJobsRequest *message,
                   void *closure_data);
@@ -3831,6 +3880,7 @@ extern const ProtobufCMessageDescriptor facet__v1__job__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__job__parameters_entry__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__start_retrain_request__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__start_reenrol_request__descriptor;
+extern const ProtobufCMessageDescriptor facet__v1__start_purge_model_request__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__list_jobs_request__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__list_jobs_reply__descriptor;
 extern const ProtobufCMessageDescriptor facet__v1__get_job_request__descriptor;
