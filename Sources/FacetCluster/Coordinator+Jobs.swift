@@ -22,8 +22,11 @@ public final class CoordinatorJobs: Sendable {
     let trainingQueue = DispatchQueue(label: "facet.coordinator.training")
 
     init(nodeID: String, configuration: NodeConfiguration) throws {
-        registry = JobRegistry(prefix: nodeID)
         models = try ModelStore(directory: configuration.stateDirectory)
+        // The job history survives restarts where there is a state directory (one file per coordinator: two
+        // coordinators may share the directory for the models, each keeps its own jobs).
+        let fileName = "jobs-" + String(nodeID.map { $0.isLetter || $0.isNumber || "._-".contains($0) ? $0 : "_" }) + ".pb"
+        registry = try JobRegistry(prefix: nodeID, file: configuration.stateDirectory.map { "\($0)/\(fileName)" })
         erased = LockedValue(models.loadErased())
         retrainAfter = configuration.retrainAfterChanges ?? 100
         threshold = configuration.classifierThreshold ?? 0.5
@@ -68,8 +71,14 @@ extension Coordinator {
             // Deletions whose retraining did not finish before a restart.
             _ = startRetrain(WireStartRetrainRequest.with { $0.activate = true; $0.reason = "subjects deleted before a restart" }, automatic: true)
         }
+        var reportedSaveError: String?
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
+            let saveError = jobs.registry.saveError
+            if saveError != reportedSaveError {
+                if let saveError { logger.warning("job history not saved", metadata: ["error": "\(saveError)"]) }
+                reportedSaveError = saveError
+            }
             do {
                 if try jobs.models.reload() {
                     logger.info("models reloaded", metadata: [

@@ -4,11 +4,16 @@ import FacetWire
 
 /// The coordinator's jobs: what was started, its state and progress, and cancellation requests.
 ///
-/// Pure bookkeeping (no I/O) behind one lock; the work itself runs in tasks of ``Coordinator`` (see
-/// `Coordinator+Jobs.swift`) that report here and poll ``isCancelled(_:)`` between steps. Jobs live in the
-/// memory of the coordinator that runs them (a restarted coordinator forgets its job history; what a job
-/// produced — a classifier version, templates — is durable elsewhere). At most `retainFinished` finished
-/// jobs are kept, oldest dropped first.
+/// Bookkeeping behind one lock; the work itself runs in tasks of ``Coordinator`` (see `Coordinator+Jobs.swift`)
+/// that report here and poll ``isCancelled(_:)`` between steps. At most `retainFinished` finished jobs are kept,
+/// oldest dropped first.
+///
+/// With a `file` (the coordinator's state directory, one file per coordinator node id) the history survives a
+/// restart: the file (a `ListJobsReply`, oldest first; written to a temporary file and renamed) is rewritten when a
+/// job is created or changes state, and at most every `progressSaveInterval` for progress alone. A job that was
+/// pending or running when the process stopped cannot be resumed (its task is gone): on loading it becomes FAILED
+/// with the reason and its last progress, so `facet jobs show ID` still answers after a crash. What a job produced
+/// (a classifier version, deleted templates) is durable elsewhere either way.
 public final class JobRegistry: Sendable {
     struct Entry: Sendable {
         var job: WireJob
@@ -18,13 +23,64 @@ public final class JobRegistry: Sendable {
 
     let prefix: String
     let retainFinished: Int
+    let file: String?
+    let progressSaveInterval: Int64 = 2_000
     private let entries = LockedValue<[String: Entry]>([:])
     private let counter = LockedValue<UInt64>(0)
+    /// Serialises writes of the file (each writes the newest snapshot) and remembers the last one.
+    private let saving = LockedValue<(lastUnixMs: Int64, error: String?)>((0, nil))
 
-    /// - Parameter prefix: put in every job id (the coordinator's node id), so ids of two coordinators differ.
-    public init(prefix: String, retainFinished: Int = 200) {
+    /// - Parameters:
+    ///   - prefix: put in every job id (the coordinator's node id), so ids of two coordinators differ.
+    ///   - file: where the history is kept (nil: memory only). An unreadable file is an error (nothing is overwritten).
+    public init(prefix: String, retainFinished: Int = 200, file: String? = nil) throws {
         self.prefix = prefix
         self.retainFinished = retainFinished
+        self.file = file
+        guard let file, let data = FileManager.default.contents(atPath: file) else { return }
+        let stored: WireListJobsReply
+        do { stored = try WireListJobsReply(serializedBytes: data) } catch {
+            throw FacetError(.internalError, "cannot read the job history \(file): \(error)")
+        }
+        let now = wireNowUnixMilliseconds()
+        var loaded: [String: Entry] = [:]
+        for (i, var job) in stored.jobs.enumerated() {
+            if !Self.isFinished(job.state) {
+                job.error = "the coordinator stopped while the job was \(job.state == .running ? "running" : "waiting") (\(job.progress.phase)); start it again"
+                job.state = .failed
+                job.finishedUnixMs = now
+                job.progress.phase = "failed"
+                job.progress.updatedUnixMs = now
+            }
+            loaded[job.jobID] = Entry(job: job, sequence: UInt64(i + 1))
+        }
+        entries.withLock { $0 = loaded }
+        counter.withLock { $0 = UInt64(stored.jobs.count) }
+    }
+
+    /// Memory only.
+    public convenience init(prefix: String, retainFinished: Int = 200) {
+        try! self.init(prefix: prefix, retainFinished: retainFinished, file: nil)   // no file: cannot throw
+    }
+
+    /// The last failure to write the history file (nil when the last write worked).
+    public var saveError: String? { saving.withLock { $0.error } }
+
+    /// Writes the history (oldest first) unless `onlyIfDue` and the last write is recent.
+    private func save(onlyIfDue: Bool = false) {
+        guard let file else { return }
+        saving.withLock { s in
+            let now = wireNowUnixMilliseconds()
+            if onlyIfDue && now - s.lastUnixMs < progressSaveInterval { return }
+            var reply = WireListJobsReply()
+            reply.jobs = entries.withLock { $0.values.sorted { $0.sequence < $1.sequence }.map(\.job) }
+            do {
+                try reply.serializedData().write(to: URL(fileURLWithPath: file), options: .atomic)
+                s = (now, nil)
+            } catch {
+                s.error = "cannot write the job history \(file): \(error)"
+            }
+        }
     }
 
     /// Registers a new job in state PENDING.
@@ -43,6 +99,7 @@ public final class JobRegistry: Sendable {
             e[job.jobID] = Entry(job: job, sequence: n)
             prune(&e)
         }
+        save()
         return job
     }
 
@@ -73,9 +130,10 @@ public final class JobRegistry: Sendable {
     /// A finished job is never changed again (a cancelled job stays cancelled even if its task completes).
     @discardableResult
     public func update(_ id: String, _ change: (inout WireJob) -> Void) -> WireJob? {
-        entries.withLock { e in
-            guard var entry = e[id] else { return nil }
-            guard !Self.isFinished(entry.job.state) else { return entry.job }
+        let (job, stateChanged) = entries.withLock { e -> (WireJob?, Bool) in
+            guard var entry = e[id] else { return (nil, false) }
+            guard !Self.isFinished(entry.job.state) else { return (entry.job, false) }
+            let before = entry.job.state
             change(&entry.job)
             entry.job.progress.updatedUnixMs = wireNowUnixMilliseconds()
             if Self.isFinished(entry.job.state) && entry.job.finishedUnixMs == 0 {
@@ -83,8 +141,10 @@ public final class JobRegistry: Sendable {
             }
             e[id] = entry
             if Self.isFinished(entry.job.state) { prune(&e) }
-            return entry.job
+            return (entry.job, entry.job.state != before)
         }
+        if job != nil { save(onlyIfDue: !stateChanged) }
+        return job
     }
 
     /// Progress report: phase, done/total and counters.
@@ -131,6 +191,7 @@ public final class JobRegistry: Sendable {
             return entry.job
         }
         guard let job else { throw FacetError(.notFound, "no job \(id)", field: "job_id") }
+        save()
         return job
     }
 

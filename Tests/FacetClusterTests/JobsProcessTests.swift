@@ -124,6 +124,10 @@ struct JobsProcessTests {
             #expect(restarted.decision.classifierVersion == "svm-000002")
             let expectedAfterRestart = ClassifierTraining.decide(ActiveClassifier(metadata: meta, model: current), query: g.queryVector(1))
             #expect(restarted.decision.top.map(\.subjectID) == expectedAfterRestart?.top.map(\.subjectID))
+            // Its job history came back from the state directory: both retrainings, finished, with their results.
+            let history = try await client.job(id: deleted.retrainJobID)
+            #expect(history.state == .succeeded && history.result == "svm-000002" && history.parameters["automatic"] == "true")
+            #expect(try await client.listJobs(kind: .retrain, state: .succeeded).jobs.map(\.result).prefix(2) == ["svm-000002", "svm-000001"])
             // Unknown jobs are typed errors.
             await expectError(.notFound) { _ = try await client.job(id: "nope") }
             await expectError(.notFound) { _ = try await client.cancelJob(id: "nope") }

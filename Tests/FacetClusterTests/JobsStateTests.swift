@@ -42,6 +42,43 @@ struct JobsStateTests {
         #expect(throws: FacetError.self) { _ = try r.list(pageToken: "x") }
     }
 
+    @Test("a registry with a file keeps its history across a restart; jobs that were running come back failed")
+    func registryHistorySurvivesARestart() throws {
+        try withTemporaryDirectory { dir in
+            let file = dir.path + "/jobs-c1.pb"
+            let r = try JobRegistry(prefix: "c1", file: file)
+            let done = r.create(kind: .retrain, parameters: ["reason": "test"])
+            r.markRunning(done.jobID)
+            r.finish(done.jobID, state: .succeeded, result: "svm-000001")
+            let cancelled = r.create(kind: .retrain)
+            _ = try r.cancel(cancelled.jobID)
+            let running = r.create(kind: .purgeModel, parameters: ["model_version": "1"])
+            r.markRunning(running.jobID)
+            r.progress(running.jobID, phase: "purging", done: 3, total: 8)   // within 2 s of the last write: not saved yet
+            let pending = r.create(kind: .retrain)                           // a creation saves everything
+            #expect(r.saveError == nil)
+
+            let again = try JobRegistry(prefix: "c1", file: file)
+            #expect(try again.list().jobs.map(\.jobID) == [pending.jobID, running.jobID, cancelled.jobID, done.jobID])
+            let d = try #require(again.get(done.jobID))
+            #expect(d.state == .succeeded && d.result == "svm-000001" && d.parameters == ["reason": "test"] && d.finishedUnixMs > 0)
+            #expect(again.get(cancelled.jobID)?.state == .cancelled)
+            let f = try #require(again.get(running.jobID))
+            #expect(f.state == .failed && f.kind == .purgeModel && f.progress.done == 3 && f.progress.total == 8)
+            #expect(f.error == "the coordinator stopped while the job was running (purging); start it again")
+            #expect(again.get(pending.jobID)?.state == .failed)
+            #expect(again.get(pending.jobID)?.error.contains("while the job was waiting") == true)
+            #expect(again.active(kind: .retrain).isEmpty && again.active(kind: .purgeModel).isEmpty)
+            // New jobs list above the loaded ones and get fresh ids.
+            let next = again.create(kind: .retrain)
+            #expect(try again.list().jobs.first?.jobID == next.jobID)
+            #expect(![done, cancelled, running, pending].map(\.jobID).contains(next.jobID))
+            // A file that is not a job history is refused, not overwritten.
+            try Data("not a protobuf \u{FF}\u{FF}".utf8).write(to: URL(fileURLWithPath: file))
+            #expect(throws: FacetError.self) { _ = try JobRegistry(prefix: "c1", file: file) }
+        }
+    }
+
     /// Separable toy data: 3 subjects around distinct directions, 4 templates each.
     func toySamples() -> [ClassifierTraining.Sample] {
         var out: [ClassifierTraining.Sample] = []
