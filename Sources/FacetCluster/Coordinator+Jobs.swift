@@ -18,6 +18,8 @@ public final class CoordinatorJobs: Sendable {
     let retrainAfter: Int
     let threshold: Float
     let jobWait: Duration
+    /// Why the job history file could not be read at start (it was set aside), for the coordinator to log.
+    let historyWarning: String?
     /// Training runs here, off the cooperative pool (LIBLINEAR is CPU-bound).
     let trainingQueue = DispatchQueue(label: "facet.coordinator.training")
 
@@ -26,7 +28,17 @@ public final class CoordinatorJobs: Sendable {
         // The job history survives restarts where there is a state directory (one file per coordinator: two
         // coordinators may share the directory for the models, each keeps its own jobs).
         let fileName = "jobs-" + String(nodeID.map { $0.isLetter || $0.isNumber || "._-".contains($0) ? $0 : "_" }) + ".pb"
-        registry = try JobRegistry(prefix: nodeID, file: configuration.stateDirectory.map { "\($0)/\(fileName)" })
+        let file = configuration.stateDirectory.map { "\($0)/\(fileName)" }
+        do {
+            registry = try JobRegistry(prefix: nodeID, file: file)
+            historyWarning = nil
+        } catch {
+            // The history is not worth an outage: the unreadable file is kept aside and the coordinator starts without it.
+            let aside = file! + ".unreadable-\(wireNowUnixMilliseconds())"
+            _ = rename(file!, aside)
+            historyWarning = "\(error); kept as \(aside), starting with an empty job history"
+            registry = try JobRegistry(prefix: nodeID, file: file)
+        }
         erased = LockedValue(models.loadErased())
         retrainAfter = configuration.retrainAfterChanges ?? 100
         threshold = configuration.classifierThreshold ?? 0.5
@@ -71,6 +83,7 @@ extension Coordinator {
             // Deletions whose retraining did not finish before a restart.
             _ = startRetrain(WireStartRetrainRequest.with { $0.activate = true; $0.reason = "subjects deleted before a restart" }, automatic: true)
         }
+        if let warning = jobs.historyWarning { logger.warning("job history unreadable", metadata: ["error": "\(warning)"]) }
         var reportedSaveError: String?
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))

@@ -76,6 +76,16 @@ struct JobsStateTests {
             // A file that is not a job history is refused, not overwritten.
             try Data("not a protobuf \u{FF}\u{FF}".utf8).write(to: URL(fileURLWithPath: file))
             #expect(throws: FacetError.self) { _ = try JobRegistry(prefix: "c1", file: file) }
+            // The coordinator starts all the same: the file is set aside (kept) and the history starts empty.
+            var configuration = NodeConfiguration()
+            configuration.stateDirectory = dir.path
+            let jobs = try CoordinatorJobs(nodeID: "c1", configuration: configuration)
+            #expect(jobs.historyWarning?.contains("starting with an empty job history") == true)
+            #expect(try jobs.registry.list().jobs.isEmpty)
+            let aside = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("jobs-c1.pb.unreadable-") }
+            #expect(aside.count == 1)
+            let fresh = jobs.registry.create(kind: .retrain)
+            #expect(try JobRegistry(prefix: "c1", file: file).get(fresh.jobID) != nil)
         }
     }
 
