@@ -111,7 +111,7 @@ class FacetClient:
     RETRYABLE = {pb.ERROR_CODE_UNAVAILABLE, pb.ERROR_CODE_DEADLINE_EXCEEDED, pb.ERROR_CODE_RATE_LIMITED,
                  pb.ERROR_CODE_QUEUE_FULL, pb.ERROR_CODE_STALE_SHARD_MAP, pb.ERROR_CODE_NOT_DURABLE}
     IDEMPOTENT = {"embed_request", "identify_request", "verify_request", "status_request", "list_subjects_request",
-                  "shard_map_request", "enrol_request"}
+                  "shard_map_request", "enrol_request", "get_job_request", "list_jobs_request"}
 
     @classmethod
     def may_retry(cls, body_field: str, error: "FacetError") -> bool:
@@ -258,6 +258,50 @@ class FacetClient:
                 return out
             token = page.next_page_token
         raise FacetError(pb.ERROR_CODE_RESOURCE_EXHAUSTED, f"more than {max_pages} pages")
+
+    # -- jobs (run by the coordinator; a start returns at once, the job's progress and result come with job()) --------
+
+    def start_retrain(self, activate: bool = True, balance_classes: bool = False, cost: float = 0.0,
+                      collections: Sequence[str] = (), reason: str = "", timeout_s: Optional[float] = None) -> "pb.Job":
+        r = pb.StartRetrainRequest(activate=activate, balance_classes=balance_classes, cost=cost,
+                                   collections=list(collections), reason=reason)
+        return self._expect(self.call("start_retrain_request", r, timeout_s), "job")
+
+    def start_purge_model(self, model_version: str, dry_run: bool = False, reason: str = "",
+                          timeout_s: Optional[float] = None) -> "pb.Job":
+        """Deletes every template of a retired embedding model version on every replica (not the active version);
+        with dry_run it only counts. The job's result says what it deleted or counted."""
+        r = pb.StartPurgeModelRequest(model_version=model_version, dry_run=dry_run, reason=reason)
+        return self._expect(self.call("start_purge_model_request", r, timeout_s), "job")
+
+    def job(self, job_id: str, timeout_s: Optional[float] = None) -> "pb.Job":
+        return self._expect(self.call("get_job_request", pb.GetJobRequest(job_id=job_id), timeout_s), "job")
+
+    def cancel_job(self, job_id: str, timeout_s: Optional[float] = None) -> "pb.Job":
+        return self._expect(self.call("cancel_job_request", pb.CancelJobRequest(job_id=job_id), timeout_s), "job")
+
+    def list_jobs(self, kind: int = 0, state: int = 0, timeout_s: Optional[float] = None) -> List["pb.Job"]:
+        out, token = [], ""
+        while True:
+            r = pb.ListJobsRequest(kind=kind, state=state, page_token=token)
+            page = self._expect(self.call("list_jobs_request", r, timeout_s), "list_jobs_reply")
+            out.extend(page.jobs)
+            if not page.next_page_token:
+                return out
+            token = page.next_page_token
+
+    FINISHED = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
+
+    def wait_for_job(self, job_id: str, interval_s: float = 0.2, timeout_s: float = 600.0) -> "pb.Job":
+        """Polls the job until it is finished (succeeded, failed or cancelled); DEADLINE_EXCEEDED after timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            j = self.job(job_id)
+            if j.state in self.FINISHED:
+                return j
+            if time.monotonic() >= deadline:
+                raise FacetError(pb.ERROR_CODE_DEADLINE_EXCEEDED, f"job {job_id} still running after {timeout_s} s")
+            time.sleep(interval_s)
 
     def status(self, include_partitions: bool = False, timeout_s: Optional[float] = None) -> "pb.StatusReply":
         r = pb.StatusRequest(include_partitions=include_partitions)

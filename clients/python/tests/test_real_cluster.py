@@ -116,6 +116,25 @@ class RealClusterTests(unittest.TestCase):
         after = self.client.identify(face=face, k=3)
         self.assertNotIn("bush-by-face", [c.subject_id for c in after.candidates])
 
+    def test_jobs(self):
+        # A retraining of the identity classifier: started, followed to the end, listed.
+        job = self.client.wait_for_job(self.client.start_retrain(reason="python client test").job_id, timeout_s=300)
+        self.assertEqual(job.state, pb.JOB_STATE_SUCCEEDED, job.error)
+        self.assertEqual(job.kind, pb.JOB_KIND_RETRAIN)
+        self.assertTrue(job.result.startswith("svm-"), job.result)
+        self.assertIn(job.job_id, [j.job_id for j in self.client.list_jobs(kind=pb.JOB_KIND_RETRAIN)])
+        # Purging the active model version is refused; a dry run of a version nobody has counts nothing.
+        with self.assertRaises(FacetError) as cm:
+            self.client.start_purge_model("1")
+        self.assertEqual(cm.exception.code, pb.ERROR_CODE_FAILED_PRECONDITION)
+        dry = self.client.wait_for_job(self.client.start_purge_model("0", dry_run=True).job_id, timeout_s=120)
+        self.assertEqual(dry.state, pb.JOB_STATE_SUCCEEDED, dry.error)
+        self.assertEqual(dry.kind, pb.JOB_KIND_PURGE_MODEL)
+        self.assertTrue(dry.result.startswith("dry run: 0 templates of model 0"), dry.result)
+        with self.assertRaises(FacetError) as cm:
+            self.client.job("no-such-job")
+        self.assertEqual(cm.exception.code, pb.ERROR_CODE_NOT_FOUND)
+
     def test_errors(self):
         cases = [
             (lambda: self.client.identify(image=b"not an image"), pb.ERROR_CODE_BAD_IMAGE),
