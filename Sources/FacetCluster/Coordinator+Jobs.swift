@@ -112,6 +112,10 @@ extension Coordinator {
             guard let job = jobs.registry.get(r.jobID) else { throw FacetError(.notFound, "no job \(r.jobID)", field: "job_id") }
             return .job(job)
         case .cancelJobRequest(let r):
+            if let running = jobs.registry.get(r.jobID), running.kind == .rebalance, !JobRegistry.isFinished(running.state) {
+                throw FacetError(.failedPrecondition, "a shard change cannot be cancelled: it finishes, or is rolled back if it fails",
+                                 field: "job_id")
+            }
             let job = try jobs.registry.cancel(r.jobID)
             ctx.logger.info("job cancelled", metadata: ["job.id": "\(r.jobID)", "state": "\(job.state)"])
             return .job(job)

@@ -474,16 +474,30 @@ extension Coordinator {
             s.changing = true
             return true
         }) else { throw FacetError(.failedPrecondition, "a shard change is already running on this coordinator", retryAfterMilliseconds: 1000) }
-        let id = "shards-\(map.epoch)-\(r.operation)-\(r.nodeID)"
+        // The change is a job (kind REBALANCE): `facet jobs show ID` and `facet shards … --wait` follow its progress
+        // (moves switched in) and see how it ended; it cannot be cancelled (it finishes or is rolled back).
+        let operation: String
+        switch r.operation {
+        case .addMatcher: operation = "add"
+        case .removeMatcher: operation = "remove"
+        default: operation = "rebalance"
+        }
+        var parameters = ["operation": operation, "moves": "\(plan.moves.count)", "from_epoch": "\(map.epoch)"]
+        if !r.nodeID.isEmpty { parameters["node_id"] = r.nodeID }
+        let id = jobs.registry.create(kind: .rebalance, parameters: parameters).jobID
+        jobs.registry.markRunning(id)
+        jobs.registry.progress(id, phase: "moving", done: 0, total: UInt64(plan.moves.count))
         reply.jobID = id
         shardWork.withLock { $0.lastChange = "\(id): running, \(plan.moves.count) moves" }
         ctx.logger.info("shard change started", metadata: ["change": "\(id)", "moves": "\(plan.moves)"])
         Task {
             let outcome: String
+            var failure: FacetError?
             do throws(FacetError) {
-                try await self.execute(plan.target, moves: plan.moves, log: ctx.logger)
+                try await self.execute(plan.target, moves: plan.moves, log: ctx.logger, job: id)
                 outcome = "done"
             } catch {
+                failure = error
                 // A change that failed after making replicas incoming (a matcher died while the map was stored, a fill
                 // timed out) would leave the map unsettled for good: roll it back, unless another coordinator's newer
                 // map replaced ours meanwhile.
@@ -496,16 +510,22 @@ extension Coordinator {
             }
             ctx.logger.info("shard change finished", metadata: ["change": "\(id)", "outcome": "\(outcome)"])
             self.shardWork.withLock { $0.changing = false; $0.lastChange = "\(id): \(outcome)" }
+            if let failure {
+                self.jobs.registry.finish(id, state: .failed, result: outcome, error: "\(failure)")
+            } else {
+                self.jobs.registry.finish(id, state: .succeeded, result: "done: shard map epoch \(self.currentMap.epoch)")
+            }
         }
         return reply
     }
 
     /// Runs the moves in groups of up to eight partitions (steps 1–4 above), then stores the final map.
-    func execute(_ target: ClusterShardMap, moves: [ClusterShardMap.Move], log: Logger) async throws(FacetError) {
+    func execute(_ target: ClusterShardMap, moves: [ClusterShardMap.Move], log: Logger, job: String? = nil) async throws(FacetError) {
         let timeout = Duration.seconds(600)
         var index = 0
         while index < moves.count {
             let group = Array(moves[index..<min(index + 8, moves.count)])
+            if let job { jobs.registry.progress(job, phase: "filling \(group.map { "p\($0.partition)→\($0.to)" }.joined(separator: ", "))") }
             index += group.count
             // 1. Open the windows, then make the new replicas incoming.
             var windows: [ReplicaKey: String] = [:]
@@ -565,6 +585,7 @@ extension Coordinator {
             try await commit(switched, required: Set(group.map(\.to)))
             metrics.partitionMoves.increment(by: Int64(group.count))
             log.info("partitions moved", metadata: ["epoch": "\(switched.epoch)", "moves": "\(group)"])
+            if let job { jobs.registry.progress(job, phase: "dropping the old copies", done: UInt64(index)) }
             // 4. Drop the old copies once every coordinator uses the new map (bounded; a dead matcher keeps its copy).
             for m in group { await dropCopy(m.partition, on: m.from) }
         }

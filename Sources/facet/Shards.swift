@@ -31,7 +31,7 @@ struct Shards: AsyncParsableCommand {
     /// The arguments every change takes, and the change itself.
     struct ChangeOptions: ParsableArguments {
         @Flag(name: .customLong("dry-run"), help: "Only print the planned moves.") var dryRun = false
-        @Flag(help: "Wait until the partitions have moved (bounded by --timeout-ms).") var wait = false
+        @Flag(help: "Wait until the partitions have moved, with a progress bar on stderr (bounded by --timeout-ms); exit 1 if the change failed.") var wait = false
         @Flag(help: "Print the reply as JSON.") var json = false
         @OptionGroup var client: ClientOptions
 
@@ -52,6 +52,21 @@ struct Shards: AsyncParsableCommand {
                     for m in reply.moves { print("  p\(m.partition): \(m.fromNodeID) -> \(m.toNodeID)") }
                 }
                 guard wait, !dryRun else { return }
+                if !reply.jobID.isEmpty, let job = try? await c.job(id: reply.jobID), job.kind == .rebalance {
+                    // The change is a coordinator job: follow its progress, and see at once when it failed (rolled back).
+                    let bar = json ? nil : ProgressBar(label: "shards")
+                    let done = try await c.waitForJob(id: job.jobID, interval: .milliseconds(250),
+                                                      timeout: .milliseconds(client.timeoutMilliseconds)) { j in
+                        bar?.update(done: Int(j.progress.done), total: Int(j.progress.total), note: j.progress.phase)
+                    }
+                    bar?.finish()
+                    guard done.state == .succeeded else {
+                        throw FacetError(.failedPrecondition, "shard change \(done.jobID) \(jobStateName(done.state)): \(done.result.isEmpty ? done.error : done.result)")
+                    }
+                    if !json { print(done.result) }
+                    return
+                }
+                // A coordinator that does not run changes as jobs: poll the map until it has the target.
                 let target = reply.target
                 let deadline = ContinuousClock.now + .milliseconds(client.timeoutMilliseconds)
                 while ContinuousClock.now < deadline {

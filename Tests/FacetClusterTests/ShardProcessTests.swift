@@ -340,7 +340,20 @@ struct ShardProcessTests {
                 let reply = try await changeShards(client, .addMatcher, "matcher-3")
                 #expect(!reply.moves.isEmpty)
                 #expect(reply.moves.allSatisfy { $0.toNodeID == "matcher-3" })
+                // The change is a job; it cannot be cancelled while it runs (a cancel that lands after it finished
+                // returns the finished job).
+                do {
+                    let j = try await client.cancelJob(id: reply.jobID)
+                    #expect(j.state == .succeeded, "a running shard change was cancelled: \(j)")
+                } catch let e as FacetError {
+                    #expect(e.code == .failedPrecondition, "\(e)")
+                }
                 _ = try await waitForMap(client, reply.target, harness: harness)
+                let job = try await client.waitForJob(id: reply.jobID, interval: .milliseconds(100), timeout: .seconds(60))
+                #expect(job.kind == .rebalance && job.state == .succeeded, "\(job)")
+                #expect(job.parameters["operation"] == "add" && job.parameters["node_id"] == "matcher-3")
+                #expect(job.progress.done == UInt64(reply.moves.count) && job.progress.total == UInt64(reply.moves.count))
+                #expect(job.result.hasPrefix("done: shard map epoch "), "\(job.result)")
             }
             #expect(added.enrolFailures.isEmpty, "\(added.enrolFailures)")
             #expect(added.queryFailures.isEmpty, "\(added.queryFailures)")
@@ -365,9 +378,15 @@ struct ShardProcessTests {
             // Remove matcher-0 under load.
             let removed = try await underLoad(client, queries: g, enrol: try gallery(seed: 41, count: 90, queries: 0), prefix: "r",
                                               minimumEnrolments: 10) {
-                let reply = try await changeShards(client, .removeMatcher, "matcher-0")
-                #expect(reply.moves.allSatisfy { $0.fromNodeID == "matcher-0" })
-                _ = try await waitForMap(client, reply.target, harness: harness)
+                // Through the CLI: `facet shards remove --wait` follows the change's job to its end.
+                let run = try await runFacet(["shards", "remove", "matcher-0", "--wait", "--json", "--endpoint", harness.frontend,
+                                              "--insecure-plaintext", "--timeout-ms", "300000"])
+                #expect(run.status == 0, "\(run.output)")
+                let printed = try jsonObject(run.output)
+                let moves = try #require(printed["moves"] as? [[String: Any]])
+                #expect(!moves.isEmpty && moves.allSatisfy { $0["from"] as? String == "matcher-0" })
+                let job = try await client.job(id: try #require(printed["job_id"] as? String))
+                #expect(job.kind == .rebalance && job.state == .succeeded && job.parameters["operation"] == "remove", "\(job)")
             }
             #expect(removed.enrolFailures.isEmpty, "\(removed.enrolFailures)")
             #expect(removed.queryFailures.isEmpty, "\(removed.queryFailures)")
@@ -415,9 +434,10 @@ struct ShardProcessTests {
             // it pushes it, and a map that died with the process before reaching any matcher is no change at all —
             // the restarted coordinator learns the old map from the matchers, and there is nothing to roll back.
             var caught: WireShardMap?
+            var killedJob = ""
             for attempt in 0..<3 where caught == nil {
                 let start = try await client.shardMap()
-                _ = try await changeShards(client, .addMatcher, "matcher-3")
+                killedJob = try await changeShards(client, .addMatcher, "matcher-3").jobID
                 let deadline = Date().addingTimeInterval(30)
                 while Date() < deadline {
                     let m = try await client.shardMap()
@@ -454,6 +474,10 @@ struct ShardProcessTests {
             #expect(rolled.assignments.allSatisfy { $0.incoming.isEmpty && !$0.replicas.contains("matcher-3") })
             // The status says so once the roll-back has dropped the incoming copies (`facet shards show` prints it).
             #expect(try await lastShardChange(client, containing: "rolled back").contains("an earlier run of this coordinator stopped during it"))
+            // The killed change's job is in the restarted coordinator's history (its state directory), failed.
+            let lost = try await client.job(id: killedJob)
+            #expect(lost.kind == .rebalance && lost.state == .failed, "\(lost)")
+            #expect(lost.error.hasPrefix("the coordinator stopped while the job was running"), "\(lost.error)")
             try await harness.waitUntilHealthy(client)
             try await expectQueriesExact(client, g, all, count: 20)
 
