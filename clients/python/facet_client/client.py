@@ -249,11 +249,16 @@ class FacetClient:
 
     def list_subjects(self, collection: str = "", page_size: int = 0, max_pages: int = 10_000,
                       timeout_s: Optional[float] = None) -> List["pb.SubjectSummary"]:
+        return self._all_pages("list_subjects_request", "list_subjects_reply", "subjects", max_pages, timeout_s,
+                               lambda token: pb.ListSubjectsRequest(collection=collection, page_size=page_size, page_token=token))
+
+    def _all_pages(self, body_field: str, reply_field: str, items: str, max_pages: int, timeout_s: Optional[float],
+                   make_request) -> list:
+        """Follows page tokens: `make_request(token)` builds each page's request; returns the items of every page."""
         out, token = [], ""
         for _ in range(max_pages):
-            r = pb.ListSubjectsRequest(collection=collection, page_size=page_size, page_token=token)
-            page = self._expect(self.call("list_subjects_request", r, timeout_s), "list_subjects_reply")
-            out.extend(page.subjects)
+            page = self._expect(self.call(body_field, make_request(token), timeout_s), reply_field)
+            out.extend(getattr(page, items))
             if not page.next_page_token:
                 return out
             token = page.next_page_token
@@ -280,15 +285,10 @@ class FacetClient:
     def cancel_job(self, job_id: str, timeout_s: Optional[float] = None) -> "pb.Job":
         return self._expect(self.call("cancel_job_request", pb.CancelJobRequest(job_id=job_id), timeout_s), "job")
 
-    def list_jobs(self, kind: int = 0, state: int = 0, timeout_s: Optional[float] = None) -> List["pb.Job"]:
-        out, token = [], ""
-        while True:
-            r = pb.ListJobsRequest(kind=kind, state=state, page_token=token)
-            page = self._expect(self.call("list_jobs_request", r, timeout_s), "list_jobs_reply")
-            out.extend(page.jobs)
-            if not page.next_page_token:
-                return out
-            token = page.next_page_token
+    def list_jobs(self, kind: int = 0, state: int = 0, max_pages: int = 10_000,
+                  timeout_s: Optional[float] = None) -> List["pb.Job"]:
+        return self._all_pages("list_jobs_request", "list_jobs_reply", "jobs", max_pages, timeout_s,
+                               lambda token: pb.ListJobsRequest(kind=kind, state=state, page_token=token))
 
     FINISHED = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED}
 
