@@ -182,7 +182,7 @@ struct JobsProcessTests {
         }
     }
 
-    @Test("purge a retired model version: refused while active; a dry run counts; the purge deletes it on every replica, erases the subjects left with nothing, keeps the new version; a second purge finds nothing",
+    @Test("purge a retired model version: refused while active; a dry run counts; the purge (with a matcher down) deletes it on every replica, erases the subjects left with nothing, keeps the new version; a second purge finds nothing",
           .timeLimit(.minutes(5)))
     func purgeRetiredModelVersion() async throws {
         try await withJobsCluster { harness, client in
@@ -218,13 +218,18 @@ struct JobsProcessTests {
             #expect(dry.result == "dry run: 80 templates of model 1 in 40 subjects would be deleted; 10 subjects would be left without templates (erased)")
             #expect(try await client.status(includePartitions: true).partitions.map(\.templates).reduce(0, +) == 125)
 
-            // The purge, through the CLI: it waits for the job and prints it as JSON.
+            // The purge, through the CLI (it waits for the job and prints it as JSON), while matcher-0 is down: its
+            // copies miss the deletes, are marked stale by the others, and are filled when it is back.
+            harness.kill9("matcher-0")
+            try await waitForStatus(client, "matcher-0 dead") { s in s.nodes.contains { $0.nodeID == "matcher-0" && $0.state == .dead } }
             let run = try await runFacet(["purge-model", "1", "--wait", "--json", "--reason", "model 1 retired",
                                           "--endpoint", harness.frontend, "--insecure-plaintext"])
             #expect(run.status == 0, "\(run.output)")
             let job = try jsonObject(run.output)
             #expect(job["kind"] as? String == "purge-model" && job["state"] as? String == "succeeded")
             #expect(job["result"] as? String == "deleted 80 of 80 templates of model 1 (40 subjects; 10 left without templates, erased)")
+            try harness.start("matcher-0")
+            try await harness.waitUntilHealthy(client, seconds: 90)
             try await waitForStatus(client, "45 templates") { s in s.partitions.map(\.templates).reduce(0, +) == 45 }
             var subjects: [String] = []
             var token = ""
