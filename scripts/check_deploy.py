@@ -190,9 +190,8 @@ for p in dash["panels"]:
         for m in re.findall(r"\b(facet_[a-z_]+)", t["expr"]):
             used.add(re.sub(r"_(bucket|sum|count)$", "", m))
 missing = sorted(used - exported)
-if exported and missing:
-    # The metrics endpoint may not be merged yet: say which names the dashboard expects.
-    print(f"  note: the dashboard queries metrics not (yet) exported by Sources/: {missing}")
+if missing:
+    err(f"the dashboard queries metrics no node exports (no literal name in Sources/): {missing}")
 print(f"  dashboard: {len(ids)} panels, metrics {sorted(used)}")
 
 cf = (deploy / "Containerfile").read_text()

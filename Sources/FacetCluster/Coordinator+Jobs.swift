@@ -87,6 +87,7 @@ extension Coordinator {
         var reportedSaveError: String?
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
+            metrics.jobCounts(jobs.registry.all())
             let saveError = jobs.registry.saveError
             if saveError != reportedSaveError {
                 if let saveError { logger.warning("job history not saved", metadata: ["error": "\(saveError)"]) }

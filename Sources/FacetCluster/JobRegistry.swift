@@ -103,7 +103,7 @@ public final class JobRegistry: Sendable {
         return job
     }
 
-    static func kindName(_ kind: WireJobKind) -> String {
+    public static func kindName(_ kind: WireJobKind) -> String {
         switch kind {
         case .retrain: return "retrain"
         case .reenrol: return "reenrol"
@@ -113,6 +113,20 @@ public final class JobRegistry: Sendable {
         default: return "job"
         }
     }
+
+    public static func stateName(_ state: WireJobState) -> String {
+        switch state {
+        case .pending: return "pending"
+        case .running: return "running"
+        case .succeeded: return "succeeded"
+        case .failed: return "failed"
+        case .cancelled: return "cancelled"
+        default: return "unknown"
+        }
+    }
+
+    /// Every job held, in no order (for metrics).
+    func all() -> [WireJob] { entries.withLock { $0.values.map(\.job) } }
 
     static func isFinished(_ state: WireJobState) -> Bool {
         state == .succeeded || state == .failed || state == .cancelled

@@ -2,6 +2,7 @@ import Foundation
 import Metrics
 import Prometheus
 import FacetTransport
+import FacetWire
 
 /// A node's Prometheus metrics (swift-prometheus's registry; `facet serve` also bootstraps swift-metrics with a
 /// factory over the same registry, so `Metrics` counters and timers from any library land in the same output).
@@ -13,7 +14,7 @@ import FacetTransport
 /// - `facet_partition_templates{partition}` (matchers): templates per held partition.
 /// - `facet_partitions_synced` (matchers), `facet_shard_map_epoch`, `facet_live_workers{role}` (coordinator).
 /// - `facet_replica_fills_total`, `facet_replica_fill_duration_seconds`, `facet_partition_moves_total` (coordinator).
-/// - `facet_job_progress{job,phase}` (done/total of the last progress report of each job; for the jobs API).
+/// - `facet_jobs{kind,state}` (coordinator): jobs held (the history included), by kind and state.
 public final class NodeMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let role: String
@@ -82,10 +83,20 @@ public final class NodeMetrics: Sendable {
         g.set(value)
     }
 
-    /// Job progress (for the jobs API): `done` and `total` of job `id` in `phase`.
-    public func jobProgress(id: String, phase: String, done: UInt64, total: UInt64) {
-        gauge("facet_job_progress_done", labels: [("job", id), ("phase", phase)], help: "Items done by a job", Double(done))
-        gauge("facet_job_progress_total", labels: [("job", id), ("phase", phase)], help: "Items a job has in all (0 = unknown)", Double(total))
+    /// The coordinator's jobs by kind and state (`facet_jobs{kind,state}`; kinds and states are few, so the label set
+    /// is bounded — per-job progress is the jobs API's, not a metric's). Every kind × state pair is set, 0 included.
+    public func jobCounts(_ jobs: [WireJob]) {
+        let kinds: [WireJobKind] = [.retrain, .rebalance, .retention, .purgeModel]
+        let states: [WireJobState] = [.pending, .running, .succeeded, .failed, .cancelled]
+        var count: [String: Int] = [:]
+        for j in jobs { count["\(JobRegistry.kindName(j.kind))/\(JobRegistry.stateName(j.state))", default: 0] += 1 }
+        for k in kinds {
+            for st in states {
+                let kind = JobRegistry.kindName(k), state = JobRegistry.stateName(st)
+                gauge("facet_jobs", labels: [("kind", kind), ("state", state)], help: "Jobs the coordinator holds, by kind and state",
+                      Double(count["\(kind)/\(state)"] ?? 0))
+            }
+        }
     }
 
     /// Makes swift-metrics (`Counter`, `Timer`, `Gauge` of the Metrics API, used by any library in the process) report into

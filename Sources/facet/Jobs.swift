@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import FacetClient
+import FacetCluster
 import FacetWire
 
 /// `facet jobs [list|show ID|cancel ID|start svm] [--json]`
@@ -119,27 +120,9 @@ func jobState(named s: String) -> WireJobState? {
     ["pending": .pending, "running": .running, "succeeded": .succeeded, "failed": .failed, "cancelled": .cancelled][s.lowercased()]
 }
 
-func jobStateName(_ s: WireJobState) -> String {
-    switch s {
-    case .pending: return "pending"
-    case .running: return "running"
-    case .succeeded: return "succeeded"
-    case .failed: return "failed"
-    case .cancelled: return "cancelled"
-    default: return "unknown"
-    }
-}
+func jobStateName(_ s: WireJobState) -> String { JobRegistry.stateName(s) }
 
-func jobKindName(_ k: WireJobKind) -> String {
-    switch k {
-    case .retrain: return "retrain"
-    case .reenrol: return "reenrol"
-    case .rebalance: return "rebalance"
-    case .retention: return "retention"
-    case .purgeModel: return "purge-model"
-    default: return "unknown"
-    }
-}
+func jobKindName(_ k: WireJobKind) -> String { JobRegistry.kindName(k) }
 
 func jobJSON(_ j: WireJob) -> [String: Any] {
     ["id": j.jobID, "kind": jobKindName(j.kind), "state": jobStateName(j.state), "phase": j.progress.phase,

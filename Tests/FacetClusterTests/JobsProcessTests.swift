@@ -249,6 +249,16 @@ struct JobsProcessTests {
             let again = try await finished(client, try await client.startPurgeModel(version: "1").jobID)
             #expect(again.state == .succeeded && again.result.hasPrefix("deleted 0 of 0 templates"), "\(again.result) \(again.error)")
             #expect(harness.log("coordinator").contains("purge done"))
+            // Prometheus: jobs by kind and state (set every second by the coordinator).
+            let http = try await harness.httpEndpoint("coordinator")
+            var purges: Double?
+            for _ in 0..<50 {
+                purges = metricValue(try httpGet(http, "/metrics").1, "facet_jobs", ["kind": "purge-model", "state": "succeeded"])
+                if purges == 3 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(purges == 3)
+            #expect(metricValue(try httpGet(http, "/metrics").1, "facet_jobs", ["kind": "purge-model", "state": "running"]) == 0)
 
             // On disk: no replica keeps a model-1 template; every model-2 template is on both of its replicas.
             var stored: [UInt64: Int] = [:]
