@@ -15,6 +15,7 @@ struct Jobs: AsyncParsableCommand {
         @OptionGroup var client: ClientOptions
         @Flag(help: "Print JSON.") var json = false
         @Option(help: "Only jobs in this state: pending, running, succeeded, failed, cancelled.") var state: String?
+        @Option(help: "Only jobs of this kind: retrain, rebalance (shard changes), purge-model.") var kind: String?
 
         func run() async throws {
             let wanted: WireJobState
@@ -24,11 +25,18 @@ struct Jobs: AsyncParsableCommand {
                 guard let st = jobState(named: s) else { throw ValidationError("unknown state \(s)") }
                 wanted = st
             }
+            var wantedKind = WireJobKind.unspecified
+            if let kind {
+                guard let k = WireJobKind.allCases.first(where: { $0 != .unspecified && JobRegistry.kindName($0) == kind.lowercased() }) else {
+                    throw ValidationError("unknown kind \(kind) (retrain, rebalance, purge-model)")
+                }
+                wantedKind = k
+            }
             try await client.withClient { c in
                 var jobs: [WireJob] = []
                 var token = ""
                 repeat {
-                    let page = try await c.listJobs(state: wanted, pageToken: token)
+                    let page = try await c.listJobs(kind: wantedKind, state: wanted, pageToken: token)
                     jobs += page.jobs
                     token = page.nextPageToken
                 } while !token.isEmpty

@@ -258,6 +258,14 @@ struct JobsProcessTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(purges == 3)
+            let listed = try await runFacet(["jobs", "list", "--kind", "purge-model", "--json", "--endpoint", harness.frontend, "--insecure-plaintext"])
+            let jobsListed = try #require(try jsonObject(listed.output)["jobs"] as? [[String: Any]])
+            #expect(jobsListed.count == 3 && jobsListed.allSatisfy { $0["kind"] as? String == "purge-model" }, "\(listed.output)")
+            // (125 enrolments started an automatic retraining: the list without a kind has more.)
+            let everything = try await runFacet(["jobs", "list", "--json", "--endpoint", harness.frontend, "--insecure-plaintext"])
+            #expect(((try jsonObject(everything.output)["jobs"] as? [Any])?.count ?? 0) > 3, "\(everything.output)")
+            let none = try await runFacet(["jobs", "list", "--kind", "rebalance", "--json", "--endpoint", harness.frontend, "--insecure-plaintext"])
+            #expect((try jsonObject(none.output)["jobs"] as? [Any])?.isEmpty == true, "\(none.output)")
             #expect(metricValue(try httpGet(http, "/metrics").1, "facet_jobs", ["kind": "purge-model", "state": "running"]) == 0)
 
             // On disk: no replica keeps a model-1 template; every model-2 template is on both of its replicas.
