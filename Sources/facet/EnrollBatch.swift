@@ -213,15 +213,8 @@ struct PurgeModel: AsyncParsableCommand {
     func run() async throws {
         try await client.withClient { c in
             var job = try await c.startPurgeModel(version: version, dryRun: dryRun, reason: reason.isEmpty ? "facet purge-model" : reason)
-            if wait {
-                let bar = ProgressBar(label: dryRun ? "count" : "purge")
-                job = try await c.waitForJob(id: job.jobID, timeout: .seconds(waitSeconds)) { j in
-                    bar.update(done: Int(j.progress.done), total: Int(j.progress.total), note: j.progress.phase)
-                }
-                bar.finish()
-            }
-            if json { printJSON(jobJSON(job)) } else { printJob(job) }
-            if wait && job.state != .succeeded { throw ExitCode(1) }
+            if wait { job = try await followJob(c, job, label: dryRun ? "count" : "purge", timeout: .seconds(waitSeconds)) }
+            try reportJob(job, waited: wait, json: json)
         }
     }
 }

@@ -111,17 +111,27 @@ struct RetrainOptions: ParsableArguments {
             r.activate = !noActivate
             r.reason = "facet retrain"
             var job = try await c.startRetrain(r)
-            if wait {
-                let bar = ProgressBar(label: "retrain")
-                job = try await c.waitForJob(id: job.jobID, timeout: .milliseconds(client.timeoutMilliseconds)) { j in
-                    bar.update(done: Int(j.progress.done), total: Int(j.progress.total), note: j.progress.phase)
-                }
-                bar.finish()
-            }
-            if json { printJSON(jobJSON(job)) } else { printJob(job) }
-            if wait && job.state != .succeeded { throw ExitCode(1) }
+            if wait { job = try await followJob(c, job, label: "retrain", timeout: .milliseconds(client.timeoutMilliseconds)) }
+            try reportJob(job, waited: wait, json: json)
         }
     }
+}
+
+/// Follows a job until it is finished, with a progress bar on stderr; returns the finished job (DEADLINE_EXCEEDED
+/// after `timeout`; the job goes on).
+func followJob(_ c: FacetClient, _ job: WireJob, label: String, timeout: Duration,
+               interval: Duration = .milliseconds(200)) async throws -> WireJob {
+    let bar = ProgressBar(label: label)
+    defer { bar.finish() }
+    return try await c.waitForJob(id: job.jobID, interval: interval, timeout: timeout) { j in
+        bar.update(done: Int(j.progress.done), total: Int(j.progress.total), note: j.progress.phase)
+    }
+}
+
+/// Prints a started job (JSON with --json), and fails with exit status 1 when it was waited for and did not succeed.
+func reportJob(_ job: WireJob, waited: Bool, json: Bool) throws {
+    if json { printJSON(jobJSON(job)) } else { printJob(job) }
+    if waited && job.state != .succeeded { throw ExitCode(1) }
 }
 
 func jobState(named s: String) -> WireJobState? {

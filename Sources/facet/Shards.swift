@@ -54,12 +54,8 @@ struct Shards: AsyncParsableCommand {
                 guard wait, !dryRun else { return }
                 if !reply.jobID.isEmpty, let job = try? await c.job(id: reply.jobID), job.kind == .rebalance {
                     // The change is a coordinator job: follow its progress, and see at once when it failed (rolled back).
-                    let bar = json ? nil : ProgressBar(label: "shards")
-                    let done = try await c.waitForJob(id: job.jobID, interval: .milliseconds(250),
-                                                      timeout: .milliseconds(client.timeoutMilliseconds)) { j in
-                        bar?.update(done: Int(j.progress.done), total: Int(j.progress.total), note: j.progress.phase)
-                    }
-                    bar?.finish()
+                    let done = try await followJob(c, job, label: "shards", timeout: .milliseconds(client.timeoutMilliseconds),
+                                                   interval: .milliseconds(250))
                     guard done.state == .succeeded else {
                         throw FacetError(.failedPrecondition, "shard change \(done.jobID) \(jobStateName(done.state)): \(done.result.isEmpty ? done.error : done.result)")
                     }

@@ -131,6 +131,12 @@ struct JobsProcessTests {
             // Unknown jobs are typed errors.
             await expectError(.notFound) { _ = try await client.job(id: "nope") }
             await expectError(.notFound) { _ = try await client.cancelJob(id: "nope") }
+            // `facet retrain --wait --no-activate` follows the job to its end; the published version is not active.
+            let cli = try await runFacet(["retrain", "--wait", "--json", "--no-activate", "--endpoint", harness.frontend, "--insecure-plaintext"])
+            #expect(cli.status == 0, "\(cli.output)")
+            let printed = try jsonObject(cli.output)
+            #expect(printed["state"] as? String == "succeeded" && printed["result"] as? String == "svm-000003", "\(cli.output)")
+            #expect(try await client.status().classifierVersion == "svm-000002")
         }
     }
 
