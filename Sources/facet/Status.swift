@@ -15,8 +15,11 @@ struct Status: AsyncParsableCommand {
         defer { Task { await c.close() } }
         do {
             let r = try await c.status(includePartitions: true)
+            // Jobs under way (retraining, shard changes, purges): an operator looking at the cluster wants to see them.
+            let running = ((try? await c.listJobs(state: .pending).jobs) ?? []) + ((try? await c.listJobs(state: .running).jobs) ?? [])
             if json {
                 printJSON(["healthy": r.healthy, "templates": Int(r.templates), "partition_count": Int(r.partitionCount),
+                           "jobs_under_way": running.map(jobJSON),
                            "replication_factor": Int(r.replicationFactor),
                            "nodes": r.nodes.map { ["id": $0.nodeID, "role": "\($0.role)", "state": "\($0.state)",
                                                    "partitions": $0.partitions.count, "templates": Int($0.templates)] as [String: Any] },
@@ -27,6 +30,8 @@ struct Status: AsyncParsableCommand {
                 for n in r.nodes {
                     print("  \(n.nodeID.padding(toLength: 14, withPad: " ", startingAt: 0)) \("\(n.role)".padding(toLength: 12, withPad: " ", startingAt: 0)) \("\(n.state)".padding(toLength: 8, withPad: " ", startingAt: 0)) partitions \(n.partitions.count)  templates \(n.templates)")
                 }
+                if !running.isEmpty { print("jobs under way:") }
+                for j in running { print("  " + jobLine(j)) }
             }
         } catch { fail(error) }
     }

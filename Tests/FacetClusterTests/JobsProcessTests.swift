@@ -172,6 +172,10 @@ struct JobsProcessTests {
                 seen = try await client.job(id: started.jobID)
             }
             #expect(seen.state == .running && seen.progress.phase.hasPrefix("waiting"), "\(seen)")
+            // `facet status` lists the job under way (the cluster is degraded: it still answers).
+            let status = try await runFacet(["status", "--endpoint", harness.frontend, "--insecure-plaintext"])
+            #expect(status.output.contains("DEGRADED") && status.output.contains("jobs under way:"), "\(status.output)")
+            #expect(status.output.split(separator: "\n").contains { $0.contains(started.jobID) && $0.contains("running") }, "\(status.output)")
             let cancelled = try await client.cancelJob(id: started.jobID)
             #expect(cancelled.state == .cancelled)
             // Matchers come back; the cancelled job stays cancelled and nothing new was published.
