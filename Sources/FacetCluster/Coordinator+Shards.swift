@@ -212,9 +212,14 @@ extension Coordinator {
             s.changing = true
             return true
         }) else { return }
+        // A job too, so the history shows the roll-back next to the change it undid (FAILED after the restart).
+        let id = jobs.registry.create(kind: .rebalance, parameters: ["operation": "roll-back", "from_epoch": "\(map.epoch)"]).jobID
+        jobs.registry.markRunning(id)
+        jobs.registry.progress(id, phase: "rolling back the unfinished change of epoch \(map.epoch)")
         Task {
             let outcome = await self.rollBack(map, why: "an earlier run of this coordinator stopped during it")
             self.shardWork.withLock { $0.changing = false; $0.lastChange = outcome }
+            self.jobs.registry.finish(id, state: outcome.hasPrefix("rolled back") ? .succeeded : .failed, result: outcome)
         }
     }
 

@@ -478,6 +478,13 @@ struct ShardProcessTests {
             let lost = try await client.job(id: killedJob)
             #expect(lost.kind == .rebalance && lost.state == .failed, "\(lost)")
             #expect(lost.error.hasPrefix("the coordinator stopped while the job was running"), "\(lost.error)")
+            // The roll-back is a job of its own (finished just after the status says "rolled back").
+            let rollBacks = try await client.listJobs(kind: .rebalance).jobs.filter { $0.parameters["operation"] == "roll-back" }
+            #expect(rollBacks.count == 1, "\(rollBacks)")
+            if let rb = rollBacks.first {
+                let ended = try await client.waitForJob(id: rb.jobID, interval: .milliseconds(50), timeout: .seconds(30))
+                #expect(ended.state == .succeeded && ended.result.hasPrefix("rolled back"), "\(ended)")
+            }
             try await harness.waitUntilHealthy(client)
             try await expectQueriesExact(client, g, all, count: 20)
 
