@@ -26,12 +26,14 @@ extension Coordinator {
             throw FacetError(.failedPrecondition, "model version \(version) is the active one; switch to another first (facet switch-model)",
                              field: "model_version")
         }
-        if let running = jobs.registry.active(kind: .purgeModel).first {
-            throw FacetError(.failedPrecondition, "a purge is already running: \(running.jobID)", retryAfterMilliseconds: 1000)
-        }
         var parameters = ["model_version": version, "dry_run": "\(r.dryRun)"]
         if !r.reason.isEmpty { parameters["reason"] = r.reason }
-        let job = jobs.registry.create(kind: .purgeModel, parameters: parameters)
+        let job: WireJob
+        switch jobs.registry.createAlone(kind: .purgeModel, parameters: parameters) {
+        case .created(let created): job = created
+        case .refused(let running):
+            throw FacetError(.failedPrecondition, "a purge is already running: \(running.jobID)", retryAfterMilliseconds: 1000)
+        }
         ctx.logger.info("purge of a model version queued", metadata: ["job.id": "\(job.jobID)", "model.version": "\(version)",
                                                                       "dry_run": "\(r.dryRun)"])
         Task { await self.runPurge(job.jobID, version: version, dryRun: r.dryRun) }

@@ -85,6 +85,23 @@ public final class JobRegistry: Sendable {
 
     /// Registers a new job in state PENDING.
     public func create(kind: WireJobKind, parameters: [String: String] = [:], now: Int64 = wireNowUnixMilliseconds()) -> WireJob {
+        switch create(kind: kind, parameters: parameters, now: now, alone: false) {
+        case .created(let job), .refused(let job): return job
+        }
+    }
+
+    public enum Creation: Sendable {
+        case created(WireJob)
+        case refused(WireJob)   // the job of the same kind already pending or running
+    }
+
+    /// Registers a new job unless one of `kind` is pending or running (checked and registered under one lock, so two
+    /// requests at once cannot both start one).
+    public func createAlone(kind: WireJobKind, parameters: [String: String] = [:], now: Int64 = wireNowUnixMilliseconds()) -> Creation {
+        create(kind: kind, parameters: parameters, now: now, alone: true)
+    }
+
+    private func create(kind: WireJobKind, parameters: [String: String], now: Int64, alone: Bool) -> Creation {
         let n = counter.withLock { $0 += 1; return $0 }
         var job = WireJob()
         job.jobID = "\(prefix)-\(Self.kindName(kind))-\(String(now, radix: 36))-\(n)"
@@ -95,12 +112,17 @@ public final class JobRegistry: Sendable {
         job.progress.jobID = job.jobID
         job.progress.phase = "pending"
         job.progress.updatedUnixMs = now
-        entries.withLock { e in
+        let running = entries.withLock { e -> WireJob? in
+            if alone, let other = e.values.filter({ $0.job.kind == kind && !Self.isFinished($0.job.state) }).min(by: { $0.sequence < $1.sequence }) {
+                return other.job
+            }
             e[job.jobID] = Entry(job: job, sequence: n)
             prune(&e)
+            return nil
         }
+        if let running { return .refused(running) }
         save()
-        return job
+        return .created(job)
     }
 
     public static func kindName(_ kind: WireJobKind) -> String {

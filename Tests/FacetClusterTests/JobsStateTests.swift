@@ -3,6 +3,7 @@ import Testing
 import FacetClassify
 import FacetClient
 import FacetTestSupport
+import FacetTransport
 import FacetWire
 @testable import FacetCluster
 
@@ -40,6 +41,22 @@ struct JobsStateTests {
         #expect(page2.jobs.map(\.jobID) == [ids[2]] && page2.nextPageToken.isEmpty)
         #expect(try r.list(state: .running).jobs.isEmpty)
         #expect(throws: FacetError.self) { _ = try r.list(pageToken: "x") }
+    }
+
+    @Test("createAlone refuses a second job of a kind while one is pending or running, also from many threads at once")
+    func createAloneIsAtomic() throws {
+        let r = JobRegistry(prefix: "c1")
+        let created = LockedValue(0)
+        DispatchQueue.concurrentPerform(iterations: 64) { _ in
+            if case .created = r.createAlone(kind: .purgeModel) { created.withLock { $0 += 1 } }
+        }
+        #expect(created.withLock { $0 } == 1)
+        let first = try #require(r.active(kind: .purgeModel).first)
+        guard case .refused(let other) = r.createAlone(kind: .purgeModel) else { Issue.record("not refused"); return }
+        #expect(other.jobID == first.jobID)
+        if case .refused = r.createAlone(kind: .retrain) { Issue.record("another kind was refused") }
+        r.finish(first.jobID, state: .succeeded)
+        guard case .created = r.createAlone(kind: .purgeModel) else { Issue.record("refused after the first finished"); return }
     }
 
     @Test("a registry with a file keeps its history across a restart; jobs that were running come back failed")
