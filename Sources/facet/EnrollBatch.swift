@@ -78,7 +78,7 @@ struct EnrollBatch: AsyncParsableCommand {
                     \(summary.badImage) unreadable, \(summary.invalid) invalid, \(summary.transientFailures) to retry; journal \(journalPath)
                     """)
                 for e in summary.errors.prefix(20) { print("  \(e)") }
-                if let switched { print("active embedding model: \(switched.previousVersion) → \(switched.modelVersion)") }
+                if let switched { printSwitched(switched) }
                 else if switchOver { print("not switched over: \(summary.transientFailures) photo(s) still to retry") }
             }
             if summary.transientFailures > 0 { throw ExitCode(1) }
@@ -187,9 +187,17 @@ struct SwitchModel: AsyncParsableCommand {
         let c = try client.connect()
         defer { Task { await c.close() } }
         do {
-            let r = try await c.setActiveModel(version: version, force: force)
-            print("active embedding model: \(r.previousVersion) → \(r.modelVersion)")
+            printSwitched(try await c.setActiveModel(version: version, force: force))
         } catch { fail(error) }
+    }
+}
+
+/// The switch, and what to do with the previous version's templates once the new one is trusted.
+func printSwitched(_ r: WireActiveModel) {
+    print("active embedding model: \(r.previousVersion) → \(r.modelVersion)")
+    if !r.previousVersion.isEmpty, r.previousVersion != r.modelVersion {
+        print("model \(r.previousVersion)'s templates stay stored (switching back needs them); once \(r.modelVersion) is trusted: "
+              + "facet purge-model \(r.previousVersion) --dry-run, then without --dry-run")
     }
 }
 

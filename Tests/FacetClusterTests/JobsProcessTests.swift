@@ -219,7 +219,11 @@ struct JobsProcessTests {
             // The active version cannot be purged; nor can an empty one be named.
             await expectError(.failedPrecondition) { _ = try await client.startPurgeModel(version: "1") }
             await expectError(.invalidArgument) { _ = try await client.startPurgeModel(version: "") }
-            _ = try await client.setActiveModel(version: "2", force: true)
+            // The switch through the CLI, which points at the purge.
+            let switched = try await runFacet(["switch-model", "2", "--force", "--endpoint", harness.frontend, "--insecure-plaintext"])
+            #expect(switched.status == 0 && switched.output.contains("active embedding model: 1 → 2"), "\(switched.output)")
+            #expect(switched.output.contains("facet purge-model 1 --dry-run"), "\(switched.output)")
+            #expect(try await client.status().model.version == "2")
 
             // A dry run counts and deletes nothing.
             let dry = try await finished(client, try await client.startPurgeModel(version: "1", dryRun: true).jobID)
