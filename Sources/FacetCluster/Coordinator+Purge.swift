@@ -29,7 +29,8 @@ extension Coordinator {
         var parameters = ["model_version": version, "dry_run": "\(r.dryRun)"]
         if !r.reason.isEmpty { parameters["reason"] = r.reason }
         let job: WireJob
-        switch jobs.registry.createAlone(kind: .purgeModel, parameters: parameters) {
+        switch jobs.registry.startAlone(kind: .purgeModel, parameters: parameters, phase: r.dryRun ? "counting" : "purging",
+                                        total: UInt64(layout.allPartitions.count)) {
         case .created(let created): job = created
         case .refused(let running):
             throw FacetError(.failedPrecondition, "a purge is already running: \(running.jobID)", retryAfterMilliseconds: 1000)
@@ -49,13 +50,11 @@ extension Coordinator {
     }
 
     private func runPurge(_ id: String, version: String, dryRun: Bool) async {
-        let registry = jobs.registry
-        registry.markRunning(id)
+        let registry = jobs.registry   // the job was registered running, in `phase`, with the partition count as total
         var log = logger
         log[metadataKey: "job.id"] = "\(id)"
         let phase = dryRun ? "counting" : "purging"
         let partitions = layout.allPartitions
-        registry.progress(id, phase: phase, done: 0, total: UInt64(partitions.count))
         var count = PurgeCount()
         do throws(FacetError) {
             for (i, p) in partitions.enumerated() {

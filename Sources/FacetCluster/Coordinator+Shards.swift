@@ -213,21 +213,21 @@ extension Coordinator {
             return true
         }) else { return }
         // A job too, so the history shows the roll-back next to the change it undid (FAILED after the restart).
-        let id = jobs.registry.create(kind: .rebalance, parameters: ["operation": "roll-back", "from_epoch": "\(map.epoch)"]).jobID
-        jobs.registry.markRunning(id)
-        jobs.registry.progress(id, phase: "rolling back the unfinished change of epoch \(map.epoch)")
+        let id = jobs.registry.start(kind: .rebalance, parameters: ["operation": "roll-back", "from_epoch": "\(map.epoch)"],
+                                     phase: "rolling back the unfinished change of epoch \(map.epoch)").jobID
         Task {
-            let outcome = await self.rollBack(map, why: "an earlier run of this coordinator stopped during it")
+            let (outcome, rolledBack) = await self.rollBack(map, why: "an earlier run of this coordinator stopped during it")
             self.shardWork.withLock { $0.changing = false; $0.lastChange = outcome }
-            self.jobs.registry.finish(id, state: outcome.hasPrefix("rolled back") ? .succeeded : .failed, result: outcome)
+            self.jobs.registry.finish(id, state: rolledBack ? .succeeded : .failed, result: outcome)
         }
     }
 
     /// Rolls back the unsettled map `map` (made by this coordinator): a map at epoch + 1 without the incoming
     /// replicas (a matcher the change was adding, now holding nothing, leaves the map), then the incoming copies are
     /// dropped. Nothing acknowledged is lost: every write went to the replicas too, and an acknowledged one to a
-    /// complete replica. The operator runs the change again. Returns the outcome for `lastChange`.
-    func rollBack(_ map: ClusterShardMap, why: String) async -> String {
+    /// complete replica. The operator runs the change again. Returns the outcome for `lastChange`, and whether the
+    /// map was rolled back.
+    func rollBack(_ map: ClusterShardMap, why: String) async -> (outcome: String, rolledBack: Bool) {
         var rolled = map
         rolled.epoch += 1
         rolled.changedBy = nodeID
@@ -242,12 +242,12 @@ extension Coordinator {
             try await commit(rolled, required: [])
         } catch {
             logger.error("cannot roll back an unfinished shard change", metadata: ["error": "\(error)"])
-            return "roll-back of an unfinished change failed: \(error)"
+            return ("roll-back of an unfinished change failed: \(error)", false)
         }
         logger.warning("rolled back a shard change that could not finish (\(why)); run it again",
                        metadata: ["epoch": "\(rolled.epoch)", "incoming": "\(dropped.map { "\($0.node)/p\($0.partition)" })"])
         for key in dropped { await dropCopy(key.partition, on: key.node) }
-        return "rolled back (\(why)): epoch \(rolled.epoch)"
+        return ("rolled back (\(why)): epoch \(rolled.epoch)", true)
     }
 
     /// Copies a live matcher reports holding of partitions the (settled) map does not give it — left by a change that
@@ -489,9 +489,7 @@ extension Coordinator {
         }
         var parameters = ["operation": operation, "moves": "\(plan.moves.count)", "from_epoch": "\(map.epoch)"]
         if !r.nodeID.isEmpty { parameters["node_id"] = r.nodeID }
-        let id = jobs.registry.create(kind: .rebalance, parameters: parameters).jobID
-        jobs.registry.markRunning(id)
-        jobs.registry.progress(id, phase: "moving", done: 0, total: UInt64(plan.moves.count))
+        let id = jobs.registry.start(kind: .rebalance, parameters: parameters, phase: "moving", total: UInt64(plan.moves.count)).jobID
         reply.jobID = id
         shardWork.withLock { $0.lastChange = "\(id): running, \(plan.moves.count) moves" }
         ctx.logger.info("shard change started", metadata: ["change": "\(id)", "moves": "\(plan.moves)"])
@@ -508,7 +506,7 @@ extension Coordinator {
                 // map replaced ours meanwhile.
                 let map = self.currentMap
                 if !map.isSettled, map.changedBy == self.nodeID {
-                    outcome = "failed: \(error); " + (await self.rollBack(map, why: "it failed: \(error)"))
+                    outcome = "failed: \(error); " + (await self.rollBack(map, why: "it failed: \(error)")).outcome
                 } else {
                     outcome = "failed: \(error)"
                 }

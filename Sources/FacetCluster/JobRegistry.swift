@@ -85,7 +85,15 @@ public final class JobRegistry: Sendable {
 
     /// Registers a new job in state PENDING.
     public func create(kind: WireJobKind, parameters: [String: String] = [:], now: Int64 = wireNowUnixMilliseconds()) -> WireJob {
-        switch create(kind: kind, parameters: parameters, now: now, alone: false) {
+        switch create(kind: kind, parameters: parameters, now: now, alone: false, running: nil) {
+        case .created(let job), .refused(let job): return job
+        }
+    }
+
+    /// Registers a new job that starts at once: RUNNING in `phase`, `total` items (one write of the history file
+    /// instead of one each for creating, starting and the first progress report).
+    public func start(kind: WireJobKind, parameters: [String: String] = [:], phase: String, total: UInt64 = 0) -> WireJob {
+        switch create(kind: kind, parameters: parameters, now: wireNowUnixMilliseconds(), alone: false, running: (phase, total)) {
         case .created(let job), .refused(let job): return job
         }
     }
@@ -95,22 +103,25 @@ public final class JobRegistry: Sendable {
         case refused(WireJob)   // the job of the same kind already pending or running
     }
 
-    /// Registers a new job unless one of `kind` is pending or running (checked and registered under one lock, so two
-    /// requests at once cannot both start one).
-    public func createAlone(kind: WireJobKind, parameters: [String: String] = [:], now: Int64 = wireNowUnixMilliseconds()) -> Creation {
-        create(kind: kind, parameters: parameters, now: now, alone: true)
+    /// As ``start(kind:parameters:phase:total:)``, unless a job of `kind` is pending or running (checked and
+    /// registered under one lock, so two requests at once cannot both start one).
+    public func startAlone(kind: WireJobKind, parameters: [String: String] = [:], phase: String, total: UInt64 = 0) -> Creation {
+        create(kind: kind, parameters: parameters, now: wireNowUnixMilliseconds(), alone: true, running: (phase, total))
     }
 
-    private func create(kind: WireJobKind, parameters: [String: String], now: Int64, alone: Bool) -> Creation {
+    private func create(kind: WireJobKind, parameters: [String: String], now: Int64, alone: Bool,
+                        running start: (phase: String, total: UInt64)?) -> Creation {
         let n = counter.withLock { $0 += 1; return $0 }
         var job = WireJob()
         job.jobID = "\(prefix)-\(Self.kindName(kind))-\(String(now, radix: 36))-\(n)"
         job.kind = kind
-        job.state = .pending
+        job.state = start == nil ? .pending : .running
         job.createdUnixMs = now
+        if start != nil { job.startedUnixMs = now }
         job.parameters = parameters
         job.progress.jobID = job.jobID
-        job.progress.phase = "pending"
+        job.progress.phase = start?.phase ?? "pending"
+        job.progress.total = start?.total ?? 0
         job.progress.updatedUnixMs = now
         let running = entries.withLock { e -> WireJob? in
             if alone, let other = e.values.filter({ $0.job.kind == kind && !Self.isFinished($0.job.state) }).min(by: { $0.sequence < $1.sequence }) {

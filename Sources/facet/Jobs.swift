@@ -27,9 +27,7 @@ struct Jobs: AsyncParsableCommand {
             }
             var wantedKind = WireJobKind.unspecified
             if let kind {
-                guard let k = WireJobKind.allCases.first(where: { $0 != .unspecified && JobRegistry.kindName($0) == kind.lowercased() }) else {
-                    throw ValidationError("unknown kind \(kind) (retrain, rebalance, purge-model)")
-                }
+                guard let k = jobKind(named: kind) else { throw ValidationError("unknown kind \(kind) (retrain, rebalance, purge-model)") }
                 wantedKind = k
             }
             try await client.withClient { c in
@@ -134,8 +132,13 @@ func reportJob(_ job: WireJob, waited: Bool, json: Bool) throws {
     if waited && job.state != .succeeded { throw ExitCode(1) }
 }
 
+/// The state or kind a name given on the command line stands for (the names `JobRegistry` prints).
 func jobState(named s: String) -> WireJobState? {
-    ["pending": .pending, "running": .running, "succeeded": .succeeded, "failed": .failed, "cancelled": .cancelled][s.lowercased()]
+    WireJobState.allCases.first { $0 != .unspecified && JobRegistry.stateName($0) == s.lowercased() }
+}
+
+func jobKind(named s: String) -> WireJobKind? {
+    WireJobKind.allCases.first { $0 != .unspecified && JobRegistry.kindName($0) == s.lowercased() }
 }
 
 func jobStateName(_ s: WireJobState) -> String { JobRegistry.stateName(s) }

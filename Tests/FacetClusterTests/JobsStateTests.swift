@@ -43,20 +43,23 @@ struct JobsStateTests {
         #expect(throws: FacetError.self) { _ = try r.list(pageToken: "x") }
     }
 
-    @Test("createAlone refuses a second job of a kind while one is pending or running, also from many threads at once")
-    func createAloneIsAtomic() throws {
+    @Test("startAlone refuses a second job of a kind while one is pending or running, also from many threads at once")
+    func startAloneIsAtomic() throws {
         let r = JobRegistry(prefix: "c1")
         let created = LockedValue(0)
         DispatchQueue.concurrentPerform(iterations: 64) { _ in
-            if case .created = r.createAlone(kind: .purgeModel) { created.withLock { $0 += 1 } }
+            if case .created = r.startAlone(kind: .purgeModel, phase: "purging") { created.withLock { $0 += 1 } }
         }
         #expect(created.withLock { $0 } == 1)
         let first = try #require(r.active(kind: .purgeModel).first)
-        guard case .refused(let other) = r.createAlone(kind: .purgeModel) else { Issue.record("not refused"); return }
+        #expect(first.state == .running && first.progress.phase == "purging" && first.startedUnixMs > 0)
+        let counted = r.start(kind: .rebalance, phase: "moving", total: 7)
+        #expect(counted.state == .running && counted.progress.total == 7 && r.get(counted.jobID)?.progress.phase == "moving")
+        guard case .refused(let other) = r.startAlone(kind: .purgeModel, phase: "purging") else { Issue.record("not refused"); return }
         #expect(other.jobID == first.jobID)
-        if case .refused = r.createAlone(kind: .retrain) { Issue.record("another kind was refused") }
+        if case .refused = r.startAlone(kind: .retrain, phase: "gathering") { Issue.record("another kind was refused") }
         r.finish(first.jobID, state: .succeeded)
-        guard case .created = r.createAlone(kind: .purgeModel) else { Issue.record("refused after the first finished"); return }
+        guard case .created = r.startAlone(kind: .purgeModel, phase: "purging") else { Issue.record("refused after the first finished"); return }
     }
 
     @Test("a registry with a file keeps its history across a restart; jobs that were running come back failed")
